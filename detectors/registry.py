@@ -1,0 +1,125 @@
+"""Which detectors run in which stage, with which hyper-parameters: the one place to read or change.
+
+Adding a detector: write the class (see ``detectors/base.py``), add it to ``detectors.__all__`` and
+to the conformance suite, and build it in the stage whose key it watches below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
+
+from schemas import Catalogue, RiskWarning, Scope, WarningKind
+
+from .enterprise import EnterpriseOutlierDetector, EnterpriseRepeatDetector
+from .patrol import PatrolDetector
+from .rate import RateChangeDetector
+from .systemic import SystemicItemDetector
+from .target import PolicyTargetDetector
+
+if TYPE_CHECKING:
+    from .engine import EngineConfig, Labels
+
+__all__ = [
+    "DetectorSet",
+    "KeyedDetector",
+    "build_industry_detectors",
+    "build_patrol_detectors",
+    "build_region_detectors",
+    "build_systemic_detector",
+]
+
+
+class KeyedDetector:
+    """One detector instance per key (an enterprise, an industry), created on first sight."""
+
+    def __init__(self, key: Callable[[Any], str], factory: Callable[[str], Any]) -> None:
+        self._key = key
+        self._factory = factory
+        self.instances: dict[str, Any] = {}
+
+    def step(self, obs: Any) -> list[RiskWarning]:
+        k = self._key(obs)
+        det = self.instances.get(k)
+        if det is None:
+            det = self.instances[k] = self._factory(k)
+        result: list[RiskWarning] = det.step(obs)
+        return result
+
+
+class DetectorSet:
+    """The detectors of one stage, stepped in a fixed order."""
+
+    def __init__(self, week: Sequence[Any] = (), record: Sequence[Any] = ()) -> None:
+        self.week = list(week)
+        self.record = list(record)
+
+    def on_week(self, obs: Any) -> list[RiskWarning]:
+        out: list[RiskWarning] = []
+        for det in self.week:
+            out += det.step(obs)
+        return out
+
+    def on_record(self, record: Any) -> list[RiskWarning]:
+        out: list[RiskWarning] = []
+        for det in self.record:
+            out += det.step(record)
+        return out
+
+
+def _enterprise_repeat(enterprise_id: str, *, region_label: str) -> EnterpriseRepeatDetector:
+    return EnterpriseRepeatDetector(enterprise_id=enterprise_id, region_label=region_label)
+
+
+def _enterprise_outlier(industry: str, *, region: str, cat_items: dict[str, tuple[str, ...]], seed: int
+                        ) -> EnterpriseOutlierDetector:
+    return EnterpriseOutlierDetector(region=region, industry=industry, items=cat_items.get(industry, ()), seed=seed)
+
+
+def build_region_detectors(region: str, cat: Catalogue, config: EngineConfig, labels: Labels) -> DetectorSet:
+    scope = Scope(region=region)
+    label = labels.region(region)
+    return DetectorSet(
+        week=[
+            RateChangeDetector(name="regional_rate", kind=WarningKind.regional, scope=scope, label=label),
+            PolicyTargetDetector(kind=WarningKind.regional, scope=scope, label=label),
+        ],
+        record=[
+            KeyedDetector(attrgetter("enterprise_id"), partial(_enterprise_repeat, region_label=label)),
+            KeyedDetector(
+                attrgetter("industry"),
+                partial(
+                    _enterprise_outlier,
+                    region=region,
+                    cat_items={i.slug: i.hazard_items for i in cat.industries},
+                    seed=config.seed,
+                ),
+            ),
+        ],
+    )
+
+
+def build_patrol_detectors(region: str, cat: Catalogue, config: EngineConfig, labels: Labels) -> DetectorSet:
+    return DetectorSet(record=[PatrolDetector(region=region, label=labels.region(region))])
+
+
+def build_industry_detectors(industry: str, cat: Catalogue, config: EngineConfig, labels: Labels) -> DetectorSet:
+    scope = Scope(industry=industry)
+    label = labels.industry(industry)
+    return DetectorSet(
+        week=[
+            RateChangeDetector(name="industry_rate", kind=WarningKind.industry, scope=scope, label=label),
+            PolicyTargetDetector(kind=WarningKind.industry, scope=scope, label=label),
+        ]
+    )
+
+
+def build_systemic_detector(item: str, cat: Catalogue, config: EngineConfig, labels: Labels) -> SystemicItemDetector:
+    return SystemicItemDetector(
+        item=item,
+        label=labels.item(item),
+        region_labels=dict(labels.regions),
+        industry_labels=dict(labels.industries),
+    )

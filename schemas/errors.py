@@ -1,0 +1,58 @@
+"""One exception root for the vocabulary, and field-level error descriptions.
+
+Every layer (ingest, replay, the stream's dead-letter policy) reports bad input the same way: a list
+of :class:`FieldError` naming the field (dotted path, list indexes included) and the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+__all__ = ["FieldError", "QualityWatchError", "RecordError", "field_errors"]
+
+
+class QualityWatchError(Exception):
+    """Root of the exceptions QualityWatch raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    reason: str
+    type: str = "invalid"
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason, "type": self.type}
+
+
+class RecordError(QualityWatchError):
+    """A record was refused; ``errors`` names each field and why."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+_READABLE = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field of this record",
+    "timezone_aware": "must carry a UTC offset (ISO 8601, e.g. 2026-03-01T10:00:00+08:00)",
+}
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """Flatten a pydantic ``ValidationError`` into field/reason pairs a person can read."""
+    out: list[FieldError] = []
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in err["loc"])
+        kind = str(err["type"])
+        reason = _READABLE.get(kind, str(err["msg"]))
+        if kind.startswith("value_error") and reason.startswith("Value error, "):
+            reason = reason[len("Value error, ") :]
+        out.append(FieldError(field=field, reason=reason, type=kind))
+    return out

@@ -1,0 +1,261 @@
+"""Inspectors' records: sampling (spot-check) results and risk-source patrol reports.
+
+Field names are the wire contract (JSON). Catalogue-dependent checks read the catalogue and the
+clock from the validation context::
+
+    SamplingResult.model_validate(data, context={"catalogue": cat, "now": now})
+
+Without a context the packaged default catalogue and the wall clock (UTC) are used. Every error
+names the field and the reason (see :func:`schemas.errors.field_errors`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from .catalogue import Catalogue, default_catalogue, normalise_text
+from .uscc import uscc_problem
+
+__all__ = [
+    "MAX_AGE",
+    "MAX_FUTURE_SKEW",
+    "PatrolAction",
+    "PatrolReport",
+    "SamplingResult",
+    "SamplingSource",
+    "Severity",
+    "TestItem",
+    "validation_context",
+]
+
+#: A record may be stamped at most this far ahead of the validating clock (devices drift).
+MAX_FUTURE_SKEW = timedelta(minutes=10)
+#: Records older than this are implausible (a typo in the year, or an epoch default).
+MAX_AGE = timedelta(days=3660)
+
+
+class SamplingSource(StrEnum):
+    supervision_sampling = "supervision_sampling"
+    risk_monitoring = "risk_monitoring"
+    special_campaign = "special_campaign"
+
+
+class Severity(StrEnum):
+    general = "general"  # 一般隐患
+    major = "major"  # 重大隐患
+
+
+class PatrolAction(StrEnum):
+    rectified_on_site = "rectified_on_site"
+    rectification_ordered = "rectification_ordered"
+    suspended = "suspended"
+    escalated = "escalated"
+
+
+def validation_context(catalogue: Catalogue | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """The context dict records are validated with (catalogue and an injectable clock)."""
+    return {"catalogue": catalogue or default_catalogue(), "now": now}
+
+
+def _catalogue(info: ValidationInfo) -> Catalogue:
+    ctx = info.context or {}
+    cat = ctx.get("catalogue")
+    return cat if cat is not None else default_catalogue()
+
+
+def _now(info: ValidationInfo) -> datetime:
+    ctx = info.context or {}
+    now = ctx.get("now")
+    return now if now is not None else datetime.now(UTC)
+
+
+def _non_blank(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise PydanticCustomError("blank", "must not be blank")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_non_blank)]
+
+
+def _check_event_time(value: datetime, info: ValidationInfo) -> datetime:
+    now = _now(info)
+    if value > now + MAX_FUTURE_SKEW:
+        raise PydanticCustomError(
+            "in_future",
+            "{when} is in the future (validating clock {now})",
+            {"when": value.isoformat(), "now": now.isoformat(timespec="seconds")},
+        )
+    if value < now - MAX_AGE:
+        raise PydanticCustomError(
+            "implausibly_old",
+            "{when} is implausibly old (more than {days} days before {now})",
+            {"when": value.isoformat(), "days": MAX_AGE.days, "now": now.isoformat(timespec="seconds")},
+        )
+    return value
+
+
+def _check_region(value: str, info: ValidationInfo) -> str:
+    cat = _catalogue(info)
+    if cat.region(value) is None:
+        raise PydanticCustomError(
+            "unknown_region",
+            "'{value}' is not a county code of the {pref} catalogue (known: {known})",
+            {"value": value, "pref": cat.prefecture_code, "known": ", ".join(cat.region_codes)},
+        )
+    return value
+
+
+def _check_industry(value: str, info: ValidationInfo) -> str:
+    cat = _catalogue(info)
+    if cat.industry(value) is None:
+        raise PydanticCustomError(
+            "unknown_industry",
+            "'{value}' is not an industry of the catalogue (known: {known})",
+            {"value": value, "known": ", ".join(cat.industry_slugs)},
+        )
+    return value
+
+
+def _check_enterprise(value: str) -> str:
+    code = value.strip().upper()
+    problem = uscc_problem(code)
+    if problem is not None:
+        raise PydanticCustomError(
+            "invalid_uscc", "'{value}' is not a unified social credit code: {problem}", {"value": value, "problem": problem}
+        )
+    return code
+
+
+EnterpriseId = Annotated[str, AfterValidator(_check_enterprise)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class TestItem(_Record):
+    """One tested item of a batch: its value against its limit."""
+
+    __test__ = False  # not a pytest class
+
+    name: NonBlank
+    value: float | None = None
+    limit: float | None = None
+    unit: str | None = None
+    passed: bool | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _normalise_name(cls, value: str, info: ValidationInfo) -> str:
+        return _catalogue(info).normalise_item(value)
+
+
+class SamplingResult(_Record):
+    """One tested batch (监督抽查 / 风险监测 result)."""
+
+    id: NonBlank = Field(max_length=128)
+    sampled_at: AwareDatetime
+    reported_at: AwareDatetime | None = None
+    region: str
+    industry: str
+    product: NonBlank
+    enterprise_id: EnterpriseId
+    enterprise_name: str | None = None
+    passed: bool
+    failed_items: list[str] = Field(default_factory=list, validate_default=True)
+    test_items: list[TestItem] | None = None
+    inspector_id: NonBlank
+    lab_id: str | None = None
+    source: SamplingSource = SamplingSource.supervision_sampling
+
+    _event_time = field_validator("sampled_at")(_check_event_time)
+    _region = field_validator("region")(_check_region)
+    _industry = field_validator("industry")(_check_industry)
+
+    @field_validator("product")
+    @classmethod
+    def _normalise_product(cls, value: str, info: ValidationInfo) -> str:
+        return _catalogue(info).normalise_product(value)
+
+    @field_validator("reported_at")
+    @classmethod
+    def _reported_after_sampling(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        sampled = info.data.get("sampled_at")
+        if value is not None and sampled is not None and value < sampled:
+            raise PydanticCustomError(
+                "reported_before_sampled", "is earlier than sampled_at ({sampled})", {"sampled": sampled.isoformat()}
+            )
+        return value
+
+    @field_validator("failed_items")
+    @classmethod
+    def _normalise_items(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        cat = _catalogue(info)
+        out: list[str] = []
+        for n, raw in enumerate(value):
+            if not normalise_text(raw):
+                raise PydanticCustomError("blank", "item {n} is blank", {"n": n})
+            name = cat.normalise_item(raw)
+            if name not in out:
+                out.append(name)
+        passed = info.data.get("passed")
+        if passed is False and not out:
+            raise PydanticCustomError("failed_items_missing", "must name at least one hazard item when passed is false")
+        if passed is True and out:
+            raise PydanticCustomError(
+                "failed_items_on_pass", "must be empty when passed is true (got {items})", {"items": ", ".join(out)}
+            )
+        return out
+
+    @field_validator("test_items")
+    @classmethod
+    def _test_items_agree(cls, value: list[TestItem] | None, info: ValidationInfo) -> list[TestItem] | None:
+        listed = info.data.get("failed_items")
+        if value and listed is not None:
+            for item in value:
+                if item.passed is False and item.name not in listed:
+                    raise PydanticCustomError(
+                        "failed_item_unlisted",
+                        "test item '{name}' failed but is not listed in failed_items",
+                        {"name": item.name},
+                    )
+        return value
+
+
+class PatrolReport(_Record):
+    """One risk-source inspection patrol (风险源巡查)."""
+
+    id: NonBlank = Field(max_length=128)
+    patrolled_at: AwareDatetime
+    region: str
+    industry: str
+    enterprise_id: EnterpriseId
+    inspector_id: NonBlank
+    hazard: NonBlank
+    severity: Severity
+    action: PatrolAction
+    note: str = ""
+
+    _event_time = field_validator("patrolled_at")(_check_event_time)
+    _region = field_validator("region")(_check_region)
+    _industry = field_validator("industry")(_check_industry)
+
+    @field_validator("hazard")
+    @classmethod
+    def _normalise_hazard(cls, value: str, info: ValidationInfo) -> str:
+        return _catalogue(info).normalise_item(value)
