@@ -1,0 +1,49 @@
+# QualityWatch — common tasks. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+RUN_DIR ?= var/demo
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-dev run demo test test-unit test-integration lint typecheck bench clean
+
+help:  ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/qualitywatch: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+install: $(BIN)/qualitywatch  ## create .venv and install the project with its test and dev tools
+
+run: install  ## run the platform on the embedded defaults (embedded broker, SQLite, demo data)
+	$(BIN)/qualitywatch up
+
+demo: install  ## offline demo: simulate a year of data, replay it through the detectors, score the warnings
+	$(BIN)/qualitywatch simulate --seed 1 --out $(RUN_DIR)
+	$(BIN)/qualitywatch replay $(RUN_DIR)/events.jsonl --patrols $(RUN_DIR)/patrols.jsonl --out $(RUN_DIR)/warnings.jsonl
+	$(BIN)/qualitywatch evaluate $(RUN_DIR)
+
+test: install  ## run the whole test suite (starts the embedded broker itself; PostgreSQL too if QW_TEST_DATABASE_URL is set)
+	$(BIN)/pytest
+
+test-unit: install  ## unit tests only
+	$(BIN)/pytest tests/unit
+
+test-integration: install  ## integration tests only (real broker, real databases, real SMTP)
+	$(BIN)/pytest -m integration
+
+lint: install  ## ruff
+	$(BIN)/ruff check .
+
+typecheck: install  ## mypy (strict)
+	$(BIN)/mypy schemas detectors stream alerts qualitywatch
+
+bench: install  ## the benchmarks (figures go into docs/benchmarks.md)
+	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/detection.py --seeds 10
+
+clean:  ## remove the virtual environment and generated files
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

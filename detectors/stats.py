@@ -1,0 +1,149 @@
+"""Small statistics shared by the count detectors: a binomial GLM, dispersion, tails and bounds.
+
+Everything here is pure numpy / math (scipy only for exact binomial tails), deterministic and cheap
+enough to run for every series every week: a 156-week logistic fit by IRLS takes well under a
+millisecond.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binom
+
+__all__ = [
+    "GlmFit",
+    "beta_binomial_rho",
+    "binomial_upper_tail",
+    "clopper_pearson_upper",
+    "expit",
+    "fit_binomial_glm",
+    "normal_sf",
+    "wilson_upper",
+]
+
+
+def expit(x: float | np.ndarray) -> float | np.ndarray:
+    """Inverse logit, numerically safe for large |x|."""
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))
+
+
+def normal_sf(z: float) -> float:
+    """Upper tail of the standard normal: P(Z > z)."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+@dataclass(frozen=True, slots=True)
+class GlmFit:
+    """A fitted logistic model: coefficients, their (unscaled) covariance, fitted probabilities."""
+
+    beta: np.ndarray
+    cov: np.ndarray
+    mu: np.ndarray
+    converged: bool
+    iterations: int
+
+
+def fit_binomial_glm(
+    x: np.ndarray,
+    failed: np.ndarray,
+    tested: np.ndarray,
+    *,
+    max_iter: int = 25,
+    tol: float = 1e-8,
+    ridge: float = 1e-6,
+) -> GlmFit:
+    """Fit ``logit(p) = x @ beta`` to ``failed`` of ``tested`` by iteratively reweighted least squares.
+
+    ``ridge`` is a tiny penalty on every coefficient but the intercept (column 0) so that a series
+    with no failure at all, or a design that is nearly collinear, still gives a finite answer.
+    The covariance is the inverse Fisher information (multiply by a dispersion to use it).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(failed, dtype=float)
+    n = np.asarray(tested, dtype=float)
+    if x.ndim != 2 or x.shape[0] != y.shape[0] or y.shape != n.shape:
+        raise ValueError(f"fit_binomial_glm: shapes do not match (x {x.shape}, failed {y.shape}, tested {n.shape})")
+    k = x.shape[1]
+    pen = np.full(k, ridge)
+    pen[0] = 0.0
+    # start at the pooled rate (shrunk away from 0 and 1)
+    p0 = (y.sum() + 0.5) / (n.sum() + 1.0)
+    beta = np.zeros(k)
+    beta[0] = math.log(p0 / (1.0 - p0))
+    converged = False
+    it = 0
+    info = np.eye(k)
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
+        eta = x @ beta
+        mu = expit(eta)
+        w = n * mu * (1.0 - mu) + 1e-12
+        z = eta + (y - n * mu) / w
+        xw = x * w[:, None]
+        info = x.T @ xw + np.diag(pen)
+        new = np.linalg.solve(info, xw.T @ z)
+        if not np.all(np.isfinite(new)):
+            break
+        step = float(np.max(np.abs(new - beta)))
+        beta = new
+        if step < tol:
+            converged = True
+            break
+    mu = expit(x @ beta)
+    w = n * mu * (1.0 - mu) + 1e-12
+    info = x.T @ (x * w[:, None]) + np.diag(pen)
+    cov = np.linalg.inv(info)
+    return GlmFit(beta=beta, cov=cov, mu=np.asarray(mu), converged=converged, iterations=it)
+
+
+def beta_binomial_rho(failed: np.ndarray, tested: np.ndarray, mu: np.ndarray, n_params: int = 1) -> float:
+    """Moment estimate of the intra-week correlation ``rho`` (beta-binomial overdispersion).
+
+    Under ``Var(Y) = n mu (1 - mu) (1 + (n - 1) rho)`` the excess of the squared residuals over the
+    binomial variance, summed over weeks, estimates ``rho * sum n (n - 1) mu (1 - mu)``. The sum of
+    squares is corrected for the ``n_params`` fitted coefficients. Never negative (0 = binomial).
+    Unlike a quasi-binomial ``phi``, this lets the variance grow with the square of the volume, so a
+    campaign week that triples the tests does not look three times as certain as it is.
+    """
+    y = np.asarray(failed, dtype=float)
+    n = np.asarray(tested, dtype=float)
+    m = len(y)
+    if m <= n_params + 1:
+        return 0.0
+    v = n * mu * (1.0 - mu)
+    excess = float(np.sum((y - n * mu) ** 2) * m / (m - n_params) - np.sum(v))
+    denom = float(np.sum(n * (n - 1.0) * mu * (1.0 - mu)))
+    if denom <= 0.0:
+        return 0.0
+    return max(0.0, min(excess / denom, 0.5))
+
+
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p) (exact)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    return float(binom.sf(k - 1, n, min(max(p, 0.0), 1.0)))
+
+
+def wilson_upper(successes: int, n: int, z: float = 1.6448536269514722) -> float:
+    """One-sided Wilson score upper bound of a proportion (default 95 %)."""
+    if n <= 0:
+        return 1.0
+    p = successes / n
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return min(1.0, (centre + half) / (1 + z2 / n))
+
+
+def clopper_pearson_upper(successes: int, n: int, alpha: float = 0.05) -> float:
+    """One-sided exact (Clopper-Pearson) upper bound of a proportion at level ``1 - alpha``."""
+    from scipy.stats import beta as beta_dist
+
+    if n <= 0 or successes >= n:
+        return 1.0
+    return float(beta_dist.ppf(1 - alpha, successes + 1, n - successes))
