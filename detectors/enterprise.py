@@ -1,41 +1,501 @@
-"""PLACEHOLDER (being written): enterprise repeat failures and unusual results (IsolationForest)."""
+"""Enterprise detectors: an enterprise's quality-credit record, and unusual results in passing batches.
+
+* :class:`EnterpriseRepeatDetector` (one per enterprise) counts the enterprise's failed samplings in
+  a rolling event-time window and escalates on repeats (levels in ``docs/detectors.md``);
+* :class:`EnterpriseOutlierDetector` (one per county and industry) fits an isolation forest to the
+  test-item values of passing batches (each value relative to its limit) and flags a passing batch
+  whose pattern is unlike the others: the early signal a pass/fail count cannot give.
+
+Both read one :class:`~schemas.SamplingResult` at a time, in event-time order, and follow event time
+only (``raised_at`` is the record's ``sampled_at``).
+"""
 
 from __future__ import annotations
 
+import math
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from schemas import RiskWarning, SamplingResult
+import numpy as np
+from scipy.special import bdtrc
 
-from .base import Detector, Score
+from schemas import Level, RiskWarning, SamplingResult, Scope, WarningKind, WarningStatus
+
+from .base import Detector, Score, make_warning
+
+__all__ = [
+    "DEFAULT_SEVERE_ITEMS",
+    "EnterpriseOutlierDetector",
+    "EnterpriseRepeatDetector",
+    "binomial_tail",
+]
+
+#: Hazard items whose single failure is already a (blue) warning: acute hazards to health, life and
+#: limb (toxins and lead in food, pesticide residue, radiation, electric shock). Chronic-exposure items
+#: (heavy-metal migration, azo dyes) are left to the repeat rules: they are common enough that a blue
+#: warning per failure would bury the rest. A hyper-parameter: another prefecture passes its own list.
+DEFAULT_SEVERE_ITEMS: tuple[str, ...] = (
+    "aflatoxin_b1",
+    "lead",
+    "pesticide_residue",
+    "radioactivity",
+    "electrical_safety",
+)
+_DEFAULT_SEVERE = frozenset(DEFAULT_SEVERE_ITEMS)  # shared by every instance (and stored once per pickle)
+
+
+def binomial_tail(failed: int, tested: int, rate: float) -> float:
+    """P(X >= failed) for X ~ Binomial(tested, rate)."""
+    if failed <= 0:
+        return 1.0
+    if failed > tested:
+        return 0.0
+    return float(bdtrc(failed - 1, tested, rate))
+
+
+def _days(n: float) -> timedelta:
+    return timedelta(days=n)
+
+
+# --------------------------------------------------------------------------------------------------
+# Repeat failures (quality-credit record)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """What the repeat detector sees of the window, ``obs`` included (the result of ``score``)."""
+
+    tested: int
+    failed: int
+    failed_ids: tuple[str, ...]
+    items: tuple[str, ...]
+    repeated_items: tuple[str, ...]
+    severe_items: tuple[str, ...]
+    p_value: float
+    level: Level | None
+    passes_in_row: int
 
 
 class EnterpriseRepeatDetector(Detector[SamplingResult]):
+    """Repeat failures of one enterprise within a rolling event-time window.
+
+    Levels (failures counted within ``window_days`` of the record, the record included):
+
+    * red: at least 4 failures, or the same hazard item failed twice;
+    * orange: 3 failures; yellow: 2 failures;
+    * the three above only when the binomial tail p-value of the failures among the enterprise's
+      samplings in the window, against ``expected_rate``, is at most ``alpha`` (an enterprise
+      sampled every week is expected to fail now and then);
+    * blue: otherwise, a failure of a ``severe_items`` item within the window.
+
+    A firing warning is emitted when the level first appears or rises. It resolves when the
+    enterprise passes ``clear_after_passes`` samplings in a row (its earlier failures are then
+    forgiven: they no longer count), or when, at its next sampling, the failures left in the
+    window no longer meet any rule. The expected rate is a fixed hyper-parameter, so there is no
+    learnt baseline to protect: the failures *are* the record and are always kept.
+    """
+
     name = "enterprise_repeat"
 
-    def __init__(self, *, enterprise_id: str, region_label: str, **hyper: Any) -> None:
+    def __init__(
+        self,
+        *,
+        enterprise_id: str,
+        region_label: str,
+        window_days: int = 365,
+        expected_rate: float = 0.06,
+        alpha: float = 0.05,
+        clear_after_passes: int = 3,
+        severe_items: tuple[str, ...] = DEFAULT_SEVERE_ITEMS,
+        max_tests: int = 1000,
+    ) -> None:
+        if not 0.0 < expected_rate < 1.0:
+            raise ValueError(f"expected_rate must be in (0, 1), got {expected_rate}")
+        if window_days <= 0 or clear_after_passes <= 0 or max_tests <= 0:
+            raise ValueError("window_days, clear_after_passes and max_tests must be positive")
         self.enterprise_id = enterprise_id
+        self.region_label = region_label
+        self.window = _days(window_days)
+        self.expected_rate = expected_rate
+        self.alpha = alpha
+        self.clear_after_passes = clear_after_passes
+        default = severe_items == DEFAULT_SEVERE_ITEMS
+        self.severe_items = _DEFAULT_SEVERE if default else frozenset(severe_items)
+        # state: samplings and failures within the window only (bounded)
+        self._tests: deque[tuple[datetime, bool]] = deque(maxlen=max_tests)
+        self._failures: deque[tuple[datetime, str, tuple[str, ...]]] = deque(maxlen=max_tests)
+        self._passes_in_row = 0
+        self._firing: Level | None = None
+        self._scope: Scope | None = None
+        self._label = enterprise_id
 
+    # -- contract ---------------------------------------------------------------------------------
     def score(self, obs: SamplingResult) -> Score:
-        return Score(0.0, 1.0)
+        rec = self._assess(obs)
+        return Score(
+            statistic=float(rec.failed),
+            threshold=2.0,
+            expected_rate=self.expected_rate,
+            p_value=rec.p_value,
+            alarm=rec.level is not None,
+            extra={"level": rec.level.value if rec.level else None, "tested": rec.tested},
+        )
 
     def learn(self, obs: SamplingResult) -> None:
-        pass
+        if self._scope is None:
+            self._scope = Scope(region=obs.region, industry=obs.industry, enterprise_id=self.enterprise_id)
+        if obs.enterprise_name:
+            self._label = obs.enterprise_name
+        self._tests.append((obs.sampled_at, obs.passed))
+        if obs.passed:
+            self._passes_in_row += 1
+        else:
+            self._passes_in_row = 0
+            self._failures.append((obs.sampled_at, obs.id, tuple(obs.failed_items)))
+        cutoff = obs.sampled_at - self.window
+        while self._tests and self._tests[0][0] <= cutoff:
+            self._tests.popleft()
+        while self._failures and self._failures[0][0] <= cutoff:
+            self._failures.popleft()
 
     def step(self, obs: SamplingResult) -> list[RiskWarning]:
-        return []
+        rec = self._assess(obs)
+        self.learn(obs)
+        out: list[RiskWarning] = []
+        if self._firing is not None:
+            if obs.passed and rec.passes_in_row >= self.clear_after_passes:
+                out.append(self._warn(obs, rec, self._firing, WarningStatus.resolved, "passes"))
+                self._firing = None
+                self._failures.clear()
+                return out
+            if rec.level is None:
+                out.append(self._warn(obs, rec, self._firing, WarningStatus.resolved, "window"))
+                self._firing = None
+                return out
+        if rec.level is not None and (self._firing is None or rec.level > self._firing):
+            self._firing = rec.level
+            out.append(self._warn(obs, rec, rec.level, WarningStatus.firing, None))
+        return out
+
+    # -- internals --------------------------------------------------------------------------------
+    def _assess(self, obs: SamplingResult) -> _Record:
+        cutoff = obs.sampled_at - self.window
+        expired = 0  # the deques are in event-time order and pruned by learn: skip the stale head only
+        for when, _ in self._tests:
+            if when > cutoff:
+                break
+            expired += 1
+        tested = 1 + len(self._tests) - expired
+        if obs.passed and not self._failures:  # the common case: a clean record of a clean enterprise
+            return _Record(tested, 0, (), (), (), (), 1.0, None, self._passes_in_row + 1)
+        failures = [(rid, items) for when, rid, items in self._failures if when > cutoff]
+        if not obs.passed:
+            failures.append((obs.id, tuple(obs.failed_items)))
+        seen: dict[str, int] = {}
+        for _rid, items in failures:
+            for item in items:
+                seen[item] = seen.get(item, 0) + 1
+        failed = len(failures)
+        repeated = tuple(sorted(i for i, n in seen.items() if n >= 2))
+        severe = tuple(sorted(i for i in seen if i in self.severe_items))
+        p_value = binomial_tail(failed, tested, self.expected_rate)
+        level: Level | None = None
+        if failed >= 2 and p_value <= self.alpha:
+            if failed >= 4 or repeated:
+                level = Level.red
+            elif failed == 3:
+                level = Level.orange
+            else:
+                level = Level.yellow
+        elif severe:
+            level = Level.blue
+        return _Record(
+            tested=tested,
+            failed=failed,
+            failed_ids=tuple(rid for rid, _ in failures),
+            items=tuple(sorted(seen)),
+            repeated_items=repeated,
+            severe_items=severe,
+            p_value=p_value,
+            level=level,
+            passes_in_row=self._passes_in_row + 1 if obs.passed else 0,
+        )
+
+    def _warn(
+        self, obs: SamplingResult, rec: _Record, level: Level, status: WarningStatus, reason: str | None
+    ) -> RiskWarning:
+        scope = self._scope or Scope(
+            region=obs.region, industry=obs.industry, enterprise_id=self.enterprise_id
+        )
+        items = ", ".join(rec.items) or "no open items"
+        days = self.window.days
+        who = f"Enterprise {self._label} ({self.region_label})"
+        if status is WarningStatus.firing:
+            summary = (
+                f"{who}: {rec.failed} failed of {rec.tested} samplings within {days} days ({items}) "
+                f"— {level.value} quality-credit warning"
+            )
+        elif reason == "passes":
+            summary = f"{who}: passed {rec.passes_in_row} samplings in a row — repeat warning resolved"
+        else:
+            summary = f"{who}: failures older than {days} days expired — repeat warning resolved"
+        ids = list(rec.failed_ids) if rec.failed_ids else [obs.id]
+        if status is WarningStatus.resolved:
+            ids.append(obs.id)
+        return make_warning(
+            detector=self.name,
+            kind=WarningKind.enterprise,
+            level=level,
+            scope=scope,
+            raised_at=obs.sampled_at,
+            window_start=obs.sampled_at - self.window,
+            window_end=obs.sampled_at,
+            tested=rec.tested,
+            failed=rec.failed,
+            expected_rate=self.expected_rate,
+            summary=summary,
+            statistic=float(rec.failed),
+            threshold=2.0,
+            p_value=rec.p_value,
+            record_ids=ids,
+            status=status,
+            alpha=self.alpha,
+            items=list(rec.items),
+            repeated_items=list(rec.repeated_items),
+            severe_items=list(rec.severe_items),
+            enterprise_name=self._label,
+            resolved_by=reason,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Unusual passing results (isolation forest)
+# --------------------------------------------------------------------------------------------------
+
+
+def _average_path_length(n: int) -> float:
+    """Expected path length of an unsuccessful search in a binary search tree of ``n`` points."""
+    if n <= 1:
+        return 0.0
+    if n == 2:
+        return 1.0
+    return 2.0 * (math.log(n - 1.0) + np.euler_gamma) - 2.0 * (n - 1.0) / n
+
+
+#: A fitted isolation tree as nested tuples: an inner node is ``(feature, threshold, left, right)``,
+#: a leaf is its depth plus the expected path length of the training points it holds.
+_Node = tuple[int, float, "_Node", "_Node"] | float
+
+
+@dataclass(frozen=True, slots=True)
+class _Forest:
+    """A fitted isolation forest reduced to nested tuples: small to pickle, quick to score one row."""
+
+    trees: tuple[_Node, ...]
+    denominator: float
+    offset: float
+    medians: tuple[float, ...]
+    min_train_score: float
+    n_train: int
+
+    def score(self, x: tuple[float, ...]) -> float:
+        """``IsolationForest.score_samples`` of one row (lower is more abnormal)."""
+        x32 = np.asarray(x, dtype=np.float32).tolist()  # the trees compare float32 values
+        depth = 0.0
+        for node in self.trees:
+            while node.__class__ is tuple:
+                feature, threshold, left, right = node
+                node = left if x32[feature] <= threshold else right
+            depth += node  # type: ignore[operator]
+        return float(-(2.0 ** (-depth / self.denominator)))
+
+
+def _nest(tree: Any) -> _Node:
+    left = tree.children_left.tolist()
+    right = tree.children_right.tolist()
+    feature = tree.feature.tolist()
+    threshold = tree.threshold.tolist()
+    counts = tree.n_node_samples.tolist()
+
+    def build(node: int, depth: int) -> _Node:
+        if left[node] == -1:
+            return depth + _average_path_length(counts[node])
+        return (feature[node], threshold[node], build(left[node], depth + 1), build(right[node], depth + 1))
+
+    return build(0, 0)
+
+
+def _compile(forest: Any, medians: tuple[float, ...], train: np.ndarray) -> _Forest:
+    trees = tuple(_nest(est.tree_) for est in forest.estimators_)
+    return _Forest(
+        trees=trees,
+        denominator=len(trees) * _average_path_length(int(forest.max_samples_)),
+        offset=float(forest.offset_),
+        medians=medians,
+        min_train_score=float(np.min(forest.score_samples(train))),
+        n_train=len(train),
+    )
 
 
 class EnterpriseOutlierDetector(Detector[SamplingResult]):
+    """Unusual test-item patterns among the passing batches of one county and industry.
+
+    Features: for each of the industry's catalogue ``items``, the tested value divided by its limit;
+    an item the batch did not test is imputed with that item's median in the training window (0
+    when it was never tested). Records without any usable test item are ignored.
+
+    The model describes *passing* batches: only passing records are scored, learnt and flagged
+    (a failure is already a warning for the other detectors, and failed values would teach the
+    model that out-of-limit values are normal). Vectors go into a fixed-size window
+    (``window`` newest); the forest is fitted once ``min_train`` vectors exist and refitted on the
+    window every ``refit_every`` new vectors, with ``random_state=seed``. A passing batch is flagged
+    when its score is below the threshold the forest learnt from ``contamination`` (blue), or below
+    every score of its training window (yellow). Flagged vectors are not learnt.
+
+    These are point warnings: one ``firing`` emission per unusual batch, never a ``resolved`` one.
+    """
+
     name = "enterprise_outlier"
 
-    def __init__(self, *, region: str, industry: str, items: tuple[str, ...], seed: int, **hyper: Any) -> None:
+    def __init__(
+        self,
+        *,
+        region: str,
+        industry: str,
+        items: tuple[str, ...],
+        seed: int,
+        min_train: int = 200,
+        refit_every: int = 1000,
+        window: int = 2000,
+        contamination: float = 0.01,
+        n_estimators: int = 50,
+        max_samples: int = 256,
+    ) -> None:
+        if not 0.0 < contamination < 0.5:
+            raise ValueError(f"contamination must be in (0, 0.5), got {contamination}")
+        if min_train < 2 or refit_every < 1 or window < min_train:
+            raise ValueError("need min_train >= 2, refit_every >= 1 and window >= min_train")
         self.region, self.industry = region, industry
+        self.items = tuple(items)
+        self.seed = seed
+        self.min_train = min_train
+        self.refit_every = refit_every
+        self.contamination = contamination
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self._index = {item: n for n, item in enumerate(self.items)}
+        self._buffer: deque[tuple[float, ...]] = deque(maxlen=window)
+        self._since_fit = 0
+        self._forest: _Forest | None = None
+        self.fits = 0
 
+    # -- features ---------------------------------------------------------------------------------
+    def features(self, obs: SamplingResult) -> tuple[float, ...] | None:
+        """value/limit per catalogue item (NaN when not tested); None when nothing is usable."""
+        if not obs.test_items or not self.items:
+            return None
+        x = [math.nan] * len(self.items)
+        found = False
+        for ti in obs.test_items:
+            n = self._index.get(ti.name)
+            if n is None or ti.value is None or not ti.limit:
+                continue
+            ratio = ti.value / ti.limit
+            if math.isfinite(ratio):
+                x[n] = ratio
+                found = True
+        return tuple(x) if found else None
+
+    # -- contract ---------------------------------------------------------------------------------
     def score(self, obs: SamplingResult) -> Score:
-        return Score(0.0, 1.0)
+        x = self.features(obs)
+        forest = self._forest
+        if x is None or forest is None or not obs.passed:
+            return Score(statistic=math.nan, threshold=math.nan, expected_rate=self.contamination)
+        row = tuple(m if math.isnan(v) else v for v, m in zip(x, forest.medians, strict=True))
+        s = forest.score(row)
+        alarm = s < forest.offset
+        return Score(
+            statistic=s,
+            threshold=forest.offset,
+            expected_rate=self.contamination,
+            alarm=alarm,
+            extra={"extreme": alarm and s < forest.min_train_score, "features": x},
+        )
 
     def learn(self, obs: SamplingResult) -> None:
-        pass
+        if not obs.passed:
+            return
+        x = self.features(obs)
+        if x is None:
+            return
+        self._buffer.append(x)
+        self._since_fit += 1
+        ready = len(self._buffer) >= self.min_train
+        if ready and (self._forest is None or self._since_fit >= self.refit_every):
+            self._fit()
 
     def step(self, obs: SamplingResult) -> list[RiskWarning]:
-        return []
+        s = self.score(obs)
+        if not s.alarm:
+            self.learn(obs)
+            return []
+        return [self._warn(obs, s)]
+
+    # -- internals --------------------------------------------------------------------------------
+    def _fit(self) -> None:
+        from sklearn.ensemble import IsolationForest
+
+        x = np.array(self._buffer, dtype=float)
+        present = ~np.isnan(x)
+        medians = tuple(
+            float(np.median(x[present[:, j], j])) if present[:, j].any() else 0.0 for j in range(x.shape[1])
+        )
+        x = np.where(present, x, np.array(medians))
+        model = IsolationForest(
+            n_estimators=self.n_estimators,
+            max_samples=min(self.max_samples, len(x)),
+            contamination=self.contamination,
+            random_state=self.seed,
+        ).fit(x)
+        self._forest = _compile(model, medians, x)
+        self._since_fit = 0
+        self.fits += 1
+
+    def _warn(self, obs: SamplingResult, s: Score) -> RiskWarning:
+        forest = self._forest
+        assert forest is not None  # an alarm needs a fitted forest
+        x: tuple[float, ...] = s.extra["features"]
+        tested = {item: round(v, 4) for item, v in zip(self.items, x, strict=True) if not math.isnan(v)}
+        level = Level.yellow if s.extra["extreme"] else Level.blue
+        shown = ", ".join(f"{k} {v:.2f}×limit" for k, v in tested.items())
+        label = obs.enterprise_name or obs.enterprise_id
+        summary = (
+            f"Unusual passing result of {label} ({obs.product}, {self.industry}, {self.region}): {shown} "
+            f"— score {s.statistic:.3f} below {forest.offset:.3f}"
+        )
+        return make_warning(
+            detector=self.name,
+            kind=WarningKind.enterprise,
+            level=level,
+            scope=Scope(region=self.region, industry=self.industry, enterprise_id=obs.enterprise_id),
+            raised_at=obs.sampled_at,
+            window_start=obs.sampled_at,
+            window_end=obs.sampled_at,
+            tested=1,
+            failed=0,
+            expected_rate=self.contamination,
+            summary=summary,
+            statistic=s.statistic,
+            threshold=forest.offset,
+            record_ids=[obs.id],
+            record_id=obs.id,
+            features=tested,
+            imputed=[item for item, v in zip(self.items, x, strict=True) if math.isnan(v)],
+            min_train_score=forest.min_train_score,
+            trained_on=forest.n_train,
+            product=obs.product,
+        )

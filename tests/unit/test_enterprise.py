@@ -1,0 +1,253 @@
+"""Enterprise detectors: the repeat-failure levels and resolution, and the isolation-forest outliers."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from sklearn.ensemble import IsolationForest
+
+from detectors.enterprise import (
+    EnterpriseOutlierDetector,
+    EnterpriseRepeatDetector,
+    _compile,
+    binomial_tail,
+)
+from schemas import Level, SamplingResult, WarningKind, WarningStatus, uscc_check_char, validation_context
+
+ZONE = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2023, 3, 6, 9, tzinfo=ZONE)
+CTX = validation_context(now=datetime(2030, 1, 1, tzinfo=ZONE))
+
+
+def uscc(n: int) -> str:
+    first = f"91653022MA{n:07d}"
+    return first + uscc_check_char(first)
+
+
+ENT = uscc(42)
+
+
+def rec(day: float, *, failed: tuple[str, ...] = (), **fields: Any) -> SamplingResult:
+    data: dict[str, Any] = {
+        "id": fields.pop("id", f"s-{day:g}"),
+        "sampled_at": (T0 + timedelta(days=day)).isoformat(),
+        "region": "653022",
+        "industry": "textiles",
+        "product": "carpet",
+        "enterprise_id": ENT,
+        "passed": not failed,
+        "failed_items": list(failed),
+        "inspector_id": "insp-9",
+    }
+    data.update(fields)
+    return SamplingResult.model_validate(data, context=CTX)
+
+
+def repeat(**hyper: Any) -> EnterpriseRepeatDetector:
+    return EnterpriseRepeatDetector(enterprise_id=ENT, region_label="Akto County", **hyper)
+
+
+def feed(det: Any, records: list[SamplingResult]) -> list[tuple[str, str, str]]:
+    out = []
+    for r in records:
+        out += [(r.id, w.status.value, w.level.value) for w in det.step(r)]
+    return out
+
+
+# -- repeat failures ---------------------------------------------------------------------------------
+
+
+def test_binomial_tail() -> None:
+    assert binomial_tail(0, 5, 0.1) == 1.0
+    assert binomial_tail(2, 2, 0.06) == pytest.approx(0.0036)
+    assert binomial_tail(2, 3, 0.06) == pytest.approx(3 * 0.06**2 * 0.94 + 0.06**3)
+    assert binomial_tail(4, 3, 0.06) == 0.0
+
+
+def test_levels_escalate_with_distinct_items() -> None:
+    det = repeat()
+    got = feed(det, [rec(0, failed=("ph",)), rec(40, failed=("odour",)), rec(80, failed=("fibre_content",)),
+                     rec(120, failed=("colour_fastness",))])
+    assert got == [("s-40", "firing", "yellow"), ("s-80", "firing", "orange"), ("s-120", "firing", "red")]
+
+
+def test_same_item_twice_is_red() -> None:
+    got = feed(repeat(), [rec(0, failed=("formaldehyde",)), rec(100, failed=("formaldehyde", "ph"))])
+    assert got == [("s-100", "firing", "red")]
+
+
+def test_a_single_severe_failure_is_blue_and_a_plain_one_is_nothing() -> None:
+    assert feed(repeat(), [rec(0, failed=("ph",))]) == []
+    assert feed(repeat(), [rec(0, failed=("lead",))]) == [("s-0", "firing", "blue")]
+    assert feed(repeat(), [rec(0, failed=("azo_dyes",))]) == []
+    strict = repeat(severe_items=("azo_dyes",))
+    assert feed(strict, [rec(0, failed=("azo_dyes",))]) == [("s-0", "firing", "blue")]
+
+
+def test_a_heavily_sampled_enterprise_needs_a_significant_excess() -> None:
+    # 2 failures in 20 samplings at an expected 6 %: p = 0.34, not a repeat offender
+    records = [rec(d) for d in range(0, 180, 10)] + [rec(181, failed=("ph",)), rec(182, failed=("odour",))]
+    assert feed(repeat(), records) == []
+
+
+def test_failures_outside_the_window_do_not_count() -> None:
+    assert feed(repeat(), [rec(0, failed=("ph",)), rec(400, failed=("odour",))]) == []
+
+
+def test_resolves_after_consecutive_passes_and_forgives() -> None:
+    det = repeat()
+    got = feed(det, [rec(0, failed=("ph",)), rec(30, failed=("odour",)), rec(60), rec(90), rec(120),
+                     rec(150, failed=("fibre_content",))])
+    assert got == [("s-30", "firing", "yellow"), ("s-120", "resolved", "yellow")]
+
+
+def test_resolves_when_the_window_empties() -> None:
+    got = feed(repeat(), [rec(0, failed=("ph",)), rec(30, failed=("odour",)), rec(400)])
+    assert got == [("s-30", "firing", "yellow"), ("s-400", "resolved", "yellow")]
+
+
+def test_repeat_evidence_and_summary() -> None:
+    det = repeat()
+    det.step(rec(0, failed=("ph",), enterprise_name="Akto Textile Co."))
+    (w,) = det.step(rec(30, failed=("odour",)))
+    assert w.kind is WarningKind.enterprise and w.detector == "enterprise_repeat"
+    assert w.scope.enterprise_id == ENT and w.scope.region == "653022" and w.scope.industry == "textiles"
+    assert w.evidence.tested == 2 and w.evidence.failed == 2
+    assert w.evidence.record_ids == ["s-0", "s-30"]
+    assert w.evidence.expected_rate == 0.06
+    assert w.evidence.p_value == pytest.approx(0.0036)
+    extra = w.evidence.model_extra or {}
+    assert extra["items"] == ["odour", "ph"] and extra["alpha"] == 0.05
+    assert "Akto Textile Co." in w.summary and "Akto County" in w.summary and "odour" in w.summary
+    assert w.raised_at == T0 + timedelta(days=30)
+
+
+def test_repeat_state_is_bounded_by_the_window() -> None:
+    det = repeat()
+    for d in range(0, 2000, 7):
+        det.step(rec(d, failed=("ph",) if d % 70 == 0 else ()))
+    assert len(det._tests) <= 53 and len(det._failures) <= 6
+
+
+# -- outliers ----------------------------------------------------------------------------------------
+
+ITEMS = ("formaldehyde", "ph", "azo_dyes")
+
+
+def batch(k: int, ratios: dict[str, float], *, failed: tuple[str, ...] = ()) -> SamplingResult:
+    tests = [
+        {"name": name, "value": r * 50.0, "limit": 50.0, "passed": name not in failed}
+        for name, r in ratios.items()
+    ]
+    return rec(k / 10, id=f"b{k:04d}", failed=failed, test_items=tests, enterprise_id=uscc(k % 17))
+
+
+def normal(rng: random.Random) -> dict[str, float]:
+    return {
+        "formaldehyde": rng.gauss(0.4, 0.05),
+        "ph": rng.gauss(0.8, 0.02),
+        "azo_dyes": rng.gauss(0.2, 0.04),
+    }
+
+
+ODD = {"formaldehyde": 0.98, "ph": 0.99, "azo_dyes": 0.97}
+
+
+def outlier(**hyper: Any) -> EnterpriseOutlierDetector:
+    base: dict[str, Any] = {"region": "653022", "industry": "textiles", "items": ITEMS, "seed": 3}
+    base.update(hyper)
+    return EnterpriseOutlierDetector(**base)
+
+
+def test_features_are_value_over_limit_with_missing_as_nan() -> None:
+    det = outlier()
+    x = det.features(batch(1, {"formaldehyde": 0.5, "colour_fastness": 0.9}))
+    assert x is not None and x[0] == pytest.approx(0.5) and math.isnan(x[1]) and math.isnan(x[2])
+    assert det.features(rec(1)) is None  # no test items
+    assert det.features(batch(2, {"odour": 0.5})) is None  # none of the industry's items
+
+
+def test_compiled_forest_scores_like_scikit_learn() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.normal(0.5, 0.1, size=(600, 3))
+    model = IsolationForest(n_estimators=40, max_samples=128, contamination=0.01, random_state=5).fit(train)
+    forest = _compile(model, (0.0, 0.0, 0.0), train)
+    probe = rng.normal(0.5, 0.25, size=(200, 3))
+    ours = np.array([forest.score(tuple(row)) for row in probe])
+    np.testing.assert_allclose(ours, model.score_samples(probe), rtol=0, atol=1e-12)
+    assert forest.offset == model.offset_
+
+
+def test_fits_at_min_train_and_refits_on_schedule() -> None:
+    rng = random.Random(1)
+    det = outlier(min_train=50, refit_every=40, window=100, n_estimators=20)
+    for k in range(49):
+        assert det.step(batch(k, normal(rng))) == []
+    assert det.fits == 0
+    det.step(batch(49, normal(rng)))
+    assert det.fits == 1
+    flagged = 0
+    for k in range(50, 170):
+        flagged += len(det.step(batch(k, normal(rng))))
+    learnt = 120 - flagged  # flagged vectors are not learnt
+    assert det.fits == 1 + learnt // 40 and len(det._buffer) == 100
+
+
+def test_flags_an_unusual_pass_not_a_failure_and_does_not_learn_it() -> None:
+    rng = random.Random(2)
+    det = outlier(min_train=100, refit_every=1000)
+    for k in range(150):
+        det.step(batch(k, normal(rng)))
+    size = len(det._buffer)
+    assert det.step(batch(500, ODD, failed=("ph",))) == []  # failures are not this detector's job
+    before = pickle.dumps(det)
+    (w,) = det.step(batch(501, ODD))
+    assert pickle.dumps(det) == before and len(det._buffer) == size  # flagged vector not learnt
+    assert w.detector == "enterprise_outlier" and w.kind is WarningKind.enterprise
+    assert w.status is WarningStatus.firing and w.level is Level.yellow
+    assert (w.scope.region, w.scope.industry) == ("653022", "textiles")
+    assert w.scope.enterprise_id == uscc(501 % 17)
+    assert w.evidence.statistic is not None and w.evidence.threshold is not None
+    assert w.evidence.statistic < w.evidence.threshold
+    assert w.evidence.record_ids == ["b0501"]
+    extra = w.evidence.model_extra or {}
+    assert extra["features"] == pytest.approx(ODD)
+    assert extra["trained_on"] == 100 and extra["record_id"] == "b0501"
+
+
+def test_nothing_is_scored_before_the_first_fit() -> None:
+    det = outlier(min_train=100)
+    assert det.step(batch(0, ODD)) == []
+    assert len(det._buffer) == 1
+
+
+def test_missing_items_are_imputed_with_the_training_median() -> None:
+    rng = random.Random(4)
+    det = outlier(min_train=100, refit_every=1000)
+    for k in range(120):
+        det.step(batch(k, normal(rng)))
+    forest = det._forest
+    assert forest is not None
+    assert forest.medians == pytest.approx((0.4, 0.8, 0.2), abs=0.03)
+    # a typical batch that did not test azo dyes is not unusual
+    assert det.step(batch(900, {"formaldehyde": 0.4, "ph": 0.8})) == []
+
+
+def test_outlier_determinism_depends_on_the_seed_only() -> None:
+    def run(seed: int) -> list[str]:
+        rng = random.Random(7)
+        det = outlier(seed=seed, min_train=100, refit_every=50)
+        out = []
+        for k in range(400):
+            out += [w.model_dump_json() for w in det.step(batch(k, ODD if k % 97 == 0 else normal(rng)))]
+        return out
+
+    first = run(3)
+    assert first and first == run(3)
