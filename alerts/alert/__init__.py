@@ -1,0 +1,1 @@
+"""The alert domain of the alert service: models, service functions, HTTP views."""

@@ -1,0 +1,181 @@
+"""The HTTP application: routers of every domain, the one error mapping, health, metrics, live stream.
+
+``create_app(runtime)`` builds it; with ``background=True`` (what ``qualitywatch alerts serve``
+uses) it also runs the periodic tick and the warnings consumer while it is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from .alert.views import router as alert_router
+from .audit.views import router as audit_router
+from .auth.service import Principal, authenticate, require
+from .auth.views import router as auth_router
+from .deps import Rt
+from .errors import AlertServiceError
+from .events import Event
+from .incident.views import router as incident_router
+from .route.views import router as route_router
+from .runtime import Runtime
+from .silence.views import router as silence_router
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, code: str, field: str | None, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": {"code": code, "field": field, "message": message}, **extra}
+    )
+
+
+def _install_error_mapping(app: FastAPI) -> None:
+    """The one place where exceptions become HTTP answers."""
+
+    @app.exception_handler(AlertServiceError)
+    async def _service_error(_: Request, exc: AlertServiceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        response = _error(exc.status_code, exc.code, exc.field, exc.message)
+        if headers:
+            response.headers.update(headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e["loc"] if p != "body"),
+                "reason": str(e["msg"]),
+                "type": e["type"],
+            }
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": None, "reason": "invalid request"}
+        return _error(422, "invalid", first["field"], first["reason"], errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(
+            500,
+            "internal",
+            None,
+            f"unexpected {exc.__class__.__name__} while handling "
+            f"{request.method} {request.url.path}; see the service log",
+        )
+
+
+def _sse(event: Event) -> str:
+    return f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(event.data, ensure_ascii=False)}\n\n"
+
+
+def _visible(event: Event, principal: Principal) -> bool:
+    return principal.county is None or event.region in (None, principal.county)
+
+
+def create_app(runtime: Runtime, *, background: bool = False) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[None]] = []
+        stop = threading.Event()
+        consumer_thread: threading.Thread | None = None
+        if background:
+            tasks.append(asyncio.create_task(_tick_loop(runtime)))
+            if runtime.settings.consume:
+                from .consumer import run_consumer
+
+                consumer_thread = threading.Thread(
+                    target=run_consumer,
+                    kwargs={"runtime": runtime, "stop": stop},
+                    name="qw-warnings",
+                    daemon=True,
+                )
+                consumer_thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            if consumer_thread is not None:
+                consumer_thread.join(timeout=10)
+
+    app = FastAPI(
+        title="QualityWatch alert service",
+        version="0.1.0",
+        description="Alerts, silences, routes, notifications, incidents and audit for duty officers and "
+        "emergency response teams.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    _install_error_mapping(app)
+    for router in (alert_router, silence_router, route_router, incident_router, audit_router, auth_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz(rt: Rt) -> dict[str, str]:
+        with rt.session() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def metrics(rt: Rt) -> Response:
+        assert rt.metrics is not None
+        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/events", tags=["ops"], response_class=StreamingResponse)
+    async def events(
+        request: Request,
+        rt: Rt,
+        authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
+        access_token: Annotated[str | None, Query(description="token, for EventSource clients")] = None,
+    ) -> StreamingResponse:
+        """Server-sent events: ``alert.created``, ``alert.updated``, ``incident.updated`` … as they commit."""
+        header = authorization or (f"Bearer {access_token}" if access_token else None)
+        with rt.session() as session:  # a short session: the stream itself holds no connection
+            principal = authenticate(session, authorization=header)
+        require(principal, "alerts:read")
+        queue = rt.bus.subscribe()
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield ": connected\n\n"
+                while not await request.is_disconnected():
+                    try:
+                        event = await asyncio.wait_for(queue.get(), timeout=15)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    if _visible(event, principal):
+                        yield _sse(event)
+            finally:
+                rt.bus.unsubscribe(queue)
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    return app
+
+
+async def _tick_loop(runtime: Runtime) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(runtime.tick)
+        except Exception:  # the loop must survive a bad tick; the error is logged with its cause
+            log.exception("periodic tick failed")
+        await asyncio.sleep(runtime.settings.tick_interval_s)

@@ -1,0 +1,1 @@
+"""The audit domain of the alert service: models, service functions, HTTP views."""

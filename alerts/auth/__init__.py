@@ -1,0 +1,1 @@
+"""The auth domain of the alert service: models, service functions, HTTP views."""

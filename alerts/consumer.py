@@ -1,0 +1,115 @@
+"""The warnings consumer: ``qw.warnings`` → pipeline → database commit → offset commit → delivery.
+
+Offsets are committed only after the database transaction that applied the batch; a crash in
+between redelivers the batch, and the upsert by warning id makes that harmless. A record that is not
+a valid warning is logged with topic/partition/offset and the reason, counted, and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas import RiskWarning, field_errors
+
+from .pipeline import Outcome, load_rules, process_warning
+from .runtime import Runtime
+
+__all__ = ["BatchResult", "apply_batch", "make_consumer", "run_consumer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    outcomes: list[Outcome]
+    rejected: int
+
+
+def decode(value: bytes | str) -> RiskWarning:
+    return RiskWarning.model_validate_json(value)
+
+
+def apply_batch(runtime: Runtime, records: Iterable[Any]) -> BatchResult:
+    """Apply consumed records in one transaction and commit it (offsets are the caller's, afterwards)."""
+    outcomes: list[Outcome] = []
+    rejected = 0
+    now = runtime.clock.now()
+    warnings: list[RiskWarning] = []
+    for rec in records:
+        try:
+            warnings.append(decode(rec.value))
+        except (ValidationError, ValueError) as exc:
+            errors = field_errors(exc) if isinstance(exc, ValidationError) else None
+            reason = "; ".join(str(e) for e in errors) if errors else str(exc)
+            log.error(
+                "skipping invalid warning at %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, reason
+            )
+            rejected += 1
+    with runtime.session() as session:
+        rules = load_rules(session, now=now, warnings=warnings)
+        for w in warnings:
+            outcomes.append(
+                process_warning(session, warning=w, now=now, settings=runtime.settings, rules=rules)
+            )
+        session.commit()
+    if runtime.metrics is not None:
+        for o in outcomes:
+            runtime.metrics.warnings.labels(o.change).inc()
+        if rejected:
+            runtime.metrics.warnings.labels("rejected").inc(rejected)
+    return BatchResult(outcomes=outcomes, rejected=rejected)
+
+
+def make_consumer(runtime: Runtime, **overrides: Any) -> Any:
+    from kafka import KafkaConsumer
+
+    s = runtime.settings
+    config: dict[str, Any] = {
+        "bootstrap_servers": s.kafka_bootstrap,
+        "group_id": s.consumer_group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": s.session_timeout_ms,
+        "heartbeat_interval_ms": max(s.session_timeout_ms // 3, 100),
+        "fetch_max_wait_ms": s.fetch_max_wait_ms,
+        "max_poll_records": 500,
+    }
+    config.update(overrides)
+    consumer = KafkaConsumer(**config)
+    consumer.subscribe([s.topic])
+    return consumer
+
+
+def run_consumer(
+    *,
+    runtime: Runtime,
+    stop: threading.Event,
+    consumer: Any = None,
+    poll_ms: int = 200,
+    until: Callable[[int], bool] | None = None,
+) -> int:
+    """Consume until ``stop`` is set (or ``until(records seen)`` holds); returns the records seen."""
+    own = consumer is None
+    consumer = consumer or make_consumer(runtime)
+    seen = 0
+    try:
+        while not stop.is_set() and (until is None or not until(seen)):
+            polled = consumer.poll(timeout_ms=poll_ms)
+            records = [r for part in polled.values() for r in part]
+            if not records:
+                continue
+            result = apply_batch(runtime, records)  # database commit first ...
+            consumer.commit()  # ... then the offsets
+            seen += len(records)
+            if any(o.notifications for o in result.outcomes):
+                runtime.deliver()
+    finally:
+        if own:
+            consumer.close()
+    return seen

@@ -1,0 +1,50 @@
+"""FastAPI dependencies shared by the views: the runtime, a session, the caller, the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from sqlalchemy.orm import Session
+
+from .auth.service import Principal, authenticate, require
+from .runtime import Runtime
+
+__all__ = ["Now", "Rt", "Sess", "caller", "get_runtime", "get_session", "now"]
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
+    with runtime.session() as session:
+        yield session
+
+
+def now(runtime: Annotated[Runtime, Depends(get_runtime)]) -> datetime:
+    return runtime.clock.now()
+
+
+Rt = Annotated[Runtime, Depends(get_runtime)]
+Sess = Annotated[Session, Depends(get_session)]
+Now = Annotated[datetime, Depends(now)]
+
+
+def caller(permission: str) -> Callable[..., Principal]:
+    """A dependency that authenticates the bearer token and requires ``permission``."""
+
+    def dependency(
+        session: Sess,
+        authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
+        access_token: Annotated[str | None, Query(description="token, for EventSource clients")] = None,
+    ) -> Principal:
+        header = authorization or (f"Bearer {access_token}" if access_token else None)
+        principal = authenticate(session, authorization=header)
+        require(principal, permission)
+        return principal
+
+    return dependency

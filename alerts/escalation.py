@@ -1,0 +1,123 @@
+"""Escalation: an alert not acknowledged in time goes to the next tier.
+
+``tick(now)`` is what the server calls periodically with its clock; tests call it with a fake
+clock. The timeout per level comes from the settings (red 15 min, orange 30 min, yellow 2 h,
+blue 8 h by default); each escalation is a decision with its reason, an audit entry, and
+notifications owed to the route's escalation receivers (or the alert's own receivers).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from schemas import Level
+
+from .alert.models import Alert, AlertState
+from .alert.service import AUDITED, alert_dict, get_alert, record_decision
+from .audit import service as audit
+from .auth.service import Principal
+from .errors import IllegalTransition
+from .events import emit
+from .notification.service import owe
+from .route.models import Route
+from .settings import AlertSettings
+
+__all__ = ["escalate", "escalate_alert", "tick"]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds < 7200 else f"{seconds / 3600:g} h"
+
+
+def escalate_alert(
+    session: Session, *, alert: Alert, now: datetime, settings: AlertSettings, actor: str, reason: str
+) -> None:
+    before = audit.snapshot(alert, AUDITED)
+    route = session.get(Route, alert.route_id) if alert.route_id is not None else None
+    receivers = (
+        list(route.escalation_receivers) if route and route.escalation_receivers else list(alert.receivers)
+    )
+    alert.tier += 1
+    timeout = settings.escalation_timeout(Level(alert.level))
+    alert.escalate_at = now + timedelta(seconds=timeout) if alert.tier < settings.escalation_tiers else None
+    alert.updated_at = now
+    record_decision(
+        session,
+        alert=alert,
+        stage="escalate",
+        decision=f"tier_{alert.tier}",
+        reason=f"{reason}; tier {alert.tier - 1} -> {alert.tier}"
+        + (f", told {', '.join(receivers)}" if receivers else ", no escalation receivers"),
+        at=now,
+        warning_id=None,
+    )
+    owe(
+        session,
+        alert=alert,
+        event="escalated",
+        receivers=receivers,
+        key=f"escalate:{alert.id}:{alert.started_at.isoformat()}:{alert.tier}",
+        warning=None,
+        external_url=settings.external_url,
+        now=now,
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="alert.escalate",
+        entity="alert",
+        entity_id=alert.id,
+        at=now,
+        before=before,
+        after=audit.snapshot(alert, AUDITED),
+    )
+    emit(session, "alert.updated", region=alert.region, data=alert_dict(alert))
+
+
+def tick(session: Session, *, now: datetime, settings: AlertSettings) -> list[int]:
+    """Escalate every firing alert whose acknowledgement is overdue at ``now``; returns their ids."""
+    due = list(
+        session.scalars(
+            select(Alert)
+            .where(
+                Alert.state == AlertState.firing.value,
+                Alert.escalate_at.is_not(None),
+                Alert.escalate_at <= now,
+            )
+            .order_by(Alert.id)
+        )
+    )
+    for alert in due:
+        timeout = settings.escalation_timeout(Level(alert.level))
+        escalate_alert(
+            session,
+            alert=alert,
+            now=now,
+            settings=settings,
+            actor="system",
+            reason=f"not acknowledged within {_minutes(timeout)} at level {alert.level}",
+        )
+    return [a.id for a in due]
+
+
+def escalate(
+    session: Session, *, alert_id: int, principal: Principal, now: datetime, settings: AlertSettings
+) -> Alert:
+    """A duty officer escalates by hand (only a firing alert below the top tier)."""
+    alert = get_alert(session, alert_id=alert_id, principal=principal, acting=True)
+    if alert.state != AlertState.firing:
+        raise IllegalTransition(f"cannot escalate an alert that is {alert.state}", field="state")
+    if alert.tier >= settings.escalation_tiers:
+        raise IllegalTransition(f"already at the top tier ({alert.tier})", field="tier")
+    escalate_alert(
+        session,
+        alert=alert,
+        now=now,
+        settings=settings,
+        actor=principal.name,
+        reason=f"escalated by {principal.name}",
+    )
+    return alert

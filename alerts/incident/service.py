@@ -1,0 +1,375 @@
+"""Service functions of the incident domain: open from alerts, move through states, staff, tasks, links.
+
+Every action appends to the incident's timeline and to the audit log.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from schemas import Level
+
+from ..alert.models import Alert
+from ..alert.service import get_alert
+from ..audit import service as audit
+from ..auth.service import Principal, check_county
+from ..errors import InvalidInput, NotFound
+from ..events import emit
+from .models import (
+    Incident,
+    IncidentAlert,
+    IncidentLink,
+    IncidentMember,
+    IncidentState,
+    IncidentTask,
+    TimelineEntry,
+)
+from .state import check_transition
+
+__all__ = [
+    "add_member",
+    "add_task",
+    "change_state",
+    "complete_task",
+    "get_incident",
+    "incident_detail",
+    "link",
+    "link_alert",
+    "list_incidents",
+    "open_incident",
+    "set_commander",
+]
+
+AUDITED = ("title", "state", "level", "region", "commander", "summary", "closed_at")
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+def _timeline(session: Session, inc: Incident, *, actor: str, kind: str, text: str, now: datetime) -> None:
+    session.add(TimelineEntry(incident_id=inc.id, at=now, actor=actor, kind=kind, text=text))
+
+
+def _changed(
+    session: Session, inc: Incident, *, actor: str, action: str, before: dict[str, Any] | None, now: datetime
+) -> None:
+    inc.updated_at = now
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        entity="incident",
+        entity_id=inc.id,
+        at=now,
+        before=before,
+        after=audit.snapshot(inc, AUDITED),
+    )
+    emit(
+        session,
+        "incident.updated",
+        region=inc.region,
+        data={c: _iso(getattr(inc, c)) for c in ("id", *AUDITED)},
+    )
+
+
+def get_incident(
+    session: Session, *, incident_id: int, principal: Principal | None = None, acting: bool = False
+) -> Incident:
+    inc = session.get(Incident, incident_id)
+    if inc is None:
+        raise NotFound(f"no incident with id {incident_id}", field="incident_id")
+    if principal is not None:
+        check_county(principal, inc.region, acting=acting, what=f"incident {incident_id}")
+    return inc
+
+
+def open_incident(
+    session: Session,
+    *,
+    principal: Principal,
+    title: str,
+    alert_ids: list[int],
+    now: datetime,
+    commander: str | None = None,
+) -> Incident:
+    """Open an incident from one or more alerts (its level is the highest among them)."""
+    if not title.strip():
+        raise InvalidInput("must not be empty", field="title")
+    if not alert_ids:
+        raise InvalidInput("an incident is opened from at least one alert", field="alert_ids")
+    alerts = [
+        get_alert(session, alert_id=i, principal=principal, acting=True) for i in dict.fromkeys(alert_ids)
+    ]
+    regions = {a.region for a in alerts}
+    region = regions.pop() if len(regions) == 1 else None
+    if principal.county is not None:
+        region = principal.county
+    level = max(Level(a.max_level) for a in alerts)
+    inc = Incident(
+        title=title,
+        state=IncidentState.reported.value,
+        level=level.value,
+        region=region,
+        commander=commander,
+        created_by=principal.name,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(inc)
+    session.flush()
+    _timeline(session, inc, actor=principal.name, kind="opened", text=f"opened: {title}", now=now)
+    for a in alerts:
+        _attach(session, inc, a, actor=principal.name, now=now)
+    if commander:
+        session.add(IncidentMember(incident_id=inc.id, name=commander, role="commander"))
+        _timeline(
+            session, inc, actor=principal.name, kind="commander", text=f"commander: {commander}", now=now
+        )
+    _changed(session, inc, actor=principal.name, action="incident.open", before=None, now=now)
+    return inc
+
+
+def _attach(session: Session, inc: Incident, alert: Alert, *, actor: str, now: datetime) -> None:
+    session.add(IncidentAlert(incident_id=inc.id, alert_id=alert.id))
+    _timeline(
+        session, inc, actor=actor, kind="alert", text=f"linked alert #{alert.id}: {alert.summary}", now=now
+    )
+    if alert.enterprise_id:
+        _link(session, inc, kind="enterprise", value=alert.enterprise_id)
+
+
+def _link(session: Session, inc: Incident, *, kind: str, value: str) -> bool:
+    exists = session.scalar(
+        select(IncidentLink).where(
+            IncidentLink.incident_id == inc.id, IncidentLink.kind == kind, IncidentLink.value == value
+        )
+    )
+    if exists is None:
+        session.add(IncidentLink(incident_id=inc.id, kind=kind, value=value))
+        return True
+    return False
+
+
+def change_state(
+    session: Session,
+    *,
+    incident_id: int,
+    principal: Principal,
+    state: str,
+    now: datetime,
+    summary: str | None = None,
+    note: str | None = None,
+) -> Incident:
+    inc = get_incident(session, incident_id=incident_id, principal=principal, acting=True)
+    to = check_transition(inc.state, state)
+    if to is IncidentState.closed:
+        text = (summary or inc.summary or "").strip()
+        if not text:
+            raise InvalidInput("closing an incident requires a summary", field="summary")
+        inc.summary = text
+        inc.closed_at = now
+    elif summary:
+        inc.summary = summary
+    before = audit.snapshot(inc, AUDITED)
+    before["state"] = inc.state
+    frm = inc.state
+    inc.state = to.value
+    _timeline(
+        session,
+        inc,
+        actor=principal.name,
+        kind="state",
+        text=f"{frm} -> {to.value}" + (f": {note}" if note else ""),
+        now=now,
+    )
+    _changed(session, inc, actor=principal.name, action="incident.state", before=before, now=now)
+    return inc
+
+
+def _not_closed(inc: Incident, what: str) -> None:
+    if inc.state == IncidentState.closed:
+        from ..errors import IllegalTransition
+
+        raise IllegalTransition(f"cannot {what}: the incident is closed", field="state")
+
+
+def set_commander(
+    session: Session, *, incident_id: int, principal: Principal, commander: str, now: datetime
+) -> Incident:
+    inc = get_incident(session, incident_id=incident_id, principal=principal, acting=True)
+    _not_closed(inc, "change the commander")
+    if not commander.strip():
+        raise InvalidInput("must not be empty", field="commander")
+    before = audit.snapshot(inc, AUDITED)
+    inc.commander = commander
+    if (
+        session.scalar(
+            select(IncidentMember).where(
+                IncidentMember.incident_id == inc.id, IncidentMember.name == commander
+            )
+        )
+        is None
+    ):
+        session.add(IncidentMember(incident_id=inc.id, name=commander, role="commander"))
+    _timeline(session, inc, actor=principal.name, kind="commander", text=f"commander: {commander}", now=now)
+    _changed(session, inc, actor=principal.name, action="incident.commander", before=before, now=now)
+    return inc
+
+
+def add_member(
+    session: Session, *, incident_id: int, principal: Principal, name: str, role: str, now: datetime
+) -> IncidentMember:
+    inc = get_incident(session, incident_id=incident_id, principal=principal, acting=True)
+    _not_closed(inc, "add a member")
+    if not name.strip():
+        raise InvalidInput("must not be empty", field="name")
+    member = session.scalar(
+        select(IncidentMember).where(IncidentMember.incident_id == inc.id, IncidentMember.name == name)
+    )
+    if member is None:
+        member = IncidentMember(incident_id=inc.id, name=name, role=role)
+        session.add(member)
+    else:
+        member.role = role
+    _timeline(session, inc, actor=principal.name, kind="member", text=f"member {name} ({role})", now=now)
+    _changed(session, inc, actor=principal.name, action="incident.member", before=None, now=now)
+    return member
+
+
+def add_task(
+    session: Session,
+    *,
+    incident_id: int,
+    principal: Principal,
+    title: str,
+    owner: str,
+    due_at: datetime,
+    now: datetime,
+) -> IncidentTask:
+    inc = get_incident(session, incident_id=incident_id, principal=principal, acting=True)
+    _not_closed(inc, "add a task")
+    if not title.strip():
+        raise InvalidInput("must not be empty", field="title")
+    if not owner.strip():
+        raise InvalidInput("a task needs an owner", field="owner")
+    task = IncidentTask(incident_id=inc.id, title=title, owner=owner, due_at=due_at, created_at=now)
+    session.add(task)
+    session.flush()
+    _timeline(
+        session,
+        inc,
+        actor=principal.name,
+        kind="task",
+        text=f"task #{task.id} {title!r} for {owner}, due {due_at.isoformat()}",
+        now=now,
+    )
+    _changed(session, inc, actor=principal.name, action="incident.task", before=None, now=now)
+    return task
+
+
+def complete_task(
+    session: Session, *, incident_id: int, task_id: int, principal: Principal, now: datetime
+) -> IncidentTask:
+    inc = get_incident(session, incident_id=incident_id, principal=principal, acting=True)
+    task = session.get(IncidentTask, task_id)
+    if task is None or task.incident_id != inc.id:
+        raise NotFound(f"no task {task_id} in incident {incident_id}", field="task_id")
+    task.done = True
+    _timeline(session, inc, actor=principal.name, kind="task", text=f"task #{task.id} done", now=now)
+    _changed(session, inc, actor=principal.name, action="incident.task_done", before=None, now=now)
+    return task
+
+
+def link_alert(
+    session: Session, *, incident_id: int, principal: Principal, alert_id: int, now: datetime
+) -> Incident:
+    inc = get_incident(session, incident_id=incident_id, principal=principal, acting=True)
+    _not_closed(inc, "link an alert")
+    alert = get_alert(session, alert_id=alert_id, principal=principal, acting=True)
+    if session.get(IncidentAlert, (inc.id, alert.id)) is None:
+        _attach(session, inc, alert, actor=principal.name, now=now)
+        if Level(alert.max_level) > Level(inc.level):
+            inc.level = alert.max_level
+        _changed(session, inc, actor=principal.name, action="incident.link_alert", before=None, now=now)
+    return inc
+
+
+def link(
+    session: Session, *, incident_id: int, principal: Principal, kind: str, value: str, now: datetime
+) -> Incident:
+    if kind not in ("enterprise", "product"):
+        raise InvalidInput("must be 'enterprise' or 'product'", field="kind")
+    if not value.strip():
+        raise InvalidInput("must not be empty", field="value")
+    inc = get_incident(session, incident_id=incident_id, principal=principal, acting=True)
+    _not_closed(inc, f"link a{'n' if kind == 'enterprise' else ''} {kind}")
+    if _link(session, inc, kind=kind, value=value):
+        _timeline(session, inc, actor=principal.name, kind="link", text=f"linked {kind} {value}", now=now)
+        _changed(session, inc, actor=principal.name, action="incident.link", before=None, now=now)
+    return inc
+
+
+def list_incidents(
+    session: Session,
+    *,
+    principal: Principal | None,
+    state: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Incident], int]:
+    q = select(Incident)
+    if state is not None:
+        q = q.where(Incident.state == state)
+    if principal is not None and principal.county is not None:
+        q = q.where((Incident.region == principal.county) | Incident.region.is_(None))
+    total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    return list(session.scalars(q.order_by(Incident.id.desc()).limit(limit).offset(offset))), total
+
+
+def incident_detail(session: Session, *, incident: Incident) -> dict[str, Any]:
+    iid = incident.id
+    return {
+        **{c.key: _iso(getattr(incident, c.key)) for c in Incident.__table__.columns},
+        "members": [
+            {"name": m.name, "role": m.role}
+            for m in session.scalars(select(IncidentMember).where(IncidentMember.incident_id == iid))
+        ],
+        "tasks": [
+            {"id": t.id, "title": t.title, "owner": t.owner, "due_at": _iso(t.due_at), "done": t.done}
+            for t in session.scalars(
+                select(IncidentTask).where(IncidentTask.incident_id == iid).order_by(IncidentTask.id)
+            )
+        ],
+        "timeline": [
+            {"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "text": e.text}
+            for e in session.scalars(
+                select(TimelineEntry).where(TimelineEntry.incident_id == iid).order_by(TimelineEntry.id)
+            )
+        ],
+        "alert_ids": list(
+            session.scalars(
+                select(IncidentAlert.alert_id)
+                .where(IncidentAlert.incident_id == iid)
+                .order_by(IncidentAlert.alert_id)
+            )
+        ),
+        "enterprises": list(
+            session.scalars(
+                select(IncidentLink.value)
+                .where(IncidentLink.incident_id == iid, IncidentLink.kind == "enterprise")
+                .order_by(IncidentLink.id)
+            )
+        ),
+        "products": list(
+            session.scalars(
+                select(IncidentLink.value)
+                .where(IncidentLink.incident_id == iid, IncidentLink.kind == "product")
+                .order_by(IncidentLink.id)
+            )
+        ),
+    }

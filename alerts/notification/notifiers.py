@@ -1,0 +1,122 @@
+"""Receivers' transports: a webhook (httpx) and e-mail (SMTP). Each says whether a failure is retryable.
+
+A notifier's ``send`` returns on success and raises :class:`DeliveryError` otherwise; the delivery
+loop retries only when ``retryable`` is true (Alertmanager's rule: network errors, 5xx and 429 are
+worth another try, other 4xx are not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import smtplib
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import httpx
+
+__all__ = ["DeliveryError", "EmailNotifier", "Notifier", "WebhookNotifier", "render_email"]
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Notifier(Protocol):
+    def send(self, *, target: str, payload: dict[str, Any]) -> None: ...
+
+
+class WebhookNotifier:
+    """POSTs the payload as JSON, signed with HMAC-SHA256 in ``X-QualityWatch-Signature``."""
+
+    def __init__(self, client: httpx.Client, *, secret: str) -> None:
+        self._client = client
+        self._secret = secret.encode("utf-8")
+
+    def send(self, *, target: str, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        signature = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "X-QualityWatch-Signature": f"sha256={signature}"}
+        try:
+            response = self._client.post(target, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise DeliveryError(
+                f"webhook {target}: timed out ({exc.__class__.__name__})", retryable=True
+            ) from exc
+        except httpx.TransportError as exc:
+            raise DeliveryError(f"webhook {target}: {exc.__class__.__name__}: {exc}", retryable=True) from exc
+        if response.is_success:
+            return
+        code = response.status_code
+        retryable = code >= 500 or code == 429
+        raise DeliveryError(f"webhook {target}: HTTP {code} {response.text[:200]}", retryable=retryable)
+
+
+def render_email(payload: dict[str, Any], *, sender: str, to: list[str]) -> EmailMessage:
+    qw = payload["qualitywatch"]
+    labels = payload["commonLabels"]
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = f"[{qw['level'].upper()}] [{qw['event']}] {payload['commonAnnotations']['summary']}"
+    lines = [
+        payload["commonAnnotations"]["summary"],
+        "",
+        f"event: {qw['event']}    state: {qw['state']}    level: {qw['level']} (max {qw['max_level']})",
+        *(f"{k}: {v}" for k, v in sorted(labels.items())),
+        f"emissions: {qw['count']}    escalation tier: {qw['tier']}    team: {qw['team']}",
+        "",
+        f"open: {qw['url']}",
+    ]
+    warning = qw.get("warning") or {}
+    if warning.get("evidence"):
+        lines += ["", "evidence:", json.dumps(warning["evidence"], ensure_ascii=False, indent=2)]
+    msg.set_content("\n".join(lines))
+    return msg
+
+
+class EmailNotifier:
+    """Sends a plain-text message over SMTP (STARTTLS when the server offers it and ``starttls``)."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        user: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+        starttls: bool = False,
+    ) -> None:
+        self.host, self.port, self.sender = host, port, sender
+        self.user, self.password, self.timeout, self.starttls = user, password, timeout, starttls
+
+    def send(self, *, target: str, payload: dict[str, Any]) -> None:
+        to = [a.strip() for a in target.split(",") if a.strip()]
+        msg = render_email(payload, sender=self.sender, to=to)
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls()
+                if self.user:
+                    smtp.login(self.user, self.password or "")
+                refused = smtp.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            raise DeliveryError(
+                f"smtp: all recipients refused {codes}", retryable=all(c < 500 for c in codes)
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise DeliveryError(
+                f"smtp: {exc.smtp_code} {exc.smtp_error!r}", retryable=exc.smtp_code < 500
+            ) from exc
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(
+                f"smtp {self.host}:{self.port}: {exc.__class__.__name__}: {exc}", retryable=True
+            ) from exc
+        if refused:
+            raise DeliveryError(f"smtp: some recipients refused: {sorted(refused)}", retryable=False)

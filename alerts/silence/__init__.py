@@ -1,0 +1,1 @@
+"""The silence domain of the alert service: models, service functions, HTTP views."""

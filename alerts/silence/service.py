@@ -1,0 +1,136 @@
+"""Service functions of the silence domain: create, list, expire, and find the silence that mutes an alert."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from schemas import Level, WarningKind
+
+from ..alert.models import Alert
+from ..audit import service as audit
+from ..auth.service import Principal, check_county
+from ..errors import InvalidInput, NotFound
+from .models import Silence
+
+__all__ = [
+    "AUDITED",
+    "active_silences",
+    "create_silence",
+    "expire_silence",
+    "list_silences",
+    "matching_silence",
+]
+
+AUDITED = ("kind", "region", "industry", "item", "level", "starts_at", "ends_at", "author", "reason")
+
+
+def create_silence(
+    session: Session,
+    *,
+    principal: Principal,
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str,
+    now: datetime,
+    kind: str | None = None,
+    region: str | None = None,
+    industry: str | None = None,
+    item: str | None = None,
+    level: str | None = None,
+) -> Silence:
+    if ends_at <= starts_at:
+        raise InvalidInput("must be after starts_at", field="ends_at")
+    if ends_at <= now:
+        raise InvalidInput("is already in the past", field="ends_at")
+    if not reason.strip():
+        raise InvalidInput("a silence needs a reason", field="reason")
+    if kind is not None and kind not in WarningKind.__members__:
+        raise InvalidInput(f"must be one of {', '.join(WarningKind)}", field="kind")
+    if level is not None and level not in Level.__members__:
+        raise InvalidInput(f"must be one of {', '.join(Level)}", field="level")
+    if principal.county is not None:
+        if region is None:
+            region = principal.county
+        check_county(principal, region, acting=True, what="the silence")
+    row = Silence(
+        kind=kind,
+        region=region,
+        industry=industry,
+        item=item,
+        level=level,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        author=principal.name,
+        reason=reason,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor=principal.name,
+        action="silence.create",
+        entity="silence",
+        entity_id=row.id,
+        at=now,
+        before=None,
+        after=audit.snapshot(row, AUDITED),
+    )
+    return row
+
+
+def expire_silence(session: Session, *, silence_id: int, principal: Principal, now: datetime) -> Silence:
+    row = session.get(Silence, silence_id)
+    if row is None:
+        raise NotFound(f"no silence with id {silence_id}", field="silence_id")
+    check_county(principal, row.region, acting=True, what=f"silence {silence_id}")
+    before = audit.snapshot(row, AUDITED)
+    if row.ends_at > now:
+        row.ends_at = max(now, row.starts_at)
+    audit.record(
+        session,
+        actor=principal.name,
+        action="silence.expire",
+        entity="silence",
+        entity_id=row.id,
+        at=now,
+        before=before,
+        after=audit.snapshot(row, AUDITED),
+    )
+    return row
+
+
+def list_silences(session: Session, *, now: datetime, active_only: bool = False) -> list[Silence]:
+    q = select(Silence).order_by(Silence.id.desc())
+    if active_only:
+        q = q.where(Silence.starts_at <= now, Silence.ends_at > now)
+    return list(session.scalars(q))
+
+
+def active_silences(session: Session, *, now: datetime) -> list[Silence]:
+    return list_silences(session, now=now, active_only=True)
+
+
+def _matches(silence: Silence, alert: Alert) -> bool:
+    if silence.level is not None and Level(alert.level) > Level(silence.level):
+        return False
+    return all(
+        want is None or want == have
+        for want, have in (
+            (silence.kind, alert.kind),
+            (silence.region, alert.region),
+            (silence.industry, alert.industry),
+            (silence.item, alert.item),
+        )
+    )
+
+
+def matching_silence(silences: list[Silence], alert: Alert, *, now: datetime) -> Silence | None:
+    """The first silence active at ``now`` whose matchers all match ``alert`` (expired ones never match)."""
+    for s in silences:
+        if s.starts_at <= now < s.ends_at and _matches(s, alert):
+            return s
+    return None

@@ -1,0 +1,328 @@
+"""The HTTP API: auth (401), roles and county scope (403), errors naming the field, filters and pages,
+acknowledgement, incidents, audit, metrics, health and the live event stream."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from datetime import timedelta
+
+import pytest
+
+AKTO, WUQIA = "653022", "653024"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def seeded(routed, ingest, make_warning):  # type: ignore[no-untyped-def]
+    ingest(
+        make_warning(region=AKTO, level="red"),
+        make_warning(region=WUQIA, level="yellow"),
+        make_warning(
+            kind="industry", region=None, industry="textiles", level="orange", detector="industry_rate"
+        ),
+    )
+    return routed
+
+
+def _ids(client, headers, **params):  # type: ignore[no-untyped-def]
+    r = client.get("/api/alerts", headers=headers, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_missing_or_bad_token_is_401_and_says_why(client):
+    r = client.get("/api/alerts")
+    assert r.status_code == 401 and r.json()["error"]["field"] == "Authorization"
+    assert "missing bearer token" in r.json()["error"]["message"]
+    r = client.get("/api/alerts", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and "unknown or revoked" in r.json()["error"]["message"]
+    r = client.get("/api/alerts", headers={"Authorization": "Basic x"})
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_revoked_token_is_refused(client, token):
+    admin = token("admin")
+    created = client.post("/api/tokens", headers=admin, json={"name": "temp", "role": "inspector"}).json()
+    temp = {"Authorization": f"Bearer {created['token']}"}
+    assert client.get("/api/me", headers=temp).status_code == 200
+    assert client.delete(f"/api/tokens/{created['id']}", headers=admin).status_code == 200
+    assert client.get("/api/me", headers=temp).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "body"),
+    [
+        ("inspector", "post", "/api/alerts/1/ack", {"disposition": "verified"}),
+        ("inspector", "post", "/api/silences", None),
+        ("inspector", "get", "/api/incidents", None),
+        ("responder", "post", "/api/alerts/1/ack", {"disposition": "verified"}),
+        ("responder", "post", "/api/silences", None),
+        ("duty_officer", "post", "/api/routes", {"name": "x", "team": "t"}),
+        ("duty_officer", "put", "/api/receivers/x", {"kind": "webhook", "target": "http://x"}),
+        ("duty_officer", "get", "/api/audit", None),
+        ("duty_officer", "post", "/api/tokens", {"name": "x", "role": "admin"}),
+        ("responder", "post", "/api/warnings", None),
+    ],
+)
+def test_roles_are_refused_what_they_may_not_do(seeded, client, token, role, method, path, body):
+    r = client.request(method, path, headers=token(role), json=body)
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["field"] == "role" and role in r.json()["error"]["message"]
+
+
+def test_county_scope_limits_what_is_seen_and_done(seeded, client, token):
+    akto = token("duty_officer", county=AKTO)
+    page = _ids(client, akto)
+    regions = {a["region"] for a in page["items"]}
+    assert regions == {AKTO, None}  # its county, and prefecture-wide alerts to read
+    everything = _ids(client, token("admin"))
+    wuqia_alert = next(a for a in everything["items"] if a["region"] == WUQIA)
+    industry_alert = next(a for a in everything["items"] if a["region"] is None)
+    r = client.get(f"/api/alerts/{wuqia_alert['id']}", headers=akto)
+    assert (
+        r.status_code == 403
+        and r.json()["error"]["field"] == "county"
+        and WUQIA in r.json()["error"]["message"]
+    )
+    r = client.post(f"/api/alerts/{wuqia_alert['id']}/ack", headers=akto, json={"disposition": "handled"})
+    assert r.status_code == 403
+    r = client.post(f"/api/alerts/{industry_alert['id']}/ack", headers=akto, json={"disposition": "handled"})
+    assert r.status_code == 403 and "whole prefecture" in r.json()["error"]["message"]
+    r = client.post("/api/incidents", headers=akto, json={"title": "x", "alert_ids": [wuqia_alert["id"]]})
+    assert r.status_code == 403
+    now = "2026-03-02T00:00:00+00:00"
+    r = client.post(
+        "/api/silences",
+        headers=akto,
+        json={"county": WUQIA, "starts_at": now, "ends_at": "2026-03-03T00:00:00+00:00", "reason": "x"},
+    )
+    assert r.status_code == 403
+    own = next(a for a in page["items"] if a["region"] == AKTO)
+    assert (
+        client.post(
+            f"/api/alerts/{own['id']}/ack", headers=akto, json={"disposition": "verified"}
+        ).status_code
+        == 200
+    )
+
+
+def test_filters_and_pagination(seeded, client, token):
+    h = token("inspector")
+    assert _ids(client, h)["total"] == 3
+    assert [a["level"] for a in _ids(client, h, level="red")["items"]] == ["red"]
+    assert [a["kind"] for a in _ids(client, h, kind="industry")["items"]] == ["industry"]
+    assert [a["region"] for a in _ids(client, h, county=WUQIA)["items"]] == [WUQIA]
+    assert _ids(client, h, industry="textiles")["total"] == 1
+    assert _ids(client, h, state="firing")["total"] == 3
+    assert _ids(client, h, since="2026-03-01T00:00:00+00:00", until="2026-03-03T00:00:00+00:00")["total"] == 3
+    assert _ids(client, h, since="2026-03-03T00:00:00+00:00")["total"] == 0
+    first = _ids(client, h, limit=2)
+    second = _ids(client, h, limit=2, offset=2)
+    assert len(first["items"]) == 2 and len(second["items"]) == 1 and first["total"] == 3
+    assert {a["id"] for a in first["items"]}.isdisjoint({a["id"] for a in second["items"]})
+
+
+def test_errors_name_the_field_and_the_reason(seeded, client, token):
+    h = token("duty_officer")
+    r = client.get("/api/alerts", headers=h, params={"level": "purple"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "query.level"
+    r = client.post("/api/alerts/1/ack", headers=h, json={"disposition": "maybe"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "disposition"
+    r = client.get("/api/alerts/999999", headers=h)
+    assert r.status_code == 404 and r.json()["error"]["field"] == "alert_id"
+    r = client.post(
+        "/api/silences",
+        headers=h,
+        json={
+            "starts_at": "2026-03-02T10:00:00+00:00",
+            "ends_at": "2026-03-02T09:00:00+00:00",
+            "reason": "x",
+        },
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "ends_at"
+
+
+def test_acknowledge_comment_assign_and_the_audit_trail(seeded, client, token, clock):
+    officer = token("duty_officer", name="alice")
+    aid = _ids(client, officer, level="red")["items"][0]["id"]
+    clock.advance(timedelta(minutes=4))
+    r = client.post(
+        f"/api/alerts/{aid}/ack", headers=officer, json={"disposition": "verified", "note": "lab called"}
+    )
+    assert (
+        r.status_code == 200
+        and r.json()["state"] == "acknowledged"
+        and r.json()["acknowledged_by"] == "alice"
+    )
+    r = client.post(f"/api/alerts/{aid}/ack", headers=officer, json={"disposition": "verified"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "illegal_transition"
+    assert (
+        client.post(f"/api/alerts/{aid}/comments", headers=officer, json={"body": "sent a team"}).status_code
+        == 201
+    )
+    assert (
+        client.post(f"/api/alerts/{aid}/assign", headers=officer, json={"assignee": "bob"}).json()["assignee"]
+        == "bob"
+    )
+    detail = client.get(f"/api/alerts/{aid}", headers=officer).json()
+    assert [c["body"] for c in detail["comments"]] == ["lab called", "sent a team"]
+    assert [d["stage"] for d in detail["decisions"]][-1] == "acknowledge"
+    audit = client.get(
+        "/api/audit", headers=token("admin"), params={"entity": "alert", "entity_id": str(aid)}
+    ).json()
+    actions = [e["action"] for e in audit]
+    assert actions == ["alert.assign", "alert.comment", "alert.acknowledge"]
+    ack = audit[-1]
+    assert (
+        ack["actor"] == "alice"
+        and ack["before"]["state"] == "firing"
+        and ack["after"]["state"] == "acknowledged"
+    )
+    assert ack["after"]["disposition"] == "verified"
+    metrics = client.get("/metrics").text
+    assert 'qw_time_to_acknowledge_seconds_count{level="red"} 1.0' in metrics
+
+
+def test_incident_lifecycle_over_http(seeded, client, token, clock):
+    officer = token("duty_officer", name="alice")
+    responder = token("responder", name="bob")
+    aid = _ids(client, officer, level="red")["items"][0]["id"]
+    r = client.post(
+        "/api/incidents",
+        headers=officer,
+        json={"title": "Aflatoxin in Akto", "alert_ids": [aid], "commander": "bob"},
+    )
+    assert r.status_code == 201, r.text
+    inc = r.json()
+    iid = inc["id"]
+    assert inc["state"] == "reported" and inc["level"] == "red" and inc["region"] == AKTO
+    assert inc["alert_ids"] == [aid] and {"name": "bob", "role": "commander"} in inc["members"]
+    r = client.post(f"/api/incidents/{iid}/state", headers=responder, json={"state": "controlled"})
+    assert r.status_code == 409 and "from reported to controlled" in r.json()["error"]["message"]
+    due = (clock.now() + timedelta(hours=4)).isoformat()
+    r = client.post(
+        f"/api/incidents/{iid}/tasks",
+        headers=responder,
+        json={"title": "seal batch", "owner": "carol", "due_at": due},
+    )
+    assert r.status_code == 201
+    tid = r.json()["id"]
+    assert (
+        client.post(
+            f"/api/incidents/{iid}/members", headers=responder, json={"name": "carol", "role": "inspector"}
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            f"/api/incidents/{iid}/links",
+            headers=responder,
+            json={"kind": "enterprise", "value": "91653022MA78XXXX1K"},
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            f"/api/incidents/{iid}/links",
+            headers=responder,
+            json={"kind": "product", "value": "dried apricots"},
+        ).status_code
+        == 200
+    )
+    for state in ("investigating", "controlled", "resolved"):
+        assert (
+            client.post(f"/api/incidents/{iid}/state", headers=responder, json={"state": state}).status_code
+            == 200
+        )
+    assert client.post(f"/api/incidents/{iid}/tasks/{tid}/done", headers=responder).json()["done"] is True
+    r = client.post(f"/api/incidents/{iid}/state", headers=responder, json={"state": "closed"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "summary"
+    r = client.post(
+        f"/api/incidents/{iid}/state",
+        headers=responder,
+        json={"state": "closed", "summary": "batch recalled, supplier re-inspected"},
+    )
+    assert r.status_code == 200
+    done = r.json()
+    assert done["state"] == "closed" and done["closed_at"] and done["products"] == ["dried apricots"]
+    assert done["enterprises"] == ["91653022MA78XXXX1K"]
+    kinds = [e["kind"] for e in done["timeline"]]
+    assert kinds[:3] == ["opened", "alert", "commander"] and kinds.count("state") == 4 and "task" in kinds
+    r = client.post(
+        f"/api/incidents/{iid}/tasks", headers=responder, json={"title": "x", "owner": "y", "due_at": due}
+    )
+    assert r.status_code == 409
+    assert client.get("/api/incidents", headers=responder, params={"state": "closed"}).json()["total"] == 1
+
+
+def test_post_warning_health_and_metrics(routed, client, token, make_warning):
+    w = make_warning(region=WUQIA, level="orange")
+    r = client.post("/api/warnings", headers=token("admin"), json=w.model_dump(mode="json"))
+    assert r.status_code == 202 and r.json()["change"] == "new"
+    r = client.post("/api/warnings", headers=token("admin"), json=w.model_dump(mode="json"))
+    assert r.json()["change"] == "duplicate"
+    r = client.post("/api/warnings", headers=token("admin"), json={"id": "x"})
+    assert r.status_code == 422 and r.json()["errors"]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    text = client.get("/metrics").text
+    assert 'qw_alerts{level="orange",state="firing"} 1.0' in text
+    assert 'qw_notifications_total{receiver="duty-hook",result="sent"} 1.0' in text
+
+
+def test_live_stream_carries_alert_changes_to_the_right_county(seeded, runtime, token, make_warning):
+    """Runs the app under a real server so the stream and a change happen concurrently."""
+    import httpx
+    import uvicorn
+
+    from alerts.api import create_app
+    from alerts.pipeline import process_warning
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.05)
+        wuqia = token("inspector", county=WUQIA)["Authorization"].split()[1]
+        got: list[dict[str, object]] = []
+        with httpx.stream(
+            "GET", f"http://127.0.0.1:{port}/api/events", params={"access_token": wuqia}, timeout=10
+        ) as resp:
+            assert resp.status_code == 200
+            lines = resp.iter_lines()
+            assert next(lines) == ": connected"
+            with runtime.session() as s:
+                process_warning(
+                    s,
+                    warning=make_warning(region=AKTO, detector="x1"),
+                    now=runtime.clock.now(),
+                    settings=runtime.settings,
+                )
+                process_warning(
+                    s,
+                    warning=make_warning(region=WUQIA, detector="x2"),
+                    now=runtime.clock.now(),
+                    settings=runtime.settings,
+                )
+                s.commit()
+            event = None
+            for line in lines:
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    got.append({"event": event, **json.loads(line[6:])})
+                    break
+        assert got[0]["event"] == "alert.created" and got[0]["region"] == WUQIA  # Akto's change was not shown
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,89 @@
+"""Escalation timers driven by a fake clock: per-level timeouts, tiers, acknowledgement stops them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from alerts.alert.models import Alert
+from alerts.alert.service import acknowledge, list_decisions
+from alerts.auth.models import Role
+from alerts.auth.service import Principal
+from alerts.escalation import tick
+from alerts.notification.models import Notification
+
+OFFICER = Principal(name="officer", role=Role.duty_officer)
+
+
+def _alert(session, fp):  # type: ignore[no-untyped-def]
+    session.expire_all()
+    return session.scalar(select(Alert).where(Alert.fingerprint == fp))
+
+
+def _escalations(session, alert_id):  # type: ignore[no-untyped-def]
+    return list(
+        session.scalars(
+            select(Notification).where(Notification.alert_id == alert_id, Notification.event == "escalated")
+        )
+    )
+
+
+def test_red_alert_escalates_after_fifteen_minutes_to_the_next_tier(
+    routed, ingest, make_warning, session, clock, settings
+):
+    w = make_warning(region="653024", level="red")
+    ingest(w)
+    clock.advance(timedelta(minutes=14, seconds=59))
+    assert tick(session, now=clock.now(), settings=settings) == []
+    clock.advance(timedelta(seconds=1))
+    [aid] = tick(session, now=clock.now(), settings=settings)
+    session.commit()
+    a = _alert(session, w.fingerprint)
+    assert a.tier == 1
+    [n] = _escalations(session, aid)
+    assert n.receiver == "chief-hook"
+    reason = next(d for d in list_decisions(session, alert_id=aid) if d.stage == "escalate").reason
+    assert "not acknowledged within 15 min at level red" in reason and "tier 0 -> 1" in reason
+    # the next tier after another 15 minutes, then no further (two tiers configured)
+    clock.advance(timedelta(minutes=15))
+    assert tick(session, now=clock.now(), settings=settings) == [aid]
+    session.commit()
+    clock.advance(timedelta(hours=5))
+    assert tick(session, now=clock.now(), settings=settings) == []
+    assert _alert(session, w.fingerprint).tier == 2
+
+
+def test_timeouts_follow_the_level(routed, ingest, make_warning, session, clock, settings):
+    orange = make_warning(region="653024", level="orange")
+    blue = make_warning(region="653024", level="blue", detector="d2")
+    ingest(orange, blue)
+    clock.advance(timedelta(minutes=30))
+    assert tick(session, now=clock.now(), settings=settings) == [_alert(session, orange.fingerprint).id]
+    clock.advance(timedelta(hours=7, minutes=29))
+    assert _alert(session, blue.fingerprint).id not in tick(session, now=clock.now(), settings=settings)
+    clock.advance(timedelta(minutes=1))
+    assert _alert(session, blue.fingerprint).id in tick(session, now=clock.now(), settings=settings)
+
+
+def test_acknowledgement_stops_escalation(routed, ingest, make_warning, session, clock, settings):
+    w = make_warning(region="653024", level="red")
+    ingest(w)
+    clock.advance(timedelta(minutes=5))
+    a = _alert(session, w.fingerprint)
+    acknowledge(
+        session, alert_id=a.id, principal=OFFICER, disposition="verified", note="on it", now=clock.now()
+    )
+    session.commit()
+    clock.advance(timedelta(hours=1))
+    assert tick(session, now=clock.now(), settings=settings) == []
+    assert _escalations(session, a.id) == []
+
+
+def test_runtime_tick_escalates_and_delivers(routed, ingest, make_warning, clock, sink):
+    ingest(make_warning(region="653024", level="red"))
+    routed.deliver()
+    clock.advance(timedelta(minutes=15))
+    escalated, report = routed.tick()
+    assert len(escalated) == 1 and report.sent == 1
+    assert str(sink.requests[-1].url) == "http://hooks.test/chief"

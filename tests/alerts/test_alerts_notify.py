@@ -1,0 +1,243 @@
+"""Receivers: the webhook (httpx MockTransport) and e-mail (a real local SMTP server), with retries."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+
+from alerts.notification.models import Notification, NotificationAttempt
+from alerts.notification.notifiers import DeliveryError, EmailNotifier
+from alerts.route.service import create_route, put_receiver
+
+
+def _notifications(runtime):  # type: ignore[no-untyped-def]
+    with runtime.session() as s:
+        return list(s.scalars(select(Notification).order_by(Notification.id)))
+
+
+def _attempts(runtime, nid):  # type: ignore[no-untyped-def]
+    with runtime.session() as s:
+        return list(
+            s.scalars(
+                select(NotificationAttempt)
+                .where(NotificationAttempt.notification_id == nid)
+                .order_by(NotificationAttempt.id)
+            )
+        )
+
+
+def test_webhook_payload_is_alertmanager_v4_plus_the_warning(routed, ingest, make_warning, sink, settings):
+    w = make_warning(region="653024", level="red")
+    ingest(w)
+    report = routed.deliver()
+    assert report.sent == 1
+    [req] = sink.requests
+    assert str(req.url) == "http://hooks.test/duty"
+    body = json.loads(req.content)
+    for key in (
+        "version",
+        "groupKey",
+        "status",
+        "receiver",
+        "groupLabels",
+        "commonLabels",
+        "commonAnnotations",
+        "externalURL",
+        "alerts",
+    ):
+        assert key in body, key
+    assert body["version"] == "4" and body["status"] == "firing" and body["receiver"] == "duty-hook"
+    [a] = body["alerts"]
+    assert set(a) == {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}
+    assert (
+        a["fingerprint"] == w.fingerprint
+        and a["labels"]["region"] == "653024"
+        and a["labels"]["level"] == "red"
+    )
+    assert a["endsAt"] == "0001-01-01T00:00:00Z"
+    assert body["qualitywatch"]["warning"]["id"] == w.id
+    assert body["qualitywatch"]["warning"]["evidence"]["failed"] == 9
+    expected = hmac.new(b"test-webhook-secret", req.content, hashlib.sha256).hexdigest()
+    assert req.headers["X-QualityWatch-Signature"] == f"sha256={expected}"
+
+
+def test_resolved_payload_carries_endsat(routed, ingest, make_warning, sink):
+    ingest(make_warning(region="653024"), make_warning(region="653024", status="resolved", week=1))
+    routed.deliver()
+    body = json.loads(sink.requests[-1].content)
+    assert body["status"] == "resolved" and body["alerts"][0]["endsAt"] != "0001-01-01T00:00:00Z"
+
+
+def test_webhook_5xx_and_network_errors_are_retried_with_backoff(routed, ingest, make_warning, sink, clock):
+    sink.answers = [503, 0]  # 503, then connection refused, then 200
+    ingest(make_warning(region="653024"))
+    assert routed.deliver().retrying == 1
+    [n] = _notifications(routed)
+    assert n.status == "pending" and n.attempts == 1 and "HTTP 503" in n.last_error
+    assert routed.deliver().sent == 0  # not due yet: backoff 10 s
+    clock.advance(timedelta(seconds=10))
+    assert routed.deliver().retrying == 1
+    clock.advance(timedelta(seconds=19))
+    assert routed.deliver().sent == 0  # second backoff is 20 s
+    clock.advance(timedelta(seconds=1))
+    assert routed.deliver().sent == 1
+    [n] = _notifications(routed)
+    assert n.status == "sent" and n.attempts == 3
+    assert [(a.ok, a.retryable) for a in _attempts(routed, n.id)] == [
+        (False, True),
+        (False, True),
+        (True, False),
+    ]
+
+
+def test_webhook_4xx_is_not_retried_and_stays_visible(routed, ingest, make_warning, sink):
+    sink.answers = [400]
+    ingest(make_warning(region="653024"))
+    assert routed.deliver().failed == 1
+    [n] = _notifications(routed)
+    assert n.status == "failed" and "HTTP 400" in n.last_error
+    [a] = _attempts(routed, n.id)
+    assert not a.ok and not a.retryable
+
+
+def test_retries_stop_after_max_attempts(routed, ingest, make_warning, sink, clock):
+    sink.answers = [500, 500, 500, 500]
+    ingest(make_warning(region="653024"))
+    for _ in range(3):
+        routed.deliver()
+        clock.advance(timedelta(hours=1))
+    [n] = _notifications(routed)
+    assert n.status == "failed" and n.attempts == 3  # settings.notify_max_attempts
+    assert routed.deliver().sent == 0 and len(sink.requests) == 3
+
+
+def test_unknown_receiver_fails_with_its_name(runtime, ingest, make_warning):
+    from alerts.route.models import Route
+
+    with runtime.session() as s:
+        s.add(Route(name="r", position=1, team="t", receivers=["ghost"], escalation_receivers=[]))
+        s.commit()
+    ingest(make_warning())
+    assert runtime.deliver().failed == 1
+    assert "'ghost' is not configured" in _notifications(runtime)[0].last_error
+
+
+# ---------------------------------------------------------------------------------------- e-mail
+
+
+class _Handler:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.refuse: str | None = None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if self.refuse and address.startswith(self.refuse):
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.messages.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[_Handler, int]]:
+    handler = _Handler()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+def test_email_reaches_a_real_smtp_server(runtime, ingest, make_warning, smtp, clock):
+    handler, port = smtp
+    runtime.notifiers = {
+        **runtime.notifiers,
+        "email": EmailNotifier(host="127.0.0.1", port=port, sender="qw@bureau.test"),
+    }
+    with runtime.session() as s:
+        put_receiver(
+            s,
+            name="duty-mail",
+            kind="email",
+            target="duty@bureau.test,chief@bureau.test",
+            actor="a",
+            now=clock.now(),
+        )
+        create_route(s, name="all", team="duty", receivers=["duty-mail"], actor="a", now=clock.now())
+        s.commit()
+    ingest(make_warning(level="red"))
+    assert runtime.deliver().sent == 1
+    [env] = handler.messages
+    assert sorted(env.rcpt_tos) == ["chief@bureau.test", "duty@bureau.test"]
+    text = env.content.decode()
+    assert (
+        "Subject: [RED] [firing]" in text
+        and "9 of 40 failed" in text
+        and "http://alerts.test/alerts/" in text
+    )
+
+
+def test_email_refused_recipient_is_not_retryable(smtp):
+    handler, port = smtp
+    handler.refuse = "nobody"
+    notifier = EmailNotifier(host="127.0.0.1", port=port, sender="qw@bureau.test")
+    payload = {
+        "qualitywatch": {
+            "level": "red",
+            "event": "firing",
+            "state": "firing",
+            "max_level": "red",
+            "count": 1,
+            "tier": 0,
+            "team": "duty",
+            "url": "u",
+            "warning": None,
+        },
+        "commonLabels": {},
+        "commonAnnotations": {"summary": "s"},
+    }
+    with pytest.raises(DeliveryError) as info:
+        notifier.send(target="nobody@bureau.test", payload=payload)
+    assert not info.value.retryable and "550" in str(info.value)
+
+
+def test_email_server_down_is_retryable():
+    notifier = EmailNotifier(host="127.0.0.1", port=_free_port(), sender="qw@bureau.test", timeout=2)
+    payload = {
+        "qualitywatch": {
+            "level": "red",
+            "event": "firing",
+            "state": "firing",
+            "max_level": "red",
+            "count": 1,
+            "tier": 0,
+            "team": "duty",
+            "url": "u",
+            "warning": None,
+        },
+        "commonLabels": {},
+        "commonAnnotations": {"summary": "s"},
+    }
+    with pytest.raises(DeliveryError) as info:
+        notifier.send(target="duty@bureau.test", payload=payload)
+    assert info.value.retryable
