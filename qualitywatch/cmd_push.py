@@ -1,0 +1,40 @@
+"""``qualitywatch push FILE|-``: send JSONL records to the input topics (kafka-python, acks=all).
+
+Sampling results go to ``qw.sampling-results`` and patrol reports (lines with ``patrolled_at``) to
+``qw.patrol-reports``, keyed by region. Lines are sent as they are; the worker validates them and
+dead-letters the bad ones. Lines that are obviously bad are reported here too.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import BinaryIO
+
+import click
+
+__all__ = ["command"]
+
+
+@click.command("push")
+@click.argument("source", type=click.File("rb"))
+@click.option("--bootstrap", "bootstrap_servers", help="Kafka bootstrap servers (QW_BOOTSTRAP_SERVERS).")
+@click.option("--topic", help="Send every line to this topic instead of choosing by record type.")
+@click.option("--topic-prefix", help="Prefix of every topic name (QW_TOPIC_PREFIX).")
+def command(
+    source: BinaryIO, bootstrap_servers: str | None, topic: str | None, topic_prefix: str | None
+) -> None:
+    """Push the records of SOURCE (a JSONL file, or - for standard input)."""
+    from stream.producer import RecordPusher
+    from stream.settings import StreamSettings
+
+    overrides = {"bootstrap_servers": bootstrap_servers, "topic_prefix": topic_prefix}
+    settings = StreamSettings(**{k: v for k, v in overrides.items() if v is not None})
+    with RecordPusher(settings) as pusher:
+        report = pusher.push_lines(source, topic=topic)
+    for line, problem in report.problems[:50]:
+        click.echo(f"line {line}: {problem} (sent; the worker will dead-letter it)", err=True)
+    if len(report.problems) > 50:
+        click.echo(f"... and {len(report.problems) - 50} more bad lines", err=True)
+    per = ", ".join(f"{t}: {n}" for t, n in sorted(report.by_topic.items()))
+    click.echo(f"sent {report.sent} records ({per})", err=True)
+    sys.exit(1 if report.problems else 0)

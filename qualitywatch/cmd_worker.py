@@ -1,0 +1,35 @@
+"""``qualitywatch worker``: one stream worker (the faust app with the checkpointed detection consumer).
+
+Settings come from ``QW_*`` environment variables (:class:`stream.settings.StreamSettings`); the
+options here override the most common ones.
+"""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["command", "run_worker"]
+
+
+def run_worker(overrides: dict[str, object], loglevel: str = "info") -> None:
+    """Build the settings and the faust app and run it until SIGINT/SIGTERM."""
+    from faust.worker import Worker
+
+    from stream.app import create_app
+    from stream.settings import StreamSettings
+
+    settings = StreamSettings(**{k: v for k, v in overrides.items() if v is not None})
+    app = create_app(settings)
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@click.command("worker")
+@click.option("--bootstrap", "bootstrap_servers", help="Kafka bootstrap servers (QW_BOOTSTRAP_SERVERS).")
+@click.option("--epoch", help="First week watched, a Monday 00:00 with offset (QW_EPOCH).")
+@click.option("--checkpoint-url", help="SQLAlchemy URL of the checkpoint store (QW_CHECKPOINT_URL).")
+@click.option("--web-port", type=int, help="Port of the web server with /metrics (QW_WEB_PORT).")
+@click.option("--topic-prefix", help="Prefix of every topic name (QW_TOPIC_PREFIX).")
+@click.option("--loglevel", default="info", show_default=True)
+def command(loglevel: str, **overrides: object) -> None:
+    """Run a stream worker: detection on qw.sampling-results / qw.patrol-reports -> qw.warnings."""
+    run_worker(overrides, loglevel)

@@ -1,0 +1,103 @@
+"""The faust application of a stream worker, built from :class:`~stream.settings.StreamSettings`.
+
+faust is the framework: the worker process, its lifecycle and signals, topic declarations, the web
+server with ``/metrics``. Detection runs in a faust service that drives the checkpointed consumer of
+:mod:`stream.pipeline` (why not a faust agent with tables: ``docs/stream.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from mode import Service
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .metrics import StreamMetrics
+from .pipeline import DetectionPipeline
+from .settings import StreamSettings
+from .topics import Topics, declare_faust_topics
+
+__all__ = ["DetectionService", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+class DetectionService(Service):
+    """Runs one :class:`DetectionPipeline` for as long as the app runs."""
+
+    def __init__(self, pipeline: DetectionPipeline, **kwargs: Any) -> None:
+        self.pipeline = pipeline
+        self._run_done = asyncio.Event()
+        super().__init__(**kwargs)
+
+    async def on_start(self) -> None:
+        await self.pipeline.start()
+
+    @Service.task
+    async def _consume(self) -> None:
+        try:
+            await self.pipeline.run()
+        except Exception:
+            log.exception("detection pipeline failed; stopping the worker")
+            raise
+        finally:
+            self._run_done.set()
+
+    async def on_stop(self) -> None:
+        # let the current batch finish, then checkpoint and leave the group
+        self.pipeline.request_stop()
+        try:
+            await asyncio.wait_for(self._run_done.wait(), timeout=30)
+        except TimeoutError:
+            log.warning("detection pipeline did not finish its batch within 30 s; stopping anyway")
+        await self.pipeline.stop()
+
+
+def create_app(settings: StreamSettings, pipeline: DetectionPipeline | None = None) -> faust.App:
+    """One faust ``App``: topics declared, ``/metrics`` served, the detection service attached."""
+    metrics = pipeline.metrics if pipeline is not None else StreamMetrics()
+    kw: dict[str, Any] = {}
+    if settings.sasl_mechanism:
+        from faust.auth import SASLCredentials
+
+        kw["broker_credentials"] = SASLCredentials(
+            username=settings.sasl_username or "",
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else "",
+            mechanism=settings.sasl_mechanism,
+            ssl_context=None,
+        )
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
+        store="memory://",
+        web_enabled=settings.web_enabled,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
+        broker_request_timeout=settings.request_timeout_ms / 1000,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        autodiscover=False,
+        **kw,
+    )
+    topics = Topics.from_settings(settings)
+    app.qw_topics = declare_faust_topics(app, topics, settings.partitions)  # type: ignore[attr-defined]
+    pipe = pipeline or DetectionPipeline(settings, metrics=metrics)
+    app.qw_pipeline = pipe  # type: ignore[attr-defined]
+    app.service(DetectionService(pipe, loop=None))
+
+    @app.page("/metrics")
+    async def _metrics(web: Any, request: Any) -> Any:
+        return web.bytes(
+            generate_latest(pipe.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    return app

@@ -1,0 +1,146 @@
+"""The checkpoint store: detector stage state together with the source offset it covers.
+
+One row per (consumer group, topic, partition): the pickled partition state and the offset of the
+next message it has not seen. Rows of one checkpoint are written in one database transaction, so a
+restored state always matches the offset the consumer seeks to. Nothing here depends on the
+broker's end offsets or committed offsets. SQLite by default, PostgreSQL in production (SQLAlchemy).
+
+A write never moves a partition backwards: processing is deterministic, so the state at offset *n*
+is the same whoever computed it, and keeping the furthest one makes a late write from a worker
+that has already lost the partition harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+__all__ = ["Checkpoint", "CheckpointStore"]
+
+_meta = MetaData()
+checkpoints = Table(
+    "stream_checkpoints",
+    _meta,
+    Column("group_id", String(200), primary_key=True),
+    Column("topic", String(249), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One partition's saved state: the pickled state and the next offset to read."""
+
+    topic: str
+    partition: int
+    next_offset: int
+    state: bytes
+
+
+class CheckpointStore:
+    """Loads and saves :class:`Checkpoint` s for one consumer group."""
+
+    def __init__(self, url: str, group_id: str) -> None:
+        self.group_id = group_id
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _meta.create_all(self.engine)
+
+    def load(self, topic: str, partition: int) -> Checkpoint | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(checkpoints.c.next_offset, checkpoints.c.state).where(
+                    checkpoints.c.group_id == self.group_id,
+                    checkpoints.c.topic == topic,
+                    checkpoints.c.partition == partition,
+                )
+            ).first()
+        if row is None:
+            return None
+        return Checkpoint(topic, partition, int(row.next_offset), bytes(row.state))
+
+    def load_all(self) -> list[Checkpoint]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    checkpoints.c.topic,
+                    checkpoints.c.partition,
+                    checkpoints.c.next_offset,
+                    checkpoints.c.state,
+                )
+                .where(checkpoints.c.group_id == self.group_id)
+                .order_by(checkpoints.c.topic, checkpoints.c.partition)
+            ).all()
+        return [Checkpoint(r.topic, int(r.partition), int(r.next_offset), bytes(r.state)) for r in rows]
+
+    def save(self, items: Iterable[Checkpoint]) -> int:
+        """Write ``items`` in one transaction; rows further ahead than an item are kept. Rows written."""
+        now = datetime.now(UTC)
+        written = 0
+        with self.engine.begin() as conn:
+            for cp in items:
+                res = conn.execute(
+                    update(checkpoints)
+                    .where(
+                        checkpoints.c.group_id == self.group_id,
+                        checkpoints.c.topic == cp.topic,
+                        checkpoints.c.partition == cp.partition,
+                        checkpoints.c.next_offset <= cp.next_offset,
+                    )
+                    .values(next_offset=cp.next_offset, state=cp.state, updated_at=now)
+                )
+                if res.rowcount:
+                    written += 1
+                    continue
+                exists = conn.execute(
+                    select(checkpoints.c.next_offset).where(
+                        checkpoints.c.group_id == self.group_id,
+                        checkpoints.c.topic == cp.topic,
+                        checkpoints.c.partition == cp.partition,
+                    )
+                ).first()
+                if exists is None:
+                    conn.execute(
+                        checkpoints.insert().values(
+                            group_id=self.group_id,
+                            topic=cp.topic,
+                            partition=cp.partition,
+                            next_offset=cp.next_offset,
+                            state=cp.state,
+                            updated_at=now,
+                        )
+                    )
+                    written += 1
+        return written
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()

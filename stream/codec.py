@@ -1,0 +1,149 @@
+"""Bytes on the wire <-> records: decoding with validation, cell-weeks, warnings, dead letters.
+
+Decoding never raises on bad input: it returns a :class:`Rejection` that says why, which the worker
+sends to the dead-letter topic (the poison-message policy in ``docs/stream.md``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from detectors.base import CellWeek
+from schemas import Catalogue, RiskWarning, field_errors, validation_context
+
+__all__ = [
+    "Rejection",
+    "dead_letter",
+    "decode_cell_week",
+    "decode_record",
+    "encode_cell_week",
+    "encode_warning",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why an input message was refused (``reason`` names the field when there is one)."""
+
+    reason: str
+    errors: tuple[dict[str, str], ...] = ()
+
+
+def decode_record(
+    raw: bytes | None, model: type[M], catalogue: Catalogue, now: datetime | None = None
+) -> M | Rejection:
+    """Decode UTF-8 JSON bytes into ``model`` validated against ``catalogue``."""
+    if raw is None:
+        return Rejection("empty message (no value)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(f"not UTF-8: {exc.reason} at byte {exc.start}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Rejection(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    if not isinstance(data, dict):
+        return Rejection(f"invalid record: expected a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data, context=validation_context(catalogue, now))
+    except ValidationError as exc:
+        errs = field_errors(exc)
+        return Rejection(
+            "invalid record: " + "; ".join(str(e) for e in errs),
+            tuple(e.as_dict() for e in errs),
+        )
+
+
+def _dt(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def encode_cell_week(cell: CellWeek) -> bytes:
+    return json.dumps(
+        {
+            "region": cell.region,
+            "industry": cell.industry,
+            "week_start": _dt(cell.week_start),
+            "week_end": _dt(cell.week_end),
+            "tested": cell.tested,
+            "failed": cell.failed,
+            "failed_ids": list(cell.failed_ids),
+            "item_failures": [[item, list(ids)] for item, ids in cell.item_failures],
+            "last_event": _dt(cell.last_event),
+        },
+        separators=(",", ":"),
+    ).encode("utf-8")
+
+
+def decode_cell_week(raw: bytes | None, zone: tzinfo) -> CellWeek | Rejection:
+    """A cell-week from its JSON (datetimes back in the catalogue's zone)."""
+    if raw is None:
+        return Rejection("empty message (no value)")
+    try:
+        d = json.loads(raw)
+
+        def when(key: str) -> datetime | None:
+            v = d.get(key)
+            if v is None:
+                return None
+            t = datetime.fromisoformat(v)
+            if t.tzinfo is None:
+                raise ValueError(f"{key}: must carry a UTC offset")
+            return t.astimezone(zone)
+
+        start, end = when("week_start"), when("week_end")
+        if start is None or end is None:
+            raise ValueError("week_start/week_end: are required")
+        return CellWeek(
+            region=str(d["region"]),
+            industry=str(d["industry"]),
+            week_start=start,
+            week_end=end,
+            tested=int(d["tested"]),
+            failed=int(d["failed"]),
+            failed_ids=tuple(str(i) for i in d.get("failed_ids", ())),
+            item_failures=tuple((str(k), tuple(str(i) for i in v)) for k, v in d.get("item_failures", ())),
+            last_event=when("last_event"),
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Rejection(f"invalid JSON: {exc}")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return Rejection(f"invalid cell-week: {exc!r}")
+
+
+def encode_warning(warning: RiskWarning) -> bytes:
+    return warning.model_dump_json().encode("utf-8")
+
+
+def dead_letter(
+    *,
+    reason: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    errors: tuple[dict[str, str], ...] = (),
+    at: datetime | None = None,
+) -> bytes:
+    """The dead-letter message: where the input came from, why it was refused, its original bytes."""
+    doc: dict[str, Any] = {
+        "reason": reason,
+        "errors": list(errors),
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key_b64": base64.b64encode(key).decode("ascii") if key is not None else None,
+        "value_b64": base64.b64encode(value).decode("ascii") if value is not None else None,
+        "refused_at": (at or datetime.now(UTC)).isoformat(),
+    }
+    return json.dumps(doc, ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,360 @@
+"""The ingest HTTP API: a FastAPI router for inspectors' records.
+
+``create_ingest_router(session_factory=..., verify=...)`` returns an ``APIRouter`` with
+
+* ``POST /api/v1/sampling-results`` and ``/api/v1/patrol-reports`` — one record (JSON object);
+  201 accepted, 200 duplicate (the earlier outcome), 409 same id with different content, 422 invalid,
+  403 outside the token's county;
+* ``POST /api/v1/sampling-results:batch`` and ``/api/v1/patrol-reports:batch`` — a JSON array or
+  JSONL body; 200 with one outcome per row (row, id, status, field, reason);
+* ``POST /api/v1/imports?kind=sampling|patrol`` — a CSV or XLSX (or JSONL) upload, field ``file``,
+  with the wire-contract column names or the Chinese headers of lab templates; 200 with per-row outcomes.
+
+Every route needs ``Authorization: Bearer <token>``: none or an unknown token is 401, a role that may
+not push or a record outside the token's county is 403 (naming the county). Error bodies are
+``{"detail": {"error", "message", "errors": [{"field", "reason", "type"}]}}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from schemas import Catalogue, FieldError, PatrolReport, SamplingResult, default_catalogue
+
+from .auth import PUSH_ROLES, Principal, Verifier
+from .errors import BadPayload, Conflict, Forbidden, IngestError, PayloadTooLarge, Rejected, Unauthenticated
+from .models import RecordKind
+from .service import Clock, RawRow, RowOutcome, _utc_now, submit_many, summarise
+from .writer import GroupWriter
+from .tabular import TableError, parse_table
+
+__all__ = ["BatchOut", "OutcomeOut", "create_ingest_router"]
+
+_bearer = HTTPBearer(auto_error=False, description="an ingest token (role inspector or admin)")
+Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+class ErrorOut(BaseModel):
+    field: str
+    reason: str
+    type: str
+
+
+class OutcomeOut(BaseModel):
+    """What became of one record."""
+
+    row: int
+    id: str | None
+    status: Literal["accepted", "duplicate", "rejected"]
+    field: str | None
+    reason: str | None
+    errors: list[ErrorOut]
+    accepted_at: str | None
+
+
+class BatchOut(BaseModel):
+    """Per-row outcomes of a batch or an import, with counts."""
+
+    kind: Literal["sampling", "patrol"]
+    total: int
+    accepted: int
+    duplicate: int
+    rejected: int
+    outcomes: list[OutcomeOut]
+    format: str | None = None
+    ignored_columns: list[str] = []
+
+
+class ErrorDetail(BaseModel):
+    error: str
+    message: str
+    errors: list[ErrorOut]
+
+
+class ErrorOutBody(BaseModel):
+    detail: ErrorDetail
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOutBody, "description": text}
+    for code, text in (
+        (400, "the body or file cannot be read"),
+        (401, "no token, or an unknown one"),
+        (403, "the token's role may not push, or the record is outside its county"),
+        (413, "too many rows or too many bytes"),
+    )
+}
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its ``$defs`` inlined (an OpenAPI request body cannot carry ``$defs``)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)  # type: ignore[no-any-return]
+
+
+def _body_spec(model: type[BaseModel], batch: bool) -> dict[str, Any]:
+    one = _inline_schema(model)
+    if not batch:
+        return {"requestBody": {"required": True, "content": {"application/json": {"schema": one}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "array", "items": one}},
+                "application/x-ndjson": {
+                    "schema": {"type": "string", "description": "one JSON record per line"}
+                },
+            },
+        }
+    }
+
+
+def _http(exc: IngestError) -> HTTPException:
+    """The one place ingest errors become HTTP responses."""
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return HTTPException(status_code=exc.status, detail=exc.body(), headers=headers)
+
+
+def _batch_body(kind: RecordKind, outcomes: list[RowOutcome], **extra: Any) -> dict[str, Any]:
+    s = summarise(outcomes)
+    return {
+        "kind": kind.value,
+        "total": s.total,
+        "accepted": s.accepted,
+        "duplicate": s.duplicate,
+        "rejected": s.rejected,
+        "outcomes": [o.as_dict() for o in outcomes],
+        **extra,
+    }
+
+
+def _json_rows(body: bytes, max_rows: int) -> list[RawRow]:
+    text = body.decode("utf-8-sig", errors="replace").strip()
+    if not text:
+        raise BadPayload("the body is empty; send a JSON array or one JSON record per line")
+    rows: list[RawRow]
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise BadPayload(f"the body is not a JSON array: {exc}") from None
+        rows = [RawRow(n, item) for n, item in enumerate(items, start=1)]
+    else:
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(RawRow(n, json.loads(line)))
+            except (json.JSONDecodeError, RecursionError) as exc:
+                reason = f"line is not JSON: {getattr(exc, 'msg', exc)}"
+                rows.append(RawRow(n, None, (FieldError("", reason, "invalid_json"),)))
+    if len(rows) > max_rows:
+        raise PayloadTooLarge(f"{len(rows)} records in one batch; at most {max_rows}")
+    return rows
+
+
+def create_ingest_router(
+    *,
+    session_factory: Callable[[], Session],
+    verify: Verifier,
+    catalogue: Catalogue | None = None,
+    clock: Clock = _utc_now,
+    push_roles: frozenset[str] = PUSH_ROLES,
+    max_batch_rows: int = 100_000,
+    max_upload_bytes: int = 64 * 1024 * 1024,
+    on_accepted: Callable[[], None] | None = None,
+) -> APIRouter:
+    """The ingest routes over ``session_factory`` (a ``sessionmaker``), authenticated by ``verify``.
+
+    ``on_accepted`` is called after a commit that accepted at least one record (wake the relay).
+    Single records go through a :class:`~stream.ingest.writer.GroupWriter` (group commit); the token
+    is verified on the event loop, so ``verify`` should be quick (an indexed lookup).
+    """
+    cat = catalogue or default_catalogue()
+    router = APIRouter(tags=["ingest"])
+
+    def authorise(credentials: HTTPAuthorizationCredentials | None) -> Principal:
+        if credentials is None or not credentials.credentials:
+            raise Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")
+        principal = verify(credentials.credentials)
+        if principal is None:
+            raise Unauthenticated("the bearer token is unknown, revoked or expired")
+        if principal.role not in push_roles:
+            raise Forbidden(
+                f"role '{principal.role}' may not push records (allowed: {', '.join(sorted(push_roles))})"
+            )
+        if principal.region is not None and cat.region(principal.region) is None:
+            raise Forbidden(
+                f"the token is scoped to county '{principal.region}', which the catalogue does not know"
+            )
+        return principal
+
+    def accepted_hook(outcomes: list[RowOutcome]) -> None:
+        if on_accepted is not None and any(o.status == "accepted" for o in outcomes):
+            on_accepted()
+
+    writer = GroupWriter(session_factory=session_factory, catalogue=cat, clock=clock, on_accepted=on_accepted)
+
+    async def one(
+        kind: RecordKind, credentials: HTTPAuthorizationCredentials | None, body: bytes
+    ) -> JSONResponse:
+        principal = authorise(credentials)
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise BadPayload(f"the body is not JSON: {exc}") from None
+        outcome = await writer.submit(
+            kind=kind, data=data, submitted_by=principal.name, scope_region=principal.region
+        )
+        if outcome.status == "rejected":
+            first = outcome.errors[0]
+            if outcome.out_of_scope:
+                raise Forbidden(first.reason, outcome.errors, id=outcome.id)
+            if outcome.conflict:
+                raise Conflict(first.reason, outcome.errors, id=outcome.id)
+            raise Rejected(f"record refused: {first}", outcome.errors, id=outcome.id)
+        return JSONResponse(outcome.as_dict(), status_code=201 if outcome.status == "accepted" else 200)
+
+    def many(
+        kind: RecordKind, principal: Principal, rows: list[RawRow] | Iterator[RawRow], **extra: Any
+    ) -> JSONResponse:
+        with session_factory() as session:
+            outcomes = submit_many(
+                session,
+                kind=kind,
+                rows=rows,
+                catalogue=cat,
+                clock=clock,
+                submitted_by=principal.name,
+                scope_region=principal.region,
+                on_chunk=accepted_hook,
+            )
+        return JSONResponse(_batch_body(kind, outcomes, **extra))
+
+    async def run(fn: Callable[..., JSONResponse], *args: Any) -> JSONResponse:
+        try:
+            return await run_in_threadpool(fn, *args)
+        except IngestError as exc:
+            raise _http(exc) from None
+
+    def add_single(path: str, kind: RecordKind, model: type[BaseModel], summary: str) -> None:
+        async def endpoint(request: Request, credentials: Creds) -> JSONResponse:
+            try:
+                return await one(kind, credentials, await request.body())
+            except IngestError as exc:
+                raise _http(exc) from None
+
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            summary=summary,
+            status_code=201,
+            openapi_extra=_body_spec(model, False),
+            responses={
+                201: {"model": OutcomeOut, "description": "accepted"},
+                200: {"model": OutcomeOut, "description": "duplicate: accepted before with the same content"},
+                409: {
+                    "model": ErrorOutBody,
+                    "description": "the id was accepted before with different content",
+                },
+                422: {"model": ErrorOutBody, "description": "the record is invalid (field and reason)"},
+                **_ERRORS,
+            },
+            name=f"submit_{kind.value}",
+        )
+
+    def add_batch(path: str, kind: RecordKind, model: type[BaseModel], summary: str) -> None:
+        async def endpoint(request: Request, credentials: Creds) -> JSONResponse:
+            body = await request.body()
+
+            def work() -> JSONResponse:
+                principal = authorise(credentials)
+                return many(kind, principal, _json_rows(body, max_batch_rows))
+
+            return await run(work)
+
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            summary=summary,
+            openapi_extra=_body_spec(model, True),
+            responses={200: {"model": BatchOut, "description": "one outcome per record"}, **_ERRORS},
+            name=f"submit_{kind.value}_batch",
+        )
+
+    add_single("/api/v1/sampling-results", RecordKind.sampling, SamplingResult, "Submit one sampling result")
+    add_single("/api/v1/patrol-reports", RecordKind.patrol, PatrolReport, "Submit one patrol report")
+    add_batch(
+        "/api/v1/sampling-results:batch",
+        RecordKind.sampling,
+        SamplingResult,
+        "Submit sampling results (JSON array or JSONL)",
+    )
+    add_batch(
+        "/api/v1/patrol-reports:batch",
+        RecordKind.patrol,
+        PatrolReport,
+        "Submit patrol reports (JSON array or JSONL)",
+    )
+
+    @router.post(
+        "/api/v1/imports",
+        summary="Import a CSV or XLSX file of sampling results or patrol reports",
+        response_model=BatchOut,
+        responses={**_ERRORS, 422: {"description": "the query or form is invalid"}},
+    )
+    async def import_file(
+        credentials: Creds,
+        file: Annotated[
+            UploadFile, File(description="CSV, XLSX or JSONL; wire-contract or Chinese lab headers")
+        ],
+        kind: Annotated[
+            Literal["sampling", "patrol"] | None, Query(description="guessed from the headers if omitted")
+        ] = None,
+    ) -> JSONResponse:
+        content = await file.read(max_upload_bytes + 1)
+        filename = file.filename
+
+        def work() -> JSONResponse:
+            principal = authorise(credentials)
+            if len(content) > max_upload_bytes:
+                raise PayloadTooLarge(f"the file is larger than {max_upload_bytes} bytes")
+            try:
+                table = parse_table(content, filename=filename, kind=kind, catalogue=cat)
+                return many(
+                    table.kind,
+                    principal,
+                    table.rows,
+                    format=table.format,
+                    ignored_columns=table.ignored_columns,
+                )
+            except TableError as exc:
+                raise BadPayload(f"file: {exc}", [FieldError("file", str(exc), "unreadable_file")]) from None
+
+        return await run(work)
+
+    return router

@@ -1,0 +1,361 @@
+"""Accepting inspectors' records: validate, check scope and idempotency, write the outbox.
+
+Keyword-only functions over a SQLAlchemy session. Each input row gets one :class:`RowOutcome`:
+
+* ``accepted`` — valid and new: committed to the outbox (relayed to Kafka later);
+* ``duplicate`` — its id was accepted before with the same content: the earlier outcome is returned
+  and nothing new is written or published;
+* ``rejected`` — with the field and the reason: invalid, out of the submitter's county scope, or the
+  id was accepted before with *different* content (``type == "conflict"``). A rejected row changes
+  nothing; the good rows around it are still accepted.
+
+Content is compared through a SHA-256 hash of the canonical record: the validated, normalised record
+(region and industry resolved to code and slug, names folded by the catalogue, timestamps in UTC)
+serialised as compact JSON in field order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from pydantic_core import to_json
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from schemas import Catalogue, FieldError, PatrolReport, SamplingResult, default_catalogue, field_errors
+from schemas.records import validation_context
+
+from .models import OutboxRecord, RecordKind
+
+__all__ = [
+    "CHUNK_ROWS",
+    "Clock",
+    "RawRow",
+    "RowOutcome",
+    "Summary",
+    "canonical_record",
+    "submit_many",
+    "submit_one",
+    "summarise",
+]
+
+Clock = Callable[[], datetime]
+Status = Literal["accepted", "duplicate", "rejected"]
+
+#: rows validated, looked up and committed together (bounded memory and transaction size)
+CHUNK_ROWS = 2000
+_MODELS: dict[RecordKind, type[SamplingResult] | type[PatrolReport]] = {
+    RecordKind.sampling: SamplingResult,
+    RecordKind.patrol: PatrolReport,
+}
+_T = OutboxRecord.__table__
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+_TIME_FIELDS = {RecordKind.sampling: ("sampled_at", "reported_at"), RecordKind.patrol: ("patrolled_at",)}
+
+
+@dataclass(frozen=True, slots=True)
+class RawRow:
+    """One input row: its 1-based position in the file or batch, the fields, and any parse errors."""
+
+    row: int
+    data: Any
+    errors: tuple[FieldError, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutcome:
+    """What became of one row."""
+
+    row: int
+    id: str | None
+    status: Status
+    errors: tuple[FieldError, ...] = ()
+    accepted_at: datetime | None = None
+
+    @property
+    def conflict(self) -> bool:
+        return any(e.type == "conflict" for e in self.errors)
+
+    @property
+    def out_of_scope(self) -> bool:
+        return any(e.type == "out_of_scope" for e in self.errors)
+
+    def as_dict(self) -> dict[str, Any]:
+        first = self.errors[0] if self.errors else None
+        return {
+            "row": self.row,
+            "id": self.id,
+            "status": self.status,
+            "field": first.field if first else None,
+            "reason": first.reason if first else None,
+            "errors": [e.as_dict() for e in self.errors],
+            "accepted_at": self.accepted_at.isoformat() if self.accepted_at else None,
+        }
+
+
+@dataclass(slots=True)
+class Summary:
+    """Counts over a list of outcomes."""
+
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    rejected_rows: list[RowOutcome] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.accepted + self.duplicate + self.rejected
+
+
+def summarise(outcomes: Iterable[RowOutcome]) -> Summary:
+    out = Summary()
+    for o in outcomes:
+        if o.status == "accepted":
+            out.accepted += 1
+        elif o.status == "duplicate":
+            out.duplicate += 1
+        else:
+            out.rejected += 1
+            out.rejected_rows.append(o)
+    return out
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def canonical_record(record: SamplingResult | PatrolReport, kind: RecordKind) -> tuple[str, str]:
+    """The canonical JSON of a validated record (timestamps in UTC, fields in model order) and its SHA-256."""
+    fields = dict(record.__dict__)
+    for name in _TIME_FIELDS[kind]:
+        value = fields.get(name)
+        if value is not None and value.utcoffset():
+            fields[name] = value.astimezone(UTC)
+    payload = to_json(fields).decode("utf-8")
+    return payload, hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _region_label(catalogue: Catalogue, code: str) -> str:
+    region = catalogue.region(code)
+    return f"{code} ({region.name_zh})" if region else code
+
+
+def _resolve_names(data: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]:
+    region, industry = data.get("region"), data.get("industry")
+    if isinstance(region, str) and catalogue.region(region) is None:
+        code = catalogue.resolve_region(region)
+        if code is not None:
+            data = {**data, "region": code}
+    if isinstance(industry, str) and catalogue.industry(industry) is None:
+        slug = catalogue.resolve_industry(industry)
+        if slug is not None:
+            data = {**data, "industry": slug}
+    return data
+
+
+@dataclass(slots=True)
+class _Valid:
+    row: int
+    record_id: str
+    region: str
+    payload: str
+    content_hash: str
+
+
+def _validate(
+    raw: RawRow, *, kind: RecordKind, context: dict[str, Any], catalogue: Catalogue, scope_region: str | None
+) -> _Valid | RowOutcome:
+    data = raw.data
+    rid = data.get("id") if isinstance(data, Mapping) else None
+    rid = str(rid).strip() if isinstance(rid, str | int) and not isinstance(rid, bool) else None
+    if raw.errors:
+        return RowOutcome(raw.row, rid, "rejected", raw.errors)
+    if not isinstance(data, Mapping):
+        reason = (
+            f"must be a JSON object with the fields of a {_MODELS[kind].__name__}, got {type(data).__name__}"
+        )
+        return RowOutcome(raw.row, None, "rejected", (FieldError("", reason, "not_an_object"),))
+    try:
+        record = _MODELS[kind].model_validate(_resolve_names(dict(data), catalogue), context=context)
+    except ValidationError as exc:
+        return RowOutcome(raw.row, rid, "rejected", tuple(field_errors(exc)))
+    if scope_region is not None and record.region != scope_region:
+        reason = (
+            f"county {_region_label(catalogue, record.region)} is outside the submitter's scope "
+            f"(county {_region_label(catalogue, scope_region)})"
+        )
+        return RowOutcome(raw.row, record.id, "rejected", (FieldError("region", reason, "out_of_scope"),))
+    payload, digest = canonical_record(record, kind)
+    return _Valid(raw.row, record.id, record.region, payload, digest)
+
+
+def _conflict(row: int, rid: str, where: str) -> RowOutcome:
+    reason = f"record '{rid}' was already {where} with different content; a new record needs a new id"
+    return RowOutcome(row, rid, "rejected", (FieldError("id", reason, "conflict"),))
+
+
+def _chunks(rows: Iterable[RawRow], size: int) -> Iterator[list[RawRow]]:
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _submit_chunk(
+    session: Session,
+    chunk: list[RawRow],
+    *,
+    kind: RecordKind,
+    catalogue: Catalogue,
+    now: datetime,
+    submitted_by: str | None,
+    scope_region: str | None,
+) -> list[RowOutcome]:
+    context = validation_context(catalogue, now)
+    results: list[_Valid | RowOutcome] = [
+        _validate(raw, kind=kind, context=context, catalogue=catalogue, scope_region=scope_region)
+        for raw in chunk
+    ]
+    with _write_lock(session):
+        return _store_chunk(session, results, kind=kind, now=now, submitted_by=submitted_by)
+
+
+def _write_lock(session: Session) -> AbstractContextManager[Any]:
+    """SQLite has one writer: writers of this process queue on a lock instead of its busy-sleep."""
+    bind = session.get_bind()
+    engine = getattr(bind, "engine", bind)
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(engine)
+        if lock is None:
+            lock = _LOCKS[engine] = threading.Lock()
+    return lock
+
+
+def _store_chunk(
+    session: Session,
+    results: list[_Valid | RowOutcome],
+    *,
+    kind: RecordKind,
+    now: datetime,
+    submitted_by: str | None,
+) -> list[RowOutcome]:
+    ids = list({r.record_id for r in results if isinstance(r, _Valid)})
+    known: dict[str, tuple[str, datetime]] = {}
+    conn = session.connection()
+    for start in range(0, len(ids), 500):
+        stmt = select(_T.c.record_id, _T.c.content_hash, _T.c.created_at).where(
+            _T.c.kind == kind.value, _T.c.record_id.in_(ids[start : start + 500])
+        )
+        for rid, digest, created in conn.execute(stmt):
+            known[rid] = (digest, created)
+    outcomes: list[RowOutcome] = []
+    fresh: list[dict[str, Any]] = []
+    for r in results:
+        if isinstance(r, RowOutcome):
+            outcomes.append(r)
+            continue
+        earlier = known.get(r.record_id)
+        if earlier is None:
+            known[r.record_id] = (r.content_hash, now)
+            fresh.append(
+                {
+                    "kind": kind.value,
+                    "record_id": r.record_id,
+                    "region": r.region,
+                    "payload": r.payload,
+                    "content_hash": r.content_hash,
+                    "outcome": "accepted",
+                    "submitted_by": submitted_by,
+                    "created_at": now,
+                    "attempts": 0,
+                }
+            )
+            outcomes.append(RowOutcome(r.row, r.record_id, "accepted", accepted_at=now))
+        elif earlier[0] == r.content_hash:
+            outcomes.append(RowOutcome(r.row, r.record_id, "duplicate", accepted_at=earlier[1]))
+        else:
+            outcomes.append(
+                _conflict(r.row, r.record_id, f"accepted at {earlier[1].isoformat(timespec='seconds')}")
+            )
+    if fresh:
+        conn.execute(insert(_T), fresh)
+    session.commit()
+    return outcomes
+
+
+def submit_many(
+    session: Session,
+    *,
+    kind: RecordKind | str,
+    rows: Iterable[RawRow],
+    catalogue: Catalogue | None = None,
+    clock: Clock = _utc_now,
+    submitted_by: str | None = None,
+    scope_region: str | None = None,
+    on_chunk: Callable[[list[RowOutcome]], None] | None = None,
+) -> list[RowOutcome]:
+    """Validate and accept ``rows`` of one ``kind``; one outcome per row, in input order.
+
+    Rows are committed in chunks of :data:`CHUNK_ROWS`; ``on_chunk`` sees each chunk's outcomes after its
+    commit (progress bars). ``scope_region`` (a county code) rejects rows of any other county. If another
+    writer inserts the same id concurrently, the chunk is retried and the row becomes a duplicate or a
+    conflict, never a second copy.
+    """
+    kind = RecordKind(kind)
+    cat = catalogue or default_catalogue()
+    outcomes: list[RowOutcome] = []
+    for chunk in _chunks(rows, CHUNK_ROWS):
+        for attempt in range(3):
+            try:
+                done = _submit_chunk(
+                    session,
+                    chunk,
+                    kind=kind,
+                    catalogue=cat,
+                    now=clock(),
+                    submitted_by=submitted_by,
+                    scope_region=scope_region,
+                )
+                break
+            except IntegrityError:
+                session.rollback()
+                if attempt == 2:
+                    raise
+        outcomes.extend(done)
+        if on_chunk is not None:
+            on_chunk(done)
+    return outcomes
+
+
+def submit_one(
+    session: Session,
+    *,
+    kind: RecordKind | str,
+    data: Any,
+    catalogue: Catalogue | None = None,
+    clock: Clock = _utc_now,
+    submitted_by: str | None = None,
+    scope_region: str | None = None,
+) -> RowOutcome:
+    """Validate and accept one record (see :func:`submit_many`); its outcome, row 1."""
+    return submit_many(
+        session,
+        kind=kind,
+        rows=[RawRow(1, data)],
+        catalogue=catalogue,
+        clock=clock,
+        submitted_by=submitted_by,
+        scope_region=scope_region,
+    )[0]

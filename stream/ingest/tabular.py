@@ -1,0 +1,404 @@
+"""Reading lab spreadsheets and record files (CSV, XLSX, JSONL) into rows for the ingest service.
+
+Columns are matched by the wire-contract names (``id``, ``sampled_at`` …, any case) or by the Chinese
+headers of lab report templates (抽样编号, 抽样日期, 区县, 行业, 产品名称, 生产企业, 统一社会信用代码,
+检验结论, 不合格项目, 抽样人员, 检验机构, 报告日期, 任务来源; for patrols 巡查编号, 巡查日期, 隐患,
+隐患等级, 处置措施, 备注 …). The header row may sit below a title block: the first row among the first
+ten that names at least two known columns is taken as the header. Unknown columns are ignored and
+listed in :attr:`Table.ignored_columns`.
+
+Cell conversions (a cell that cannot be converted rejects its row, naming the column):
+
+* dates and times without a UTC offset (and spreadsheet date cells) are read in the catalogue's time
+  zone (``Asia/Shanghai`` for Kizilsu): ``2026-03-02`` is 2026-03-02T00:00:00+08:00; values with an
+  offset keep it; ``2026/3/2``, ``2026年3月2日`` and ``2026-03-02 10:30`` are understood;
+* 检验结论: 合格/不合格 (also true/false, yes/no, 是/否, pass/fail, 1/0);
+* 不合格项目 is split on 、 , ; ， ；
+* 任务来源, 隐患等级 and 处置措施 take their Chinese names (监督抽查, 重大隐患, 责令整改 …);
+* region and industry may be a code, slug, or Chinese or English name (resolved by the catalogue).
+
+JSONL lines are wire-contract records and are passed through unchanged (strict: offsets required).
+Row numbers are 1-based physical rows (the header of a plain CSV is row 1, its first record row 2); in
+JSONL they are line numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+
+from schemas import Catalogue, FieldError, default_catalogue
+
+from .models import RecordKind
+from .service import RawRow
+
+__all__ = ["FORMATS", "HEADERS", "Table", "TableError", "detect_format", "parse_table"]
+
+FORMATS = ("csv", "xlsx", "jsonl")
+
+_COMMON = {
+    "区县": "region",
+    "所在区县": "region",
+    "县市": "region",
+    "地区": "region",
+    "行业": "industry",
+    "行业类别": "industry",
+    "所属行业": "industry",
+    "统一社会信用代码": "enterprise_id",
+    "社会信用代码": "enterprise_id",
+    "信用代码": "enterprise_id",
+}
+#: Chinese header -> wire field, per kind
+HEADERS: dict[RecordKind, dict[str, str]] = {
+    RecordKind.sampling: {
+        **_COMMON,
+        "抽样编号": "id",
+        "样品编号": "id",
+        "抽样单编号": "id",
+        "抽样日期": "sampled_at",
+        "抽样时间": "sampled_at",
+        "产品名称": "product",
+        "样品名称": "product",
+        "生产企业": "enterprise_name",
+        "生产企业名称": "enterprise_name",
+        "企业名称": "enterprise_name",
+        "检验结论": "passed",
+        "结论": "passed",
+        "判定结论": "passed",
+        "不合格项目": "failed_items",
+        "不合格项": "failed_items",
+        "抽样人员": "inspector_id",
+        "抽样人": "inspector_id",
+        "检验机构": "lab_id",
+        "承检机构": "lab_id",
+        "报告日期": "reported_at",
+        "签发日期": "reported_at",
+        "任务来源": "source",
+        "抽样类型": "source",
+        "检验项目": "test_items",
+    },
+    RecordKind.patrol: {
+        **_COMMON,
+        "巡查编号": "id",
+        "检查编号": "id",
+        "巡查日期": "patrolled_at",
+        "巡查时间": "patrolled_at",
+        "检查日期": "patrolled_at",
+        "巡查人员": "inspector_id",
+        "检查人员": "inspector_id",
+        "隐患": "hazard",
+        "隐患内容": "hazard",
+        "隐患描述": "hazard",
+        "风险隐患": "hazard",
+        "隐患等级": "severity",
+        "隐患级别": "severity",
+        "处置措施": "action",
+        "处置方式": "action",
+        "备注": "note",
+    },
+}
+_WIRE: dict[RecordKind, tuple[str, ...]] = {
+    RecordKind.sampling: (
+        "id",
+        "sampled_at",
+        "reported_at",
+        "region",
+        "industry",
+        "product",
+        "enterprise_id",
+        "enterprise_name",
+        "passed",
+        "failed_items",
+        "test_items",
+        "inspector_id",
+        "lab_id",
+        "source",
+    ),
+    RecordKind.patrol: (
+        "id",
+        "patrolled_at",
+        "region",
+        "industry",
+        "enterprise_id",
+        "inspector_id",
+        "hazard",
+        "severity",
+        "action",
+        "note",
+    ),
+}
+_PASSED = {
+    "合格": True,
+    "不合格": False,
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "是": True,
+    "否": False,
+    "pass": True,
+    "passed": True,
+    "fail": False,
+    "failed": False,
+    "1": True,
+    "0": False,
+}
+_ENUMS = {
+    "source": {
+        "监督抽查": "supervision_sampling",
+        "风险监测": "risk_monitoring",
+        "专项抽查": "special_campaign",
+        "专项整治": "special_campaign",
+        "专项行动": "special_campaign",
+    },
+    "severity": {"一般隐患": "general", "一般": "general", "重大隐患": "major", "重大": "major"},
+    "action": {
+        "当场整改": "rectified_on_site",
+        "现场整改": "rectified_on_site",
+        "责令整改": "rectification_ordered",
+        "限期整改": "rectification_ordered",
+        "停产停业": "suspended",
+        "责令停产停业": "suspended",
+        "上报": "escalated",
+        "移交": "escalated",
+    },
+}
+_SPLIT_ITEMS = re.compile(r"[、,;，；]")
+_BRACKETS = re.compile(r"[(（\[【].*?[)）\]】]")
+_CN_DATE = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日?(.*)$")
+_DATE_FIELDS = {"sampled_at", "reported_at", "patrolled_at"}
+
+
+class TableError(ValueError):
+    """The file as a whole cannot be read (format, encoding, no header row)."""
+
+
+@dataclass
+class Table:
+    """A parsed file: its kind, the header mapping, and its rows (lazily produced)."""
+
+    kind: RecordKind
+    format: str
+    columns: dict[int, str]
+    ignored_columns: list[str]
+    rows: Iterator[RawRow]
+    total: int | None = field(default=None)
+
+
+def detect_format(filename: str | None, content: bytes) -> str:
+    """``csv``, ``xlsx`` or ``jsonl`` from the file name, else from the content."""
+    name = (filename or "").lower()
+    for ext, fmt in ((".xlsx", "xlsx"), (".csv", "csv"), (".jsonl", "jsonl"), (".ndjson", "jsonl")):
+        if name.endswith(ext):
+            return fmt
+    if content[:4] == b"PK\x03\x04":
+        return "xlsx"
+    if content.lstrip()[:1] == b"{":
+        return "jsonl"
+    return "csv"
+
+
+def _header_key(text: Any) -> str:
+    key = unicodedata.normalize("NFKC", str(text or "")).strip().replace("*", "")
+    key = _BRACKETS.sub("", key).strip()
+    return re.sub(r"\s+", "", key)
+
+
+def _map_headers(cells: list[Any], kind: RecordKind) -> tuple[dict[int, str], list[str]]:
+    names = HEADERS[kind]
+    wire = set(_WIRE[kind])
+    mapped: dict[int, str] = {}
+    ignored: list[str] = []
+    for n, cell in enumerate(cells):
+        key = _header_key(cell)
+        if not key:
+            continue
+        target = names.get(key) or (key.lower() if key.lower() in wire else None)
+        if target is None or target in mapped.values():
+            ignored.append(str(cell).strip())
+        else:
+            mapped[n] = target
+    return mapped, ignored
+
+
+def _guess_kind(cells: list[Any]) -> RecordKind:
+    """The kind whose headers this row names more of (sampling on a tie)."""
+    patrol = len(_map_headers(cells, RecordKind.patrol)[0])
+    return (
+        RecordKind.patrol
+        if patrol > len(_map_headers(cells, RecordKind.sampling)[0])
+        else RecordKind.sampling
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return unicodedata.normalize("NFKC", str(value)).strip() if isinstance(value, str) else str(value).strip()
+
+
+def _parse_time(value: Any, catalogue: Catalogue) -> datetime:
+    zone = catalogue.zone  # type: ignore[attr-defined]
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=zone)
+    text = _text(value)
+    m = _CN_DATE.match(text)
+    if m:
+        text = f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}{m[4]}"
+    text = text.replace("/", "-")
+    if re.match(r"^\d{4}-\d{1,2}-\d{1,2}", text):
+        ymd, _, rest = text.partition(" ") if " " in text and "T" not in text else text.partition("T")
+        y, mo, d = ymd.split("-")
+        text = f"{int(y):04d}-{int(mo):02d}-{int(d):02d}" + (f"T{rest.strip()}" if rest.strip() else "")
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"'{_text(value)}' is not a date (use 2026-03-02, 2026-03-02 10:30 or ISO 8601)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+
+
+def _convert(name: str, value: Any, catalogue: Catalogue) -> Any:
+    if name in _DATE_FIELDS:
+        return _parse_time(value, catalogue)
+    if name == "passed":
+        if isinstance(value, bool):
+            return value
+        key = _text(value).lower()
+        if key not in _PASSED:
+            raise ValueError(f"'{_text(value)}' is not a conclusion (合格 or 不合格)")
+        return _PASSED[key]
+    if name == "failed_items":
+        return [p.strip() for p in _SPLIT_ITEMS.split(_text(value)) if p.strip()]
+    if name == "test_items":
+        try:
+            return json.loads(_text(value))
+        except json.JSONDecodeError:
+            raise ValueError("must be a JSON list of {name, value, limit, unit, passed}") from None
+    text = _text(value)
+    if name in ("region", "industry"):
+        resolved = catalogue.resolve_region(text) if name == "region" else catalogue.resolve_industry(text)
+        return resolved or text
+    if name in _ENUMS:
+        return _ENUMS[name].get(text, text)
+    return text
+
+
+def _rows_from_cells(
+    cells: Iterator[tuple[int, list[Any]]], kind: RecordKind | None, catalogue: Catalogue, fmt: str
+) -> Table:
+    preamble: list[tuple[int, list[Any]]] = []
+    for number, row in cells:
+        preamble.append((number, row))
+        guess = kind or _guess_kind(row)
+        mapped, ignored = _map_headers(row, guess)
+        if len(mapped) >= 2:
+            break
+        if len(preamble) >= 10:
+            raise TableError("no header row: none of the first 10 rows names two known columns")
+    else:
+        raise TableError("no header row: the file has no row naming two known columns")
+
+    def produce() -> Iterator[RawRow]:
+        for number, row in cells:
+            data: dict[str, Any] = {}
+            errors: list[FieldError] = []
+            for n, name in mapped.items():
+                value = row[n] if n < len(row) else None
+                if value is None or (isinstance(value, str) and not value.strip()):
+                    continue
+                try:
+                    data[name] = _convert(name, value, catalogue)
+                except ValueError as exc:
+                    errors.append(FieldError(name, str(exc), "unreadable_cell"))
+            if not data and not errors:
+                continue  # a blank line
+            yield RawRow(number, data, tuple(errors))
+
+    return Table(kind=guess, format=fmt, columns=mapped, ignored_columns=ignored, rows=produce())
+
+
+def _decode(content: bytes) -> str:
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            return content.decode("gb18030")
+        except UnicodeDecodeError:
+            raise TableError("the file is neither UTF-8 nor GB 18030 text") from None
+
+
+def _csv_cells(content: bytes) -> Iterator[tuple[int, list[Any]]]:
+    reader = csv.reader(io.StringIO(_decode(content), newline=""))
+    yield from enumerate(reader, start=1)
+
+
+def _xlsx_cells(content: bytes) -> Iterator[tuple[int, list[Any]]]:
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises zipfile, KeyError or its own errors on a bad file
+        raise TableError(f"not a readable XLSX workbook: {type(exc).__name__}: {exc}") from None
+    sheet = book.active
+    if sheet is None:
+        raise TableError("the workbook has no sheet")
+    try:
+        for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+            yield number, list(row)
+    finally:
+        book.close()
+
+
+def _jsonl_rows(content: bytes) -> Iterator[RawRow]:
+    for number, line in enumerate(_decode(content).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield RawRow(number, json.loads(line))
+        except json.JSONDecodeError as exc:
+            yield RawRow(
+                number,
+                None,
+                (FieldError("", f"line is not JSON: {exc.msg} at column {exc.colno}", "invalid_json"),),
+            )
+
+
+def parse_table(
+    content: bytes,
+    *,
+    filename: str | None = None,
+    kind: RecordKind | str | None = None,
+    catalogue: Catalogue | None = None,
+    fmt: str | None = None,
+) -> Table:
+    """Parse a whole file into a :class:`Table`; ``kind`` is guessed from the headers when not given.
+
+    Raises :class:`TableError` when the file cannot be read at all; a bad row only rejects that row.
+    """
+    cat = catalogue or default_catalogue()
+    fmt = fmt or detect_format(filename, content)
+    want = RecordKind(kind) if kind is not None else None
+    if fmt == "jsonl":
+        if want is None:
+            first = next((line for line in _decode(content).splitlines() if line.strip()), "{}")
+            try:
+                keys = list(json.loads(first)) if first.lstrip().startswith("{") else []
+            except json.JSONDecodeError:
+                keys = []
+            want = _guess_kind(keys)
+        return Table(kind=want, format=fmt, columns={}, ignored_columns=[], rows=_jsonl_rows(content))
+    reader: Callable[[bytes], Iterator[tuple[int, list[Any]]]] = _xlsx_cells if fmt == "xlsx" else _csv_cells
+    if fmt not in FORMATS:
+        raise TableError(f"format '{fmt}' is not one of {', '.join(FORMATS)}")
+    return _rows_from_cells(reader(content), want, cat, fmt)

@@ -1,0 +1,337 @@
+"""The detection consumer: read input partitions, run the stages, publish, checkpoint.
+
+Per message: decode -> validate -> (the stage drops repeated ids) -> stages -> publish warnings to
+``warnings`` and closed cell-weeks to ``cell-weeks``; refused messages go to ``dead-letter``.
+
+Exactly-once state (see ``docs/stream.md``): the state of each assigned partition is checkpointed
+together with the offset of the next message it has not seen, after every output it caused has been
+acknowledged by the broker (``acks=all``). On assignment the consumer restores the checkpoint and
+seeks to its offset (or to the beginning when there is none), so every record changes the state
+exactly once; outputs re-sent after a crash are harmless (deterministic warning ids, an idempotent
+cell-week barrier). Kafka's committed offsets are written only for monitoring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pickle
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from detectors.engine import EngineConfig, Outcome
+from schemas import Catalogue, PatrolReport, RiskWarning, SamplingResult, default_catalogue, load_catalogue
+
+from .checkpoint import Checkpoint, CheckpointStore
+from .codec import Rejection, dead_letter, decode_cell_week, decode_record, encode_cell_week, encode_warning
+from .metrics import StreamMetrics
+from .settings import StreamSettings
+from .stages import CellWeekPartition, PatrolPartition, SamplingPartition, StageContext
+from .topics import Topics
+
+__all__ = ["DetectionPipeline", "ensure_topics", "stage_context"]
+
+log = logging.getLogger(__name__)
+
+PartitionState = SamplingPartition | PatrolPartition | CellWeekPartition
+
+
+def stage_context(settings: StreamSettings, catalogue: Catalogue | None = None) -> StageContext:
+    cat = catalogue or (
+        load_catalogue(settings.catalogue_path) if settings.catalogue_path else default_catalogue()
+    )
+    if settings.epoch is None:
+        raise ValueError(
+            "epoch: QW_EPOCH must be set (a Monday 00:00 with its UTC offset, the first week watched)"
+        )
+    config = EngineConfig(epoch=settings.epoch.astimezone(cat.zone), seed=settings.seed)
+    return StageContext.create(cat, config)
+
+
+def _ssl_context(settings: StreamSettings) -> Any:
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        return create_ssl_context(cafile=settings.ssl_cafile)
+    return None
+
+
+async def ensure_topics(settings: StreamSettings, topics: Topics) -> None:
+    """Create the stream's topics with the configured partitions (those that exist are left alone)."""
+    admin = AIOKafkaAdminClient(**settings.client_kwargs(), ssl_context=_ssl_context(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, settings.partitions, settings.replication_factor)
+            for name in topics.all
+            if name not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, pipeline: DetectionPipeline) -> None:
+        self._p = pipeline
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._p._revoke(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._p._assign(assigned)
+
+
+class _Part:
+    __slots__ = ("dirty", "next_offset", "state")
+
+    def __init__(self, state: PartitionState, next_offset: int) -> None:
+        self.state = state
+        self.next_offset = next_offset
+        self.dirty = False
+
+
+class DetectionPipeline:
+    """One member of the detection consumer group (run it inside the faust app, or on its own)."""
+
+    #: how long stopping waits for the broker before giving up on the final checkpoint
+    STOP_TIMEOUT_S = 15.0
+
+    def __init__(
+        self,
+        settings: StreamSettings,
+        *,
+        catalogue: Catalogue | None = None,
+        metrics: StreamMetrics | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        self.ctx = stage_context(settings, catalogue)
+        self.metrics = metrics or StreamMetrics()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.store = CheckpointStore(settings.checkpoint_url, settings.group_id)
+        self._parts: dict[TopicPartition, _Part] = {}
+        self._lock = asyncio.Lock()
+        self._cell_partitions: list[int] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._last_checkpoint = time.monotonic()
+        self._stopping = asyncio.Event()
+        self.processed = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        await ensure_topics(s, self.topics)
+        common = dict(s.client_kwargs(), ssl_context=_ssl_context(s))
+        self._producer = AIOKafkaProducer(
+            **common,
+            acks="all",
+            enable_idempotence=bool(s.enable_idempotence),
+            linger_ms=5,
+        )
+        await self._producer.start()
+        parts = await self._producer.partitions_for(self.topics.cell_weeks)
+        self._cell_partitions = sorted(parts)
+        self._consumer = AIOKafkaConsumer(
+            **common,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            max_poll_records=s.max_poll_records,
+        )
+        await self._consumer.start()
+        self._consumer.subscribe(list(self.topics.inputs), listener=_Listener(self))
+
+    async def run(self) -> None:
+        """Consume until :meth:`request_stop`."""
+        assert self._consumer is not None
+        while not self._stopping.is_set():
+            batch = await self._consumer.getmany(timeout_ms=200)
+            async with self._lock:
+                for tp, messages in batch.items():
+                    part = self._parts.get(tp)
+                    if part is None:
+                        continue  # revoked while fetched
+                    for msg in messages:
+                        if msg.offset < part.next_offset:
+                            continue
+                        await self._handle(tp, part, msg)
+                        part.next_offset = msg.offset + 1
+                        part.dirty = True
+                        self.processed += 1
+                    self._update_lag(tp, part)
+                if time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_s:
+                    await self._checkpoint(list(self._parts))
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        """Checkpoint what is assigned, leave the group, close the clients."""
+        self._stopping.set()
+        try:
+            async with self._lock:
+                if self._parts:
+                    await asyncio.wait_for(self._checkpoint(list(self._parts)), self.STOP_TIMEOUT_S)
+        except (TimeoutError, KafkaError) as exc:
+            # outputs not acknowledged: no checkpoint, the next owner redoes them (harmless)
+            log.warning("final checkpoint skipped: %r", exc)
+        for client in (self._consumer, self._producer):
+            if client is None:
+                continue
+            try:
+                await asyncio.wait_for(client.stop(), self.STOP_TIMEOUT_S)
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("client did not stop cleanly: %r", exc)
+        self.store.close()
+
+    # -- rebalancing -----------------------------------------------------------------------------
+
+    async def _assign(self, assigned: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        async with self._lock:
+            for tp in sorted(assigned):
+                if tp in self._parts:
+                    continue
+                t0 = time.perf_counter()
+                cp = self.store.load(tp.topic, tp.partition)
+                if cp is None:
+                    part = _Part(self._new_state(tp), 0)
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    part = _Part(pickle.loads(cp.state), cp.next_offset)
+                    self._consumer.seek(tp, cp.next_offset)
+                self._parts[tp] = part
+                self.metrics.restore_seconds.labels(tp.topic, str(tp.partition)).set(time.perf_counter() - t0)
+                log.info("assigned %s[%d] from offset %d", tp.topic, tp.partition, part.next_offset)
+
+    async def _revoke(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:
+            mine = [tp for tp in revoked if tp in self._parts]
+            if mine:
+                await self._checkpoint(mine)
+            for tp in mine:
+                del self._parts[tp]
+
+    def _new_state(self, tp: TopicPartition) -> PartitionState:
+        if tp.topic == self.topics.sampling:
+            return SamplingPartition(self.ctx)
+        if tp.topic == self.topics.patrols:
+            return PatrolPartition(self.ctx)
+        return CellWeekPartition(self.ctx, tp.partition, len(self._cell_partitions))
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    async def _checkpoint(self, tps: list[TopicPartition]) -> None:
+        """Wait until every output so far is acknowledged, then save states with their offsets."""
+        dirty = [(tp, self._parts[tp]) for tp in tps if tp in self._parts and self._parts[tp].dirty]
+        self._last_checkpoint = time.monotonic()
+        if not dirty:
+            return
+        assert self._producer is not None
+        await self._producer.flush()
+        items = []
+        for tp, part in dirty:
+            blob = pickle.dumps(part.state, protocol=pickle.HIGHEST_PROTOCOL)
+            items.append(Checkpoint(tp.topic, tp.partition, part.next_offset, blob))
+            self.metrics.checkpoint_bytes.labels(tp.topic, str(tp.partition)).set(len(blob))
+        await asyncio.to_thread(self.store.save, items)
+        for _tp, part in dirty:
+            part.dirty = False
+        self.metrics.checkpoints.inc(len(items))
+        if self._consumer is not None:  # for monitoring tools only; restores never read these
+            try:
+                await self._consumer.commit({tp: part.next_offset for tp, part in dirty})
+            except KafkaError as exc:
+                log.warning("offset commit (monitoring only) failed: %s", exc)
+
+    # -- one message -----------------------------------------------------------------------------
+
+    async def _handle(self, tp: TopicPartition, part: _Part, msg: Any) -> None:
+        topic = tp.topic
+        self.metrics.records_in.labels(topic).inc()
+        state = part.state
+        t0 = time.perf_counter()
+        warnings: list[RiskWarning] = []
+        if isinstance(state, CellWeekPartition):
+            cell = decode_cell_week(msg.value, self.ctx.catalogue.zone)
+            if isinstance(cell, Rejection):
+                await self._dead_letter(msg, cell)
+                return
+            warnings = state.submit(cell)
+        else:
+            model: type[SamplingResult] | type[PatrolReport] = (
+                SamplingResult if isinstance(state, SamplingPartition) else PatrolReport
+            )
+            record = decode_record(msg.value, model, self.ctx.catalogue, self._clock())
+            if isinstance(record, Rejection):
+                await self._dead_letter(msg, record)
+                return
+            key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+            if key != record.region:
+                await self._dead_letter(
+                    msg,
+                    Rejection(
+                        f"key: must be the record's region {record.region!r} (got {key!r}); "
+                        "a county's records must share one partition"
+                    ),
+                )
+                return
+            if isinstance(state, SamplingPartition):
+                assert isinstance(record, SamplingResult)
+                outcome, warnings, cells = state.submit(record)
+                for cell in cells:
+                    raw = encode_cell_week(cell)
+                    for p in self._cell_partitions:
+                        await self._send(self.topics.cell_weeks, raw, cell.industry.encode(), partition=p)
+            else:
+                assert isinstance(record, PatrolReport) and isinstance(state, PatrolPartition)
+                outcome, warnings = state.submit(record)
+            self.metrics.outcomes.labels(topic, outcome.value).inc()
+            if outcome is Outcome.duplicate:
+                self.metrics.duplicates.labels(topic).inc()
+        self.metrics.detector_seconds.labels(topic).observe(time.perf_counter() - t0)
+        for w in warnings:
+            await self._send(self.topics.warnings, encode_warning(w), w.fingerprint.encode())
+            self.metrics.warnings.labels(str(w.kind), str(w.level), str(w.status)).inc()
+
+    async def _dead_letter(self, msg: Any, why: Rejection) -> None:
+        log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, why.reason)
+        self.metrics.invalid.labels(msg.topic).inc()
+        body = dead_letter(
+            reason=why.reason,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            value=msg.value,
+            errors=why.errors,
+            at=self._clock(),
+        )
+        await self._send(self.topics.dead_letter, body, msg.key)
+
+    async def _send(self, topic: str, value: bytes, key: bytes | None, partition: int | None = None) -> None:
+        assert self._producer is not None
+        await self._producer.send(topic, value=value, key=key, partition=partition)
+
+    def _update_lag(self, tp: TopicPartition, part: _Part) -> None:
+        assert self._consumer is not None
+        high = self._consumer.highwater(tp)
+        if high is not None:
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - part.next_offset))

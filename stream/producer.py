@@ -1,0 +1,106 @@
+"""Putting records onto the input topics with kafka-python (``acks=all``), keyed by region.
+
+Lines are sent as they are: the worker validates and dead-letters what is wrong. Lines that are
+obviously wrong here (not JSON, no region) are still reported to the caller, line by line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .settings import StreamSettings
+from .topics import Topics
+
+__all__ = ["PushReport", "RecordPusher", "classify_line"]
+
+
+@dataclass
+class PushReport:
+    sent: int = 0
+    by_topic: dict[str, int] = field(default_factory=dict)
+    #: (line number, reason) for lines that will not pass the worker's validation
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    #: (topic, partition) -> offset after the last record sent there (filled by ``wait=True``)
+    end_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def classify_line(line: bytes) -> tuple[str | None, str | None, str | None]:
+    """(kind 'sampling'|'patrol'|None, region key or None, problem or None) of one JSONL line."""
+    try:
+        data = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, None, f"invalid JSON: {exc}"
+    if not isinstance(data, dict):
+        return None, None, "not a JSON object"
+    kind = "patrol" if "patrolled_at" in data else "sampling"
+    region = data.get("region")
+    if not isinstance(region, str) or not region:
+        return kind, None, "region: is required (it is the message key)"
+    return kind, region, None
+
+
+class RecordPusher:
+    """A kafka-python producer for the input topics (a context manager)."""
+
+    def __init__(self, settings: StreamSettings, **producer_kwargs: Any) -> None:
+        from kafka import KafkaProducer
+
+        self.topics = Topics.from_settings(settings)
+        kw = dict(settings.client_kwargs())
+        if settings.ssl_cafile:
+            kw["ssl_cafile"] = settings.ssl_cafile
+        kw.update(acks="all", linger_ms=5, batch_size=64 * 1024, retries=5)
+        if settings.enable_idempotence:
+            kw["enable_idempotence"] = True
+        kw.update(producer_kwargs)
+        self._producer = KafkaProducer(**kw)
+
+    def send_raw(
+        self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
+    ) -> Any:
+        """Send one message as it is; the kafka-python future of its record metadata."""
+        return self._producer.send(topic, value=value, key=key, partition=partition)
+
+    def push_lines(self, lines: Iterable[bytes], topic: str | None = None, wait: bool = False) -> PushReport:
+        """Send each non-blank line to its topic (``topic`` forces one), keyed by its region.
+
+        With ``wait`` the call returns once every record is acknowledged, with the end offsets.
+        """
+        report = PushReport()
+        futures = []
+        for n, raw in enumerate(lines, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            kind, region, problem = classify_line(line)
+            if problem:
+                report.problems.append((n, problem))
+            name = topic or (self.topics.patrols if kind == "patrol" else self.topics.sampling)
+            fut = self._producer.send(name, value=line, key=region.encode() if region else None)
+            if wait:
+                futures.append(fut)
+            report.sent += 1
+            report.by_topic[name] = report.by_topic.get(name, 0) + 1
+        if wait:
+            self._producer.flush()
+            for fut in futures:
+                md = fut.get(timeout=60)
+                key = (md.topic, md.partition)
+                report.end_offsets[key] = max(report.end_offsets.get(key, 0), md.offset + 1)
+        return report
+
+    def flush(self, timeout: float | None = 60.0) -> None:
+        self._producer.flush(timeout)
+
+    def close(self) -> None:
+        self._producer.flush()
+        self._producer.close()
+
+    def __enter__(self) -> RecordPusher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,87 @@
+"""Poison messages on every input topic go to the dead letter; the records around them still count."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from conftest import EPOCH, StreamData
+
+from stream.producer import RecordPusher
+from stream.readback import read_topic
+from stream.settings import StreamSettings
+from stream.testing import assert_parity, collect, reference_run, wait_done
+from stream.topics import Topics
+
+pytestmark = pytest.mark.integration
+
+COUNTY = "653022"
+
+
+def _bad_messages(sampling_example: bytes) -> list[tuple[bytes, str]]:
+    """(value, the reason's start) for each kind of poison."""
+    doc = json.loads(sampling_example)
+    doc.pop("enterprise_id")
+    return [
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+        (b'{"id": "half a record', "invalid JSON"),
+        (b"[1, 2, 3]", "invalid record"),
+        (json.dumps(doc).encode(), "invalid record: "),
+    ]
+
+
+def test_bad_bytes_on_every_input_topic_land_in_dead_letter(
+    settings: StreamSettings, stream_data: StreamData, start_worker: Any
+) -> None:
+    topics = Topics.from_settings(settings)
+    good = stream_data.sampling[:1500]
+    patrols = stream_data.patrols[:20]
+    bad = _bad_messages(good[0])
+    wrong_key = json.loads(good[1])
+    sent: list[tuple[Any, bytes, str]] = []  # (future, value, reason start)
+    with RecordPusher(settings) as pusher:
+        ends = pusher.push_lines(good[:700], wait=True).end_offsets
+        for value, reason in bad:
+            sent.append((pusher.send_raw(topics.sampling, value, key=COUNTY.encode()), value, reason))
+            sent.append((pusher.send_raw(topics.patrols, value, key=COUNTY.encode()), value, reason))
+        for p in (0, 2):
+            sent.append(
+                (
+                    pusher.send_raw(topics.cell_weeks, b"\x00\x01not a cell", key=b"x", partition=p),
+                    b"\x00\x01not a cell",
+                    "invalid JSON",
+                )
+            )
+        other = "653001" if wrong_key["region"] != "653001" else "653023"
+        sent.append((pusher.send_raw(topics.sampling, good[1], key=other.encode()), good[1], "key: must be"))
+        r2 = pusher.push_lines(good[700:], wait=True)
+        r3 = pusher.push_lines(patrols, wait=True)
+        metas = [(fut.get(timeout=30), value, reason) for fut, value, reason in sent]
+    for r in (r2, r3):
+        for k, v in r.end_offsets.items():
+            ends[k] = max(ends.get(k, 0), v)
+    for md, _v, _r in metas:
+        if md.topic != topics.cell_weeks:
+            ends[(md.topic, md.partition)] = max(ends.get((md.topic, md.partition), 0), md.offset + 1)
+
+    start_worker()
+    wait_done(settings, ends)
+
+    letters = {}
+    for m in read_topic(settings, topics.dead_letter):
+        doc = json.loads(m.value or b"")
+        letters[(doc["topic"], doc["partition"], doc["offset"])] = doc
+    assert len(letters) == len(metas)
+    for md, value, reason in metas:
+        doc = letters[(md.topic, md.partition, md.offset)]
+        assert doc["reason"].startswith(reason), (doc["reason"], reason)
+        if reason == "invalid record: ":
+            assert "enterprise_id: is required" in doc["reason"]
+            assert {"field": "enterprise_id", "reason": "is required", "type": "missing"} in doc["errors"]
+        assert base64.b64decode(doc["value_b64"]) == value
+
+    # the good records around the poison were processed exactly as the engine does
+    result = collect(settings)
+    assert_parity(result, reference_run(good, patrols, EPOCH))

@@ -1,0 +1,60 @@
+"""A restarted worker resumes from its checkpoint: it reads only what came after, never the history."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import StreamData
+
+from stream.pipeline import DetectionPipeline
+from stream.producer import RecordPusher
+from stream.settings import StreamSettings
+from stream.testing import checkpoint_offsets, collect
+
+pytestmark = pytest.mark.integration
+
+
+async def _run_until_checkpointed(
+    settings: StreamSettings, ends: dict[tuple[str, int], int]
+) -> DetectionPipeline:
+    pipe = DetectionPipeline(settings)
+    await pipe.start()
+    task = asyncio.create_task(pipe.run())
+    try:
+        for _ in range(600):
+            got = await asyncio.to_thread(checkpoint_offsets, settings)
+            if all(got.get(k, 0) >= v for k, v in ends.items()):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"checkpoints did not reach {ends}")
+    finally:
+        pipe.request_stop()
+        await task
+        await pipe.stop()
+    return pipe
+
+
+def _read(pipe: DetectionPipeline, topic: str) -> float:
+    value = pipe.metrics.registry.get_sample_value("qw_stream_records_in_total", {"topic": topic})
+    return value or 0.0
+
+
+def test_restart_reads_only_what_came_after_the_checkpoint(
+    settings: StreamSettings, stream_data: StreamData
+) -> None:
+    history, later = stream_data.sampling[:4000], stream_data.sampling[4000:4300]
+    with RecordPusher(settings) as pusher:
+        ends = pusher.push_lines(history, wait=True).end_offsets
+    first = asyncio.run(_run_until_checkpointed(settings, ends))
+    sampling_topic = settings.topic_name("sampling-results")
+    assert _read(first, sampling_topic) == len(history)
+
+    with RecordPusher(settings) as pusher:
+        more = pusher.push_lines(later, wait=True).end_offsets
+    second = asyncio.run(_run_until_checkpointed(settings, more))
+    # the second worker restored the state and read the 300 new records, none of the 4,000 before
+    assert _read(second, sampling_topic) == len(later)
+    counted = sum(c["accepted"] + c["duplicate"] for c in collect(settings).region_counts.values())
+    assert counted == len(history) + len(later)
