@@ -84,8 +84,9 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
 
     Levels (failures counted within ``window_days`` of the record, the record included):
 
-    * red: at least 4 failures, or the same hazard item failed twice;
-    * orange: 3 failures; yellow: 2 failures;
+    * red: at least 4 failures, the same hazard item failed three times, or a severe item
+      (``severe_items``) failed twice;
+    * orange: 3 failures, or the same hazard item failed twice; yellow: 2 failures;
     * the three above only when the binomial tail p-value of the failures among the enterprise's
       samplings in the window, against ``expected_rate``, is at most ``alpha`` (an enterprise
       sampled every week is expected to fail now and then);
@@ -204,9 +205,9 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         p_value = binomial_tail(failed, tested, self.expected_rate)
         level: Level | None = None
         if failed >= 2 and p_value <= self.alpha:
-            if failed >= 4 or repeated:
+            if failed >= 4 or any(seen[i] >= 3 for i in repeated) or any(i in self.severe_items for i in repeated):
                 level = Level.red
-            elif failed == 3:
+            elif failed == 3 or repeated:
                 level = Level.orange
             else:
                 level = Level.yellow

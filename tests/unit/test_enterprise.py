@@ -78,9 +78,15 @@ def test_levels_escalate_with_distinct_items() -> None:
     assert got == [("s-40", "firing", "yellow"), ("s-80", "firing", "orange"), ("s-120", "firing", "red")]
 
 
-def test_same_item_twice_is_red() -> None:
-    got = feed(repeat(), [rec(0, failed=("formaldehyde",)), rec(100, failed=("formaldehyde", "ph"))])
-    assert got == [("s-100", "firing", "red")]
+def test_same_item_twice_is_orange_and_three_times_red() -> None:
+    got = feed(repeat(), [rec(0, failed=("formaldehyde",)), rec(100, failed=("formaldehyde", "ph")),
+                          rec(150, failed=("formaldehyde",))])
+    assert got == [("s-100", "firing", "orange"), ("s-150", "firing", "red")]
+
+
+def test_a_severe_item_failed_twice_is_red() -> None:
+    got = feed(repeat(), [rec(0, failed=("lead",)), rec(100, failed=("lead",))])
+    assert got == [("s-0", "firing", "blue"), ("s-100", "firing", "red")]
 
 
 def test_a_single_severe_failure_is_blue_and_a_plain_one_is_nothing() -> None:
