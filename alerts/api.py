@@ -24,6 +24,7 @@ from .alert.views import router as alert_router
 from .audit.views import router as audit_router
 from .auth.service import Principal, authenticate, require
 from .auth.views import router as auth_router
+from .dashboard.views import router as dashboard_router
 from .deps import Rt
 from .errors import AlertServiceError
 from .events import Event
@@ -31,6 +32,7 @@ from .incident.views import router as incident_router
 from .route.views import router as route_router
 from .runtime import Runtime
 from .silence.views import router as silence_router
+from .stats.views import router as stats_router
 
 __all__ = ["create_app"]
 
@@ -123,7 +125,9 @@ def create_app(runtime: Runtime, *, background: bool = False) -> FastAPI:
     )
     app.state.runtime = runtime
     _install_error_mapping(app)
-    for router in (alert_router, silence_router, route_router, incident_router, audit_router, auth_router):
+    for router in (
+        alert_router, silence_router, route_router, incident_router, audit_router, auth_router, stats_router
+    ):
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])
@@ -169,6 +173,7 @@ def create_app(runtime: Runtime, *, background: bool = False) -> FastAPI:
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
 
+    app.include_router(dashboard_router)
     return app
 
 

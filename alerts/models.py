@@ -18,6 +18,7 @@ from .incident.models import (
 from .notification.models import Notification, NotificationAttempt, NotificationStatus
 from .route.models import Receiver, Route
 from .silence.models import Silence
+from .stats.models import CellStat
 
 __all__ = [
     "Alert",
@@ -26,6 +27,7 @@ __all__ = [
     "AlertState",
     "AuditEntry",
     "Base",
+    "CellStat",
     "Disposition",
     "Incident",
     "IncidentAlert",

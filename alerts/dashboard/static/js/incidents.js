@@ -1,0 +1,247 @@
+// Incidents for emergency response teams: a board by state, and an incident's page with its
+// timeline, tasks, members, linked warnings, enterprises and products, and its state moves.
+import { api } from "./api.js";
+import { countyName, t, when } from "./i18n.js";
+import { ask, failed, h, levelBadge, toast, fill } from "./ui.js";
+
+const STATES = ["reported", "investigating", "controlled", "resolved", "closed"];
+const MOVES = {
+  reported: ["investigating"],
+  investigating: ["controlled"],
+  controlled: ["resolved", "investigating"],
+  resolved: ["closed"],
+  closed: [],
+};
+let root = null;
+let ctx = null;
+let current = null;
+
+export async function show(view, route, context) {
+  root = view;
+  ctx = context;
+  current = route.name === "incident" ? Number(route.id) : null;
+  await (current ? detail() : board());
+}
+
+export function leave() {
+  root = null;
+}
+
+export function onEvent(type, data) {
+  if (!root || type !== "incident.updated") return;
+  if (current === null) board();
+  else if (data.id === current) detail();
+}
+
+async function board() {
+  const page = await api("/api/incidents?limit=500");
+  if (!root) return;
+  const columns = STATES.map((state) => {
+    const items = page.items.filter((i) => i.state === state);
+    return h(
+      "section.column",
+      { dataset: { state } },
+      h("h2", {}, `${t(`istate.${state}`)} (${items.length})`),
+      items.length
+        ? items.map((i) =>
+            h(
+              `a.ticket.lv-${i.level}`,
+              { href: `#/incident/${i.id}` },
+              levelBadge(i.level),
+              h("strong", {}, ` #${i.id} ${i.title}`),
+              h("div.muted.small", {}, `${countyName(i.county)} · ${t("inc.commander")}: ${i.commander || "—"}`),
+              h("div.muted.small", {}, when(i.updated_at)),
+            ),
+          )
+        : h("p.muted.small", {}, t("inc.empty")),
+    );
+  });
+  fill(root, h("div.pagehead", {}, h("h1", {}, t("inc.board"))), h("div.board", { id: "board" }, columns));
+}
+
+async function detail() {
+  const inc = await api(`/api/incidents/${current}`);
+  if (!root) return;
+  const linked = await Promise.all(
+    inc.alert_ids.map((id) => api(`/api/alerts/${id}`).catch(() => ({ id, summary: `#${id}`, level: null }))),
+  );
+  const writable = ctx.can("incidents:write") && ctx.mayActOn(inc.region);
+  const moves = writable
+    ? MOVES[inc.state].map((s) =>
+        h("button", { type: "button", "data-move": s, onclick: () => move(inc, s) }, `${t("inc.move")} ${t(`istate.${s}`)}`),
+      )
+    : [];
+  fill(root,
+    h(
+      "div.pagehead",
+      {},
+      h("h1", { id: "incident-title" }, levelBadge(inc.level), ` #${inc.id} ${inc.title}`),
+      h("span.pill", { id: "incident-state" }, t(`istate.${inc.state}`)),
+    ),
+    h(
+      "p.muted",
+      {},
+      `${countyName(inc.region)} · ${t("inc.commander")}: ${inc.commander || "—"} · ${inc.created_by} · ${when(inc.created_at)}`,
+    ),
+    inc.summary ? h("p", {}, inc.summary) : null,
+    moves.length ? h("div.actions", {}, moves) : null,
+    h(
+      "div.incident",
+      {},
+      h(
+        "div.col",
+        {},
+        panel(t("inc.tasks"), tasks(inc, writable), writable ? addTask(inc) : null),
+        panel(
+          t("inc.alerts"),
+          h(
+            "ul.plain",
+            { id: "linked-alerts" },
+            linked.map((a) =>
+              h("li", {}, levelBadge(a.level), " ", h("a", { href: `#/series?${seriesQuery(a)}` }, `#${a.id} ${a.summary}`)),
+            ),
+          ),
+        ),
+        panel(
+          `${t("inc.enterprises")} / ${t("inc.products")}`,
+          h(
+            "ul.plain",
+            { id: "links" },
+            inc.enterprises.map((e) => h("li", {}, `${t("inc.enterprise")}: ${e}`)),
+            inc.products.map((p) => h("li", {}, `${t("inc.product")}: ${p}`)),
+            inc.enterprises.length + inc.products.length ? null : h("li.muted", {}, t("inc.none")),
+          ),
+          writable ? addLink(inc) : null,
+        ),
+        panel(
+          t("inc.members"),
+          h("ul.plain", { id: "members" }, inc.members.map((m) => h("li", {}, `${m.name} · ${m.role}`))),
+          writable ? addMember(inc) : null,
+        ),
+      ),
+      h(
+        "div.col",
+        {},
+        panel(
+          t("inc.timeline"),
+          h(
+            "ol.timeline",
+            { id: "timeline" },
+            inc.timeline
+              .slice()
+              .reverse()
+              .map((e) => h("li", {}, h("time", {}, when(e.at)), h("span.actor", {}, e.actor), h("span", {}, e.text))),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function seriesQuery(a) {
+  const p = new URLSearchParams();
+  if (a.region) p.set("county", a.region);
+  if (a.industry) p.set("industry", a.industry);
+  if (a.item) p.set("item", a.item);
+  return p.toString();
+}
+
+function panel(title, ...body) {
+  return h("section.panel", {}, h("h2", {}, title), body);
+}
+
+function tasks(inc, writable) {
+  if (!inc.tasks.length) return h("p.muted.small", { id: "tasks" }, t("inc.none"));
+  return h(
+    "ul.plain.tasks",
+    { id: "tasks" },
+    inc.tasks.map((k) =>
+      h(
+        `li${k.done ? ".done" : ""}`,
+        {},
+        writable && !k.done
+          ? h("button.small", { type: "button", onclick: () => post(`/api/incidents/${inc.id}/tasks/${k.id}/done`, {}) }, t("inc.done"))
+          : h("span", {}, k.done ? "✔ " : "• "),
+        h("span.task-title", {}, ` ${k.title}`),
+        h("span.muted.small", {}, ` · ${k.owner} · ${t("inc.due")} ${when(k.due_at)}`),
+      ),
+    ),
+  );
+}
+
+function inlineForm(id, fields, submit) {
+  const inputs = fields.map(([name, label, type, value]) =>
+    h("input", { name, placeholder: label, "aria-label": label, type: type || "text", value: value || null, required: true }),
+  );
+  return h(
+    "form.inline",
+    {
+      id,
+      onsubmit: (e) => {
+        e.preventDefault();
+        submit(Object.fromEntries(inputs.map((i) => [i.name, i.value])));
+      },
+    },
+    inputs,
+    h("button.primary", { type: "submit" }, t("inc.add")),
+  );
+}
+
+function tomorrow() {
+  const d = new Date(Date.now() + 24 * 3600e3);
+  d.setSeconds(0, 0);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+function addTask(inc) {
+  return inlineForm(
+    "add-task",
+    [["title", t("inc.taskTitle")], ["owner", t("inc.owner")], ["due", t("inc.due"), "datetime-local", tomorrow()]],
+    (v) => post(`/api/incidents/${inc.id}/tasks`, { title: v.title, owner: v.owner, due_at: new Date(v.due).toISOString() }),
+  );
+}
+
+function addMember(inc) {
+  return inlineForm("add-member", [["name", t("inc.name")], ["role", t("inc.role")]], (v) =>
+    post(`/api/incidents/${inc.id}/members`, v),
+  );
+}
+
+function addLink(inc) {
+  const kind = h("select", { name: "kind" }, h("option", { value: "enterprise" }, t("inc.enterprise")),
+    h("option", { value: "product" }, t("inc.product")));
+  const value = h("input", { name: "value", required: true, "aria-label": t("inc.enterprise") });
+  return h(
+    "form.inline",
+    { id: "add-link", onsubmit: (e) => (e.preventDefault(), post(`/api/incidents/${inc.id}/links`, { kind: kind.value, value: value.value })) },
+    kind,
+    value,
+    h("button.primary", { type: "submit" }, t("inc.add")),
+  );
+}
+
+async function post(path, body) {
+  try {
+    await api(path, { method: "POST", body });
+    await detail();
+  } catch (err) {
+    failed(err);
+  }
+}
+
+async function move(inc, state) {
+  let summary = null;
+  if (state === "closed") {
+    const v = await ask(t("inc.summary"), [{ name: "summary", label: t("inc.summary"), type: "textarea" }]);
+    if (!v) return;
+    summary = v.summary;
+  }
+  try {
+    await api(`/api/incidents/${inc.id}/state`, { method: "POST", body: { state, summary } });
+    toast(t(`istate.${state}`), "ok");
+    await detail();
+  } catch (err) {
+    failed(err);
+  }
+}

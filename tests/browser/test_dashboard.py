@@ -1,0 +1,211 @@
+"""The dashboard in a real headless chromium against a real alert-service server.
+
+Covers what a duty officer does: sign in, see a warning arrive live, acknowledge it with a
+disposition, open an incident from it and add a task; the grid, the series chart and the statistics;
+the language switch; county scope; and phone width. The screenshots in ``docs/screenshots/`` are
+taken here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dashboard_seed import AKTO, ARTUX, WEEKS, WUQIA, Service, make_warning
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+pytestmark = pytest.mark.browser
+
+Shot = Callable[[Any, str], Path]
+
+
+def wait(driver: Any, seconds: float = 10) -> WebDriverWait:
+    return WebDriverWait(driver, seconds)
+
+
+def sign_in(driver: Any, token: str) -> None:
+    wait(driver).until(ec.element_to_be_clickable((By.ID, "token"))).send_keys(token)
+    driver.find_element(By.ID, "signin").click()
+    wait(driver).until(ec.presence_of_element_located((By.ID, "feed")))
+    wait(driver).until(lambda d: d.find_element(By.ID, "live").get_attribute("data-state") == "on")
+
+
+def card(driver: Any, alert_id: int) -> Any:
+    return driver.find_element(By.ID, f"alert-{alert_id}")
+
+
+def submit_modal(driver: Any, **values: str) -> None:
+    form = wait(driver).until(ec.presence_of_element_located((By.CSS_SELECTOR, "form.modal")))
+    for name, value in values.items():
+        field = form.find_element(By.NAME, name)
+        if field.tag_name == "select":
+            Select(field).select_by_value(value)
+        else:
+            field.clear()
+            field.send_keys(value)
+    form.find_element(By.NAME, "submit").click()
+    wait(driver).until(ec.invisibility_of_element_located((By.CSS_SELECTOR, "form.modal")))
+
+
+def test_live_warning_acknowledge_and_incident_with_task(page: Any, service: Service, shot: Shot) -> None:
+    sign_in(page, service.tokens["duty"])
+    assert page.find_element(By.ID, "who").text.startswith("duty")
+
+    # a warning pushed into the service arrives on the open page without a reload
+    live = make_warning(service.cells, k=WEEKS - 1, level="red", region=ARTUX)
+    alert_id = service.push(live)["alert_id"]
+    arrived = wait(page).until(ec.presence_of_element_located((By.ID, f"alert-{alert_id}")))
+    assert arrived.get_attribute("data-level") == "red"
+    assert arrived.get_attribute("data-state") == "firing"
+    assert live.summary in arrived.text
+    first = page.find_elements(By.CSS_SELECTOR, "#feed > li")[0]
+    assert first.get_attribute("id") == f"alert-{alert_id}", "the unacknowledged red warning leads the feed"
+    shot(page, "feed")
+
+    # acknowledge with a disposition
+    card(page, alert_id).find_element(By.CSS_SELECTOR, "[data-act=ack]").click()
+    submit_modal(page, disposition="verified", note="抽样复核中")
+    wait(page).until(lambda d: card(d, alert_id).get_attribute("data-state") == "acknowledged")
+    stored = service.get(f"/api/alerts/{alert_id}")
+    assert stored["state"] == "acknowledged"
+    assert (stored["disposition"], stored["acknowledged_by"]) == ("verified", "duty")
+    assert not card(page, alert_id).find_elements(By.CSS_SELECTOR, "[data-act=ack]")
+
+    # open an incident from it, then add a task and a member on the incident page
+    card(page, alert_id).find_element(By.CSS_SELECTOR, "[data-act=incident]").click()
+    submit_modal(page, title="阿图什市食品加工不合格率骤升")
+    wait(page).until(ec.presence_of_element_located((By.ID, "incident-title")))
+    incident_id = int(page.current_url.rsplit("/", 1)[1])
+    assert "阿图什市食品加工不合格率骤升" in page.find_element(By.ID, "incident-title").text
+    assert f"#{alert_id}" in page.find_element(By.ID, "linked-alerts").text
+
+    form = page.find_element(By.ID, "add-task")
+    form.find_element(By.NAME, "title").send_keys("对涉事企业复检留样")
+    form.find_element(By.NAME, "owner").send_keys("阿图什市场监管局 王队")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(page).until(lambda d: "对涉事企业复检留样" in d.find_element(By.ID, "tasks").text)
+    members = page.find_element(By.ID, "add-member")
+    members.find_element(By.NAME, "name").send_keys("李工")
+    members.find_element(By.NAME, "role").send_keys("检验")
+    members.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(page).until(lambda d: "李工" in d.find_element(By.ID, "members").text)
+    links = page.find_element(By.ID, "add-link")
+    links.find_element(By.NAME, "value").send_keys("91653001MA7XQ1234K")
+    links.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(page).until(lambda d: "91653001MA7XQ1234K" in d.find_element(By.ID, "links").text)
+    page.find_element(By.CSS_SELECTOR, "[data-move=investigating]").click()
+    wait(page).until(lambda d: d.find_element(By.ID, "incident-state").text in ("调查中", "Investigating"))
+
+    incident = service.get(f"/api/incidents/{incident_id}")
+    assert incident["alert_ids"] == [alert_id]
+    assert incident["state"] == "investigating"
+    assert [t["title"] for t in incident["tasks"]] == ["对涉事企业复检留样"]
+    assert incident["tasks"][0]["owner"] == "阿图什市场监管局 王队"
+    assert [m["name"] for m in incident["members"] if m["name"] == "李工"] == ["李工"]
+    assert incident["enterprises"] == ["91653001MA7XQ1234K"]
+    timeline = page.find_element(By.ID, "timeline").text
+    assert "对涉事企业复检留样" in timeline
+    page.execute_script("window.scrollTo(0, 0)")
+    shot(page, "incident")
+
+    # the board lists it under its state
+    page.get(f"{service.url}/dashboard/#/incidents")
+    column = wait(page).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#board [data-state=investigating]"))
+    )
+    assert f"#{incident_id}" in column.text
+
+
+def test_grid_click_through_to_series_chart(page: Any, service: Service, shot: Shot) -> None:
+    sign_in(page, service.tokens["duty"])
+    page.find_element(By.CSS_SELECTOR, "#nav a[data-route=grid]").click()
+    grid = wait(page).until(ec.presence_of_element_located((By.ID, "grid")))
+    cells = grid.find_elements(By.CSS_SELECTOR, "td.cell")
+    assert len(cells) == 4 * 8
+    wuqia = grid.find_element(By.CSS_SELECTOR, f"td[data-county='{WUQIA}'][data-industry=building_materials]")
+    assert wuqia.get_attribute("data-level") == "red"  # the county's red warning
+    assert "below" in wuqia.get_attribute("class")  # and its pass rate is under the 92 % target
+    akto_food = grid.find_element(By.CSS_SELECTOR, f"td[data-county='{AKTO}'][data-industry=food_processing]")
+    assert akto_food.get_attribute("data-level") == "orange"  # Akto orange beats the food industry's yellow
+    shot(page, "grid")
+
+    grid.find_element(By.CSS_SELECTOR, f"th a[href='#/series?county={AKTO}']").click()
+    wait(page).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#chart canvas")))
+    option = page.execute_script(
+        "const c = echarts.getInstanceByDom(document.getElementById('chart')); return c.getOption();"
+    )
+    names = [s["name"] for s in option["series"]]
+    fired = option["series"][names.index("触发预警")]["data"]
+    assert len(option["xAxis"][0]["data"]) == WEEKS
+    assert len(fired) == 2  # the yellow and the orange week of Akto's warning
+    band = option["series"][names.index("预期区间")]["data"]
+    assert all(v is not None and v > 0 for v in band[-3:])
+    evidence = page.find_element(By.ID, "evidence")
+    assert len(evidence.find_elements(By.CSS_SELECTOR, "tbody tr")) == 2
+    shot(page, "series")
+
+
+def test_statistics_and_language_switch(page: Any, service: Service) -> None:
+    sign_in(page, service.tokens["duty"])
+    assert page.find_element(By.CSS_SELECTOR, "#nav a[data-route=feed]").text == "预警"
+    page.find_element(By.ID, "lang").click()
+    wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#nav a[data-route=feed]").text == "Warnings")
+    page.find_element(By.CSS_SELECTOR, "#nav a[data-route=stats]").click()
+    table = wait(page).until(ec.presence_of_element_located((By.ID, "stats")))
+    Select(page.find_element(By.ID, "by")).select_by_value("county")
+    wait(page).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#stats tbody tr")) == 3 * 4)
+    table = page.find_element(By.ID, "stats")
+    assert "Wuqia County" in table.text
+    api = service.get("/api/stats/pass-rates?by=county&period=month")
+    assert len(api["rows"]) == 3 * 4  # three months (Dec-Feb) × four counties
+    page.find_element(By.ID, "lang").click()  # back to Chinese for the next test
+    wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#nav a[data-route=feed]").text == "预警")
+
+
+def test_county_scoped_officer_sees_only_their_county(page: Any, service: Service) -> None:
+    sign_in(page, service.tokens["akto"])
+    shown = {e.get_attribute("data-county") for e in page.find_elements(By.CSS_SELECTOR, "#feed > li")}
+    assert shown == {AKTO, ""}  # Akto's alerts and the prefecture-wide food industry one
+    assert not page.find_elements(By.ID, f"alert-{service.alert_ids['wuqia']}")
+    # the prefecture-wide alert is read only for a county officer
+    food = card(page, service.alert_ids["food"])
+    assert not food.find_elements(By.CSS_SELECTOR, "[data-act]:not([data-act=chart])")
+    assert card(page, service.alert_ids["akto"]).find_elements(By.CSS_SELECTOR, "[data-act=ack]")
+
+    # live: another county's warning never reaches this page; the own county's does
+    service.push(make_warning(service.cells, k=WEEKS - 1, level="red", region=WUQIA))
+    service.push(make_warning(service.cells, k=WEEKS - 1, level="red", region=AKTO))
+    wait(page).until(lambda d: card(d, service.alert_ids["akto"]).get_attribute("data-level") == "red")
+    shown = {e.get_attribute("data-county") for e in page.find_elements(By.CSS_SELECTOR, "#feed > li")}
+    assert WUQIA not in shown and ARTUX not in shown
+
+    page.find_element(By.CSS_SELECTOR, "#nav a[data-route=grid]").click()
+    grid = wait(page).until(ec.presence_of_element_located((By.ID, "grid")))
+    assert {c.get_attribute("data-county") for c in grid.find_elements(By.CSS_SELECTOR, "td.cell")} == {AKTO}
+    # another county's series is refused, and the page says so
+    page.get(f"{service.url}/dashboard/#/series?county={WUQIA}")
+    error = wait(page).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#view .error")))
+    assert WUQIA in error.text
+
+
+def test_pages_fit_a_phone(page: Any, service: Service, shot: Shot) -> None:
+    page.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+    )
+    sign_in(page, service.tokens["duty"])
+    overflow = "return document.documentElement.scrollWidth - window.innerWidth"
+    assert page.execute_script("return window.innerWidth") == 390
+    assert page.execute_script(overflow) <= 0
+    shot(page, "feed-phone")
+    for route, marker in (("grid", "grid"), ("incidents", "board"), ("stats", "stats")):
+        page.get(f"{service.url}/dashboard/#/{route}")
+        wait(page).until(ec.presence_of_element_located((By.ID, marker)))
+        assert page.execute_script(overflow) <= 0, f"the {route} page is wider than a phone"
+    page.get(f"{service.url}/dashboard/#/grid")
+    wait(page).until(ec.presence_of_element_located((By.ID, "grid")))
+    shot(page, "grid-phone")
