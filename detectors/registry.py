@@ -122,4 +122,5 @@ def build_systemic_detector(item: str, cat: Catalogue, config: EngineConfig, lab
         label=labels.item(item),
         region_labels=dict(labels.regions),
         industry_labels=dict(labels.industries),
+        warmup_weeks=8 if cat.is_known_item(item) else 0,  # a new item has nothing to learn first
     )

@@ -11,15 +11,17 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom
+from scipy.stats import betabinom, binom, norm
 
 __all__ = [
     "GlmFit",
     "beta_binomial_rho",
+    "beta_binomial_upper_tail",
     "binomial_upper_tail",
     "clopper_pearson_upper",
     "expit",
     "fit_binomial_glm",
+    "normal_isf",
     "normal_sf",
     "wilson_upper",
 ]
@@ -33,6 +35,11 @@ def expit(x: float | np.ndarray) -> float | np.ndarray:
 def normal_sf(z: float) -> float:
     """Upper tail of the standard normal: P(Z > z)."""
     return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def normal_isf(p: float) -> float:
+    """Inverse of :func:`normal_sf` (p clipped to avoid infinities)."""
+    return float(norm.isf(min(max(p, 1e-300), 1.0 - 1e-16)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +58,14 @@ def fit_binomial_glm(
     failed: np.ndarray,
     tested: np.ndarray,
     *,
+    weights: np.ndarray | None = None,
     max_iter: int = 25,
     tol: float = 1e-8,
     ridge: float = 1e-6,
 ) -> GlmFit:
     """Fit ``logit(p) = x @ beta`` to ``failed`` of ``tested`` by iteratively reweighted least squares.
 
+    ``weights`` (optional, in [0, 1]) down-weight single weeks (e.g. outliers of a first fit).
     ``ridge`` is a tiny penalty on every coefficient but the intercept (column 0) so that a series
     with no failure at all, or a design that is nearly collinear, still gives a finite answer.
     The covariance is the inverse Fisher information (multiply by a dispersion to use it).
@@ -65,12 +74,15 @@ def fit_binomial_glm(
     y = np.asarray(failed, dtype=float)
     n = np.asarray(tested, dtype=float)
     if x.ndim != 2 or x.shape[0] != y.shape[0] or y.shape != n.shape:
-        raise ValueError(f"fit_binomial_glm: shapes do not match (x {x.shape}, failed {y.shape}, tested {n.shape})")
+        raise ValueError(
+            f"fit_binomial_glm: shapes do not match (x {x.shape}, failed {y.shape}, tested {n.shape})"
+        )
+    pw = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
     k = x.shape[1]
     pen = np.full(k, ridge)
     pen[0] = 0.0
     # start at the pooled rate (shrunk away from 0 and 1)
-    p0 = (y.sum() + 0.5) / (n.sum() + 1.0)
+    p0 = (float(pw @ y) + 0.5) / (float(pw @ n) + 1.0)
     beta = np.zeros(k)
     beta[0] = math.log(p0 / (1.0 - p0))
     converged = False
@@ -79,8 +91,8 @@ def fit_binomial_glm(
     for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
         eta = x @ beta
         mu = expit(eta)
-        w = n * mu * (1.0 - mu) + 1e-12
-        z = eta + (y - n * mu) / w
+        w = pw * n * mu * (1.0 - mu) + 1e-12
+        z = eta + (y - n * mu) / (n * mu * (1.0 - mu) + 1e-12)
         xw = x * w[:, None]
         info = x.T @ xw + np.diag(pen)
         new = np.linalg.solve(info, xw.T @ z)
@@ -92,13 +104,19 @@ def fit_binomial_glm(
             converged = True
             break
     mu = expit(x @ beta)
-    w = n * mu * (1.0 - mu) + 1e-12
+    w = pw * n * mu * (1.0 - mu) + 1e-12
     info = x.T @ (x * w[:, None]) + np.diag(pen)
     cov = np.linalg.inv(info)
     return GlmFit(beta=beta, cov=cov, mu=np.asarray(mu), converged=converged, iterations=it)
 
 
-def beta_binomial_rho(failed: np.ndarray, tested: np.ndarray, mu: np.ndarray, n_params: int = 1) -> float:
+def beta_binomial_rho(
+    failed: np.ndarray,
+    tested: np.ndarray,
+    mu: np.ndarray,
+    n_params: int = 1,
+    weights: np.ndarray | None = None,
+) -> float:
     """Moment estimate of the intra-week correlation ``rho`` (beta-binomial overdispersion).
 
     Under ``Var(Y) = n mu (1 - mu) (1 + (n - 1) rho)`` the excess of the squared residuals over the
@@ -109,12 +127,13 @@ def beta_binomial_rho(failed: np.ndarray, tested: np.ndarray, mu: np.ndarray, n_
     """
     y = np.asarray(failed, dtype=float)
     n = np.asarray(tested, dtype=float)
-    m = len(y)
+    pw = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
+    m = float(pw.sum())
     if m <= n_params + 1:
         return 0.0
     v = n * mu * (1.0 - mu)
-    excess = float(np.sum((y - n * mu) ** 2) * m / (m - n_params) - np.sum(v))
-    denom = float(np.sum(n * (n - 1.0) * mu * (1.0 - mu)))
+    excess = float(pw @ ((y - n * mu) ** 2)) * m / (m - n_params) - float(pw @ v)
+    denom = float(pw @ (n * (n - 1.0) * mu * (1.0 - mu)))
     if denom <= 0.0:
         return 0.0
     return max(0.0, min(excess / denom, 0.5))
@@ -127,6 +146,24 @@ def binomial_upper_tail(k: int, n: int, p: float) -> float:
     if k > n:
         return 0.0
     return float(binom.sf(k - 1, n, min(max(p, 0.0), 1.0)))
+
+
+def beta_binomial_upper_tail(k: int, n: int, p: float, rho: float) -> float:
+    """P(X >= k) for a beta-binomial with mean ``n p`` and intra-class correlation ``rho``.
+
+    ``rho = 0`` is the binomial; ``Var = n p (1 - p) (1 + (n - 1) rho)``.
+    """
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    p = min(max(p, 1e-12), 1.0 - 1e-12)
+    if rho <= 1e-9:
+        return float(binom.sf(k - 1, n, p))
+    rho = min(rho, 0.999)
+    a = p * (1.0 - rho) / rho
+    b = (1.0 - p) * (1.0 - rho) / rho
+    return float(betabinom.sf(k - 1, n, a, b))
 
 
 def wilson_upper(successes: int, n: int, z: float = 1.6448536269514722) -> float:

@@ -1,26 +1,264 @@
-"""PLACEHOLDER (being written): one hazard item above baseline in >= 2 counties and >= 2 industries."""
+"""Systemic hazards: one hazard item failing above its baseline in several counties and industries.
+
+For one hazard item the detector keeps, per (county, industry) cell, exponentially forgotten sums of
+batches tested and of failures naming the item. A cell's baseline rate is shrunk towards the item's
+rate across the prefecture, which is itself shrunk towards a tiny ``prior_rate``: an item never seen
+before therefore has a near-zero baseline everywhere, and its sudden appearance in several cells is
+significant at once, while an established item's cells have their own history.
+
+Each week, a cell is *flagged* when its failure count is improbable under its baseline (exact
+binomial tail with the cell's number tested, at least ``min_failed`` failures). The item warns when
+the flagged cells span at least ``min_regions`` counties and ``min_industries`` industries. It emits
+``firing`` every week that holds and ``resolved`` after ``resolve_after`` quiet weeks. Flagged cells
+are not learned while the item alarms (an outbreak does not become the new normal).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
 
-from schemas import RiskWarning
+from schemas import Level, RiskWarning, Scope, WarningKind, WarningStatus
 
-from .base import Detector, ItemWeek, Score
+from .base import Detector, ItemCell, ItemWeek, Score, make_warning
+from .stats import binomial_upper_tail
+
+__all__ = ["SystemicItemDetector", "systemic_level"]
+
+
+def systemic_level(regions: int, industries: int, ratio: float, firing_weeks: int) -> Level:
+    """Four-colour level of a systemic alarm (documented in ``docs/detectors.md``, "Level rules").
+
+    ``regions`` / ``industries``: how many counties / industries the flagged cells span; ``ratio``:
+    observed / expected failures over the flagged cells; ``firing_weeks``: weeks fired, this one included.
+    """
+    if (regions >= 4 and industries >= 3) or (ratio >= 10.0 and regions >= 3) or firing_weeks >= 6:
+        return Level.red
+    if regions >= 3 or industries >= 3 or ratio >= 5.0 or firing_weeks >= 4:
+        return Level.orange
+    if ratio >= 3.0 or firing_weeks >= 2:
+        return Level.yellow
+    return Level.blue
 
 
 class SystemicItemDetector(Detector[ItemWeek]):
+    """One hazard item above baseline in >= 2 counties and >= 2 industries (module docstring)."""
+
     name = "systemic_item"
 
-    def __init__(self, *, item: str, label: str, region_labels: dict[str, str], industry_labels: dict[str, str],
-                 **hyper: Any) -> None:
+    def __init__(
+        self,
+        *,
+        item: str,
+        label: str,
+        region_labels: dict[str, str],
+        industry_labels: dict[str, str],
+        alpha: float = 0.02,
+        min_failed: int = 1,
+        min_regions: int = 2,
+        min_industries: int = 2,
+        prior_rate: float = 1e-4,
+        item_prior_tests: float = 2000.0,
+        cell_prior_tests: float = 200.0,
+        half_life_weeks: float = 52.0,
+        warmup_weeks: int = 0,
+        resolve_after: int = 2,
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         self.item, self.label = item, label
+        self.region_labels = dict(region_labels)
+        self.industry_labels = dict(industry_labels)
+        self.alpha = alpha
+        self.min_failed = min_failed
+        self.min_regions = min_regions
+        self.min_industries = min_industries
+        self.prior_rate = prior_rate
+        self.item_prior_tests = item_prior_tests
+        self.cell_prior_tests = cell_prior_tests
+        self.decay = 0.5 ** (1.0 / half_life_weeks)
+        self.warmup_weeks = warmup_weeks
+        self.resolve_after = resolve_after
+        self.scope = Scope(item=item)
+        # state: per cell "region|industry" -> [tested, failed] (forgotten sums); totals; alarm
+        self._cells: dict[str, list[float]] = {}
+        self._total = [0.0, 0.0]
+        self._weeks = 0
+        self._active = False
+        self._clear_run = 0
+        self._firing_weeks = 0
+        self._level: Level | None = None
 
+    # -- baseline -----------------------------------------------------------------------------
+    def _item_rate(self) -> float:
+        t, f = self._total
+        return (f + self.item_prior_tests * self.prior_rate) / (t + self.item_prior_tests)
+
+    def _cell_rate(self, cell: ItemCell, item_rate: float) -> float:
+        t, f = self._cells.get(f"{cell.region}|{cell.industry}", (0.0, 0.0))
+        return (f + self.cell_prior_tests * item_rate) / (t + self.cell_prior_tests)
+
+    def _flag(self, obs: ItemWeek) -> list[tuple[ItemCell, float, float]]:
+        """(cell, expected rate, p-value) of every significantly high cell, sorted by cell."""
+        item_rate = self._item_rate()
+        out = []
+        for cell in obs.cells:
+            if cell.tested <= 0 or cell.failed < self.min_failed:
+                continue
+            rate = self._cell_rate(cell, item_rate)
+            p = binomial_upper_tail(cell.failed, cell.tested, rate)
+            if p <= self.alpha:
+                out.append((cell, rate, p))
+        return sorted(out, key=lambda c: (c[0].region, c[0].industry))
+
+    # -- contract -----------------------------------------------------------------------------
     def score(self, obs: ItemWeek) -> Score:
-        return Score(0.0, 1.0)
+        flagged = self._flag(obs)
+        regions = sorted({c.region for c, _, _ in flagged})
+        industries = sorted({c.industry for c, _, _ in flagged})
+        tested = sum(c.tested for c, _, _ in flagged)
+        failed = sum(c.failed for c, _, _ in flagged)
+        expected_failures = sum(c.tested * r for c, r, _ in flagged)
+        item_rate = self._item_rate()
+        all_expected = sum(c.tested * self._cell_rate(c, item_rate) for c in obs.cells)
+        spread = len(regions) >= self.min_regions and len(industries) >= self.min_industries
+        alarm = spread and self._weeks >= self.warmup_weeks
+        if tested:
+            expected_rate: float | None = expected_failures / tested
+        else:
+            expected_rate = all_expected / obs.tested if obs.tested else None
+        # combined tail over the flagged cells (Fisher), reported as the p-value
+        p_comb = None
+        if flagged:
+            chi = -2.0 * sum(math.log(max(p, 1e-300)) for _, _, p in flagged)
+            p_comb = _chi2_sf_even(chi, 2 * len(flagged))
+        return Score(
+            statistic=float(min(len(regions), len(industries))),
+            threshold=float(min(self.min_regions, self.min_industries)),
+            expected_rate=expected_rate,
+            p_value=p_comb,
+            alarm=alarm,
+            extra={
+                "cells": [
+                    {
+                        "region": c.region,
+                        "industry": c.industry,
+                        "tested": c.tested,
+                        "failed": c.failed,
+                        "expected_rate": r,
+                        "p_value": p,
+                    }
+                    for c, r, p in flagged
+                ],
+                "regions": regions,
+                "industries": industries,
+                "flagged_tested": tested,
+                "flagged_failed": failed,
+                "expected_failures": expected_failures,
+                "cell_alpha": self.alpha,
+                "item_baseline_rate": item_rate,
+            },
+        )
 
-    def learn(self, obs: ItemWeek) -> None:
-        pass
+    def learn(self, obs: ItemWeek, skip: frozenset[tuple[str, str]] = frozenset()) -> None:
+        """Forget a little, then add this week's cells (except the ``skip`` ones: flagged cells)."""
+        d = self.decay
+        for v in self._cells.values():
+            v[0] *= d
+            v[1] *= d
+        self._total[0] *= d
+        self._total[1] *= d
+        for cell in obs.cells:
+            if (cell.region, cell.industry) in skip or cell.tested <= 0:
+                continue
+            v = self._cells.setdefault(f"{cell.region}|{cell.industry}", [0.0, 0.0])
+            v[0] += cell.tested
+            v[1] += cell.failed
+            self._total[0] += cell.tested
+            self._total[1] += cell.failed
+        self._weeks += 1
 
     def step(self, obs: ItemWeek) -> list[RiskWarning]:
-        return []
+        s = self.score(obs)
+        out: list[RiskWarning] = []
+        if s.alarm:
+            self._active = True
+            self._clear_run = 0
+            self._firing_weeks += 1
+            out.append(self._warning(obs, s, WarningStatus.firing))
+        elif self._active:
+            self._clear_run += 1
+            if self._clear_run >= self.resolve_after:
+                out.append(self._warning(obs, s, WarningStatus.resolved))
+                self._active = False
+                self._clear_run = 0
+                self._firing_weeks = 0
+                self._level = None
+        skip: frozenset[tuple[str, str]] = frozenset()
+        if s.alarm or self._active:
+            skip = frozenset((c["region"], c["industry"]) for c in s.extra["cells"])
+        self.learn(obs, skip)
+        return out
+
+    # -- emission -----------------------------------------------------------------------------
+    def _warning(self, obs: ItemWeek, s: Score, status: WarningStatus) -> RiskWarning:
+        x = s.extra
+        tested, failed, expected = x["flagged_tested"], x["flagged_failed"], x["expected_failures"]
+        ratio = failed / expected if expected > 0 else math.inf
+        if status is WarningStatus.firing:
+            level = systemic_level(len(x["regions"]), len(x["industries"]), ratio, self._firing_weeks)
+            self._level = level if self._level is None or level > self._level else self._level
+            level = self._level
+            where = ", ".join(
+                f"{self.region_labels.get(c['region'], c['region'])} / "
+                f"{self.industry_labels.get(c['industry'], c['industry'])} {c['failed']}/{c['tested']}"
+                for c in x["cells"]
+            )
+            exp_txt = f"{expected:.1f} expected" if expected >= 0.1 else "almost none expected"
+            p_txt = f"p={s.p_value:.2g}" if s.p_value is not None else ""
+            summary = (
+                f"{self.label} failing in {len(x['regions'])} counties and {len(x['industries'])} industries "
+                f"this week: {failed} failures vs {exp_txt} ({where}), {p_txt} [{level.value}]"
+            )
+            keys = {(d["region"], d["industry"]) for d in x["cells"]}
+            ids = [i for c in obs.cells if (c.region, c.industry) in keys for i in c.failed_ids]
+        else:
+            level = self._level or Level.blue
+            summary = (
+                f"{self.label}: back within baseline across counties and industries after "
+                f"{self.resolve_after} quiet weeks ({obs.failed} failures of {obs.tested} tests this week) "
+                "[resolved]"
+            )
+            tested, failed = obs.tested, obs.failed
+            ids = [i for c in obs.cells for i in c.failed_ids]
+        return make_warning(
+            detector=self.name,
+            kind=WarningKind.systemic,
+            level=level,
+            scope=self.scope,
+            raised_at=obs.last_event or obs.week_end,
+            window_start=obs.week_start,
+            window_end=obs.week_end,
+            tested=tested,
+            failed=failed,
+            expected_rate=s.expected_rate,
+            statistic=s.statistic,
+            threshold=s.threshold,
+            p_value=s.p_value,
+            record_ids=ids,
+            status=status,
+            summary=summary,
+            ratio=ratio if math.isfinite(ratio) else None,
+            firing_weeks=self._firing_weeks,
+            **x,
+        )
+
+
+def _chi2_sf_even(x: float, dof: int) -> float:
+    """Upper tail of a chi-square with an even number of degrees of freedom (closed form)."""
+    half = x / 2.0
+    term = math.exp(-half)
+    total = term
+    for k in range(1, dof // 2):
+        term *= half / k
+        total += term
+    return min(1.0, total)

@@ -1,0 +1,211 @@
+"""RateChangeDetector: pinned alarm positions on seeded series, volume swings, resolution, levels."""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from detectors.base import SeriesWeek
+from detectors.rate import RateChangeDetector, rate_level
+from schemas import Level, Scope, WarningKind, WarningStatus
+
+TZ = timezone(timedelta(hours=8))
+START = datetime(2021, 1, 4, tzinfo=TZ)  # a Monday
+
+
+def make_series(
+    seed: int,
+    weeks: int = 130,
+    *,
+    base: float = 0.05,
+    n_mean: int = 120,
+    step_at: int | None = None,
+    step_end: int | None = None,
+    odds: float = 3.0,
+    campaign_every: int = 0,
+    campaign_factor: int = 3,
+    amplitude: float = 0.3,
+    noise_sd: float = 0.1,
+) -> list[SeriesWeek]:
+    """Weekly tested/failed of one county: yearly season, week-to-week noise, optional step and campaigns."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for w in range(weeks):
+        n = int(rng.poisson(n_mean))
+        if campaign_every and w % campaign_every == 0:
+            n *= campaign_factor
+        season = amplitude * math.sin(2 * math.pi * w / 52)
+        logit = math.log(base / (1 - base)) + season + rng.normal(0, noise_sd)
+        if step_at is not None and w >= step_at and (step_end is None or w < step_end):
+            logit += math.log(odds)
+        y = int(rng.binomial(n, 1 / (1 + math.exp(-logit))))
+        ws = START + timedelta(weeks=w)
+        ids = tuple(f"w{w}-{i}" for i in range(y))
+        out.append(SeriesWeek(ws, ws + timedelta(weeks=1), n, y, ids, ws + timedelta(days=5)))
+    return out
+
+
+def detector(**hyper: object) -> RateChangeDetector:
+    return RateChangeDetector(
+        name="regional_rate",
+        kind=WarningKind.regional,
+        scope=Scope(region="653022"),
+        label="Akto County 阿克陶县",
+        **hyper,  # type: ignore[arg-type]
+    )
+
+
+def run(series: list[SeriesWeek], det: RateChangeDetector | None = None) -> list[tuple[int, str]]:
+    det = det or detector()
+    return [(w, x.status.value) for w, obs in enumerate(series) for x in det.step(obs)]
+
+
+def firing_weeks(events: list[tuple[int, str]]) -> list[int]:
+    return [w for w, s in events if s == "firing"]
+
+
+def test_step_of_3x_is_flagged_at_once_and_nothing_fires_before() -> None:
+    events = run(make_series(7, step_at=80))
+    fired = firing_weeks(events)
+    assert fired, "the step was never flagged"
+    assert fired[0] in (80, 81)
+    assert not [w for w in fired if w < 80]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_step_of_3x_pinned_for_more_seeds(seed: int) -> None:
+    fired = firing_weeks(run(make_series(seed, step_at=80)))
+    assert fired and 80 <= fired[0] <= 81
+    assert all(w >= 80 for w in fired)
+
+
+def test_modest_sustained_rise_is_caught_by_cusum() -> None:
+    det = detector()
+    series = make_series(5, weeks=110, step_at=80, odds=1.7)
+    triggers = []
+    for w, obs in enumerate(series):
+        for x in det.step(obs):
+            if x.status is WarningStatus.firing:
+                triggers.append((w, x.evidence.model_extra["trigger"]))
+    assert triggers, "a sustained 1.7x odds rise went unnoticed for 30 weeks"
+    first_week = triggers[0][0]
+    assert 80 <= first_week <= 86
+    assert any("cusum" in t for _, t in triggers)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_volume_swings_at_the_same_rate_raise_nothing(seed: int) -> None:
+    # every 5th week is a campaign that triples the number tested at the same quality
+    series = make_series(seed, weeks=160, campaign_every=5, campaign_factor=3)
+    fired = firing_weeks(run(series))
+    assert [w for w in fired if w % 5 == 0] == []  # no campaign week
+    assert len(fired) <= 1  # and at most a stray alarm-week in 110 monitored weeks
+
+
+def test_count_only_would_have_alarmed_on_those_campaign_weeks() -> None:
+    """Sanity of the previous test: the campaign weeks do have far more failures than usual."""
+    series = make_series(0, weeks=160, campaign_every=5, campaign_factor=3)
+    normal = [o.failed for w, o in enumerate(series) if w % 5]
+    campaign = [o.failed for w, o in enumerate(series) if w % 5 == 0]
+    assert np.mean(campaign) > 2.5 * np.mean(normal)
+
+
+def test_warm_up_raises_nothing_even_for_a_huge_spike() -> None:
+    series = make_series(3, weeks=40)
+    spiked = [*series[:30], SeriesWeek(series[30].week_start, series[30].week_end, 100, 60)]
+    det = detector(min_baseline=40)
+    assert [x for o in spiked for x in det.step(o)] == []
+
+
+def test_resolved_after_two_quiet_weeks_and_learning_resumes() -> None:
+    events = run(make_series(6, weeks=130, step_at=80, step_end=86))
+    fired = firing_weeks(events)
+    resolved = [w for w, s in events if s == "resolved"]
+    assert fired and fired[0] == 80
+    assert resolved, "no resolved emission after the step ended"
+    assert resolved[0] > max(w for w in fired if w < resolved[0])
+    assert 86 <= resolved[0] <= 90
+    # after resolution nothing else fires on this clean series
+    assert not [w for w in fired if w > resolved[0]]
+
+
+def test_evidence_and_summary() -> None:
+    det = detector()
+    series = make_series(7, step_at=80)
+    warnings = [x for obs in series[:81] for x in det.step(obs)]
+    w = warnings[0]
+    ev = w.evidence
+    obs = series[80]
+    assert w.detector == "regional_rate" and w.kind is WarningKind.regional
+    assert w.scope.region == "653022"
+    assert w.window_start == obs.week_start and w.window_end == obs.week_end
+    assert w.raised_at == obs.last_event
+    assert (ev.tested, ev.failed) == (obs.tested, obs.failed)
+    assert ev.expected_rate is not None and 0 < ev.expected_rate < ev.observed_rate
+    assert ev.p_value is not None and ev.p_value < 0.01
+    assert ev.statistic is not None and ev.threshold is not None
+    assert ev.record_ids == sorted(obs.failed_ids)
+    extra = ev.model_extra or {}
+    for key in ("dispersion", "baseline_weeks", "cusum", "rho", "trigger"):
+        assert key in extra
+    assert extra["baseline_weeks"] >= 40
+    head = f"Akto County 阿克陶县: {obs.failed} of {obs.tested} batches failed this week"
+    assert w.summary.startswith(head)
+    assert "expected" in w.summary and f"[{w.level.value}]" in w.summary
+
+
+def test_score_is_pure_and_state_survives_pickling() -> None:
+    series = make_series(11, step_at=90)
+    det = detector()
+    for obs in series[:85]:
+        det.step(obs)
+    before = pickle.dumps(det)
+    snapshot = copy.deepcopy(det.__dict__)
+    for obs in series[85:]:
+        det.score(obs)
+    assert pickle.dumps(det) == before
+    assert det.__dict__ == snapshot
+    clone = pickle.loads(before)
+    a = [x.model_dump() for obs in series[85:] for x in det.step(obs)]
+    b = [x.model_dump() for obs in series[85:] for x in clone.step(obs)]
+    assert a == b and a
+
+
+def test_same_input_same_output() -> None:
+    series = make_series(4, step_at=85)
+    a = [x.model_dump_json() for obs in series for x in detector().step(obs)]
+    b = [x.model_dump_json() for obs in series for x in detector().step(obs)]
+    assert a == b
+
+
+def test_empty_weeks_are_skipped_not_alarmed() -> None:
+    series = make_series(0, weeks=100)
+    holes = [o if w % 7 else SeriesWeek(o.week_start, o.week_end, 0, 0) for w, o in enumerate(series)]
+    assert firing_weeks(run(holes)) == []
+
+
+def test_bad_hyper_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="min_baseline"):
+        detector(baseline_weeks=10, min_baseline=20)
+
+
+@pytest.mark.parametrize(
+    ("ratio", "p", "weeks", "level"),
+    [
+        (1.3, 0.01, 1, Level.blue),
+        (1.6, 5e-4, 1, Level.yellow),
+        (1.2, 0.02, 2, Level.yellow),
+        (2.5, 5e-5, 1, Level.orange),
+        (1.4, 0.01, 4, Level.orange),
+        (3.5, 1e-7, 1, Level.red),
+        (2.1, 0.01, 6, Level.red),
+        (3.5, 1e-5, 1, Level.orange),
+    ],
+)
+def test_level_rules(ratio: float, p: float, weeks: int, level: Level) -> None:
+    assert rate_level(ratio, p, weeks) is level

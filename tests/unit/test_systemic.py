@@ -1,0 +1,178 @@
+"""SystemicItemDetector: a hazard item above baseline across counties and industries."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from detectors.base import ItemCell, ItemWeek
+from detectors.systemic import SystemicItemDetector, systemic_level
+from schemas import Level, WarningKind, WarningStatus
+
+TZ = timezone(timedelta(hours=8))
+START = datetime(2021, 1, 4, tzinfo=TZ)
+REGIONS = ("653001", "653022", "653023", "653024")
+INDUSTRIES = ("textiles", "light_industry", "ethnic_handicrafts", "food_processing")
+REGION_LABELS = {"653001": "Artux City 阿图什市", "653022": "Akto County 阿克陶县"}
+
+
+def detector(item: str = "formaldehyde", **hyper: object) -> SystemicItemDetector:
+    """An established catalogue item (8 weeks of warm-up, as the registry builds it) unless told otherwise."""
+    hyper.setdefault("warmup_weeks", 8)
+    return SystemicItemDetector(
+        item=item,
+        label=f"{item} label",
+        region_labels=REGION_LABELS,
+        industry_labels={"textiles": "Textiles 纺织服装"},
+        **hyper,  # type: ignore[arg-type]
+    )
+
+
+def make_weeks(
+    seed: int,
+    weeks: int = 100,
+    *,
+    base: float = 0.01,
+    tested: int = 25,
+    outbreak: dict[tuple[str, str], float] | None = None,
+    start: int = 10**9,
+    end: int = 10**9,
+    item: str = "formaldehyde",
+) -> list[ItemWeek]:
+    """One item's weekly failures in 4 x 4 cells; ``outbreak`` cells get the given rate in [start, end)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for w in range(weeks):
+        cells = []
+        for r in REGIONS:
+            for i in INDUSTRIES:
+                n = int(rng.poisson(tested))
+                rate = base
+                if outbreak and (r, i) in outbreak and start <= w < end:
+                    rate = outbreak[(r, i)]
+                k = int(rng.binomial(n, rate))
+                cells.append(ItemCell(r, i, n, k, tuple(f"{item}-{w}-{r}-{i}-{j}" for j in range(k))))
+        ws = START + timedelta(weeks=w)
+        out.append(ItemWeek(item, ws, ws + timedelta(weeks=1), tuple(cells), ws + timedelta(days=6)))
+    return out
+
+
+def fired(det: SystemicItemDetector, weeks: list[ItemWeek]) -> list[tuple[int, str]]:
+    return [(w, x.status.value) for w, obs in enumerate(weeks) for x in det.step(obs)]
+
+
+SPREAD = {
+    ("653001", "textiles"): 0.15,
+    ("653022", "light_industry"): 0.15,
+    ("653023", "textiles"): 0.15,
+}
+
+
+def test_quiet_item_rarely_fires() -> None:
+    # 16 cells of an item failing at 1 %: per-cell tests at alpha 0.02, but a 2 x 2 spread by chance is rare
+    firing = [w for seed in range(4) for w, s in fired(detector(), make_weeks(seed)) if s == "firing"]
+    assert len(firing) <= 4  # of 4 x 92 monitored weeks
+
+
+def test_rare_item_raises_nothing_at_a_strict_cell_level() -> None:
+    for seed in range(4):
+        assert fired(detector(alpha=0.002), make_weeks(seed, base=0.003)) == []
+
+
+def test_outbreak_across_two_counties_and_two_industries_is_flagged_at_once() -> None:
+    events = fired(detector(), make_weeks(3, outbreak=SPREAD, start=60, end=66))
+    firing = [w for w, s in events if s == "firing"]
+    assert firing and firing[0] == 60
+    assert all(60 <= w <= 66 for w in firing)
+    resolved = [w for w, s in events if s == "resolved"]
+    assert resolved and resolved[0] > firing[-1]
+
+
+def test_outbreak_in_one_county_only_is_not_systemic() -> None:
+    one_county = {("653001", "textiles"): 0.2, ("653001", "light_industry"): 0.2}
+    # a strict cell level, so that no stray cell elsewhere completes the spread by chance
+    weeks = make_weeks(3, base=0.003, outbreak=one_county, start=60, end=66)
+    assert fired(detector(alpha=0.002), weeks) == []
+
+
+def test_outbreak_in_one_industry_only_is_not_systemic() -> None:
+    one_industry = {("653001", "textiles"): 0.2, ("653022", "textiles"): 0.2}
+    weeks = make_weeks(3, base=0.003, outbreak=one_industry, start=60, end=66)
+    assert fired(detector(alpha=0.002), weeks) == []
+
+
+def test_new_item_is_flagged_the_week_it_appears() -> None:
+    # an item never seen before: the detector is created when it first shows up (no history at all)
+    weeks = make_weeks(5, weeks=3, base=0.0, item="melamine",
+                       outbreak={("653022", "food_processing"): 0.12, ("653024", "textiles"): 0.12},
+                       start=0, end=3)
+    det = detector("melamine", warmup_weeks=0)
+    warnings = det.step(weeks[0])
+    assert len(warnings) == 1
+    w = warnings[0]
+    assert w.kind is WarningKind.systemic and w.detector == "systemic_item"
+    assert w.scope.item == "melamine" and w.status is WarningStatus.firing
+    ev = w.evidence.model_extra or {}
+    cells = {(c["region"], c["industry"]) for c in ev["cells"]}
+    assert cells == {("653022", "food_processing"), ("653024", "textiles")}
+    assert ev["regions"] == ["653022", "653024"]
+    assert w.evidence.p_value is not None and w.evidence.p_value < 1e-6
+    assert w.evidence.expected_rate is not None and w.evidence.expected_rate < 0.001
+    assert "almost none expected" in w.summary and "Akto County 阿克陶县" in w.summary
+    assert set(w.evidence.record_ids) == {i for c in weeks[0].cells for i in c.failed_ids}
+
+
+def test_warm_up_for_an_established_item() -> None:
+    weeks = make_weeks(5, weeks=3, base=0.0, outbreak={("653022", "food_processing"): 0.12,
+                                                        ("653024", "textiles"): 0.12}, start=0, end=3)
+    assert fired(detector(warmup_weeks=8), weeks) == []
+
+
+def test_established_item_baseline_is_per_cell() -> None:
+    # a cell that always fails at 15 % is its own normal: it is not flagged once learned
+    high = {("653001", "textiles"): 0.15, ("653022", "light_industry"): 0.15}
+    weeks = make_weeks(8, outbreak=high, start=0, end=10**9)
+    events = fired(detector(), weeks)
+    assert not [w for w, s in events if s == "firing" and w >= 20]
+
+
+def test_score_is_pure_and_pickling_keeps_state() -> None:
+    weeks = make_weeks(9, outbreak=SPREAD, start=70, end=75)
+    det = detector()
+    for obs in weeks[:65]:
+        det.step(obs)
+    before = pickle.dumps(det)
+    snap = copy.deepcopy(det.__dict__)
+    for obs in weeks[65:]:
+        det.score(obs)
+    assert pickle.dumps(det) == before and det.__dict__ == snap
+    clone = pickle.loads(before)
+    a = [x.model_dump() for obs in weeks[65:] for x in det.step(obs)]
+    b = [x.model_dump() for obs in weeks[65:] for x in clone.step(obs)]
+    assert a == b and a
+
+
+def test_bad_alpha_is_refused() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        detector(alpha=0.0)
+
+
+@pytest.mark.parametrize(
+    ("regions", "industries", "ratio", "weeks", "level"),
+    [
+        (2, 2, 2.0, 1, Level.blue),
+        (2, 2, 3.5, 1, Level.yellow),
+        (2, 2, 2.0, 2, Level.yellow),
+        (3, 2, 2.0, 1, Level.orange),
+        (2, 2, 6.0, 1, Level.orange),
+        (4, 3, 2.0, 1, Level.red),
+        (3, 2, 12.0, 1, Level.red),
+        (2, 2, 2.0, 6, Level.red),
+    ],
+)
+def test_level_rules(regions: int, industries: int, ratio: float, weeks: int, level: Level) -> None:
+    assert systemic_level(regions, industries, ratio, weeks) is level
