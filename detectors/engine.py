@@ -17,9 +17,9 @@ Every stage is picklable: its whole state can be checkpointed together with the 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -115,63 +115,86 @@ class _IdWindow:
 
 
 class _Bucket:
-    __slots__ = ("failed_ids", "items", "last_event", "tested")
+    __slots__ = ("failed_ids", "items", "last_event", "last_utc", "tested")
 
     def __init__(self) -> None:
         self.tested = 0
         self.failed_ids: list[str] = []
         self.items: dict[str, list[str]] = {}
         self.last_event: datetime | None = None
+        self.last_utc: datetime | None = None  # last_event in UTC (cheap to compare)
 
 
 class _OrderedStage:
-    """Dedup + reorder buffer + week clock shared by the per-county stages."""
+    """Dedup + reorder buffer + week clock shared by the per-county stages.
+
+    Internally event times are compared as UTC datetimes (``key``): comparing two aware datetimes
+    with different ``tzinfo`` objects calls ``utcoffset`` on both, which dominated the hot path.
+    The order is the same instants' order, so the behaviour is unchanged.
+    """
 
     def __init__(self, region: str, zone: Any, config: EngineConfig) -> None:
         self.region = region
         self._zone = zone
         self._config = config
         self._ids = _IdWindow(config.dedup_horizon)
-        self._buffer: list[tuple[datetime, str, Any]] = []
-        self._watermark: datetime | None = None  # newest event time received
-        self._released: datetime | None = None  # newest event time released to the detectors
+        self._buffer: list[tuple[datetime, str, datetime, Any]] = []  # (key, id, event time, record)
+        self._watermark: datetime | None = None  # newest event time received (UTC)
+        self._released: datetime | None = None  # newest event time released to the detectors (UTC)
         self._open_week: datetime | None = config.epoch  # start of the oldest week not yet closed
+        self._open_utc: tuple[datetime | None, datetime, datetime] | None = None  # open week, bounds in UTC
+        self._count_week: tuple[datetime, datetime, datetime] | None = None  # (UTC start, UTC end, start)
         self.counts: dict[str, int] = {o.value: 0 for o in Outcome}
 
-    def _admit(self, record_id: str, when: datetime) -> Outcome:
+    def _open_bounds(self) -> tuple[datetime, datetime]:
+        """Start and end of the open week as UTC datetimes (cached while the week stays open)."""
+        cached = self._open_utc
+        if cached is None or cached[0] is not self._open_week:
+            assert self._open_week is not None
+            start = self._open_week
+            cached = (start, start.astimezone(UTC), (start + WEEK).astimezone(UTC))
+            self._open_utc = cached
+        return cached[1], cached[2]
+
+    def _admit(self, record_id: str, when: datetime, key: datetime) -> Outcome:
         if record_id in self._ids:
             return Outcome.duplicate
         if self._open_week is None:
             self._open_week = week_start(when, self._zone)
-        if when < self._open_week:
+        if key < self._open_bounds()[0]:
             epoch = self._config.epoch
             return Outcome.before_epoch if epoch is None or when < epoch else Outcome.late
         # a record older than what was already released (out of order beyond the buffer) still
         # counts while its week is open; only per-record detectors see it out of order
-        self._ids.add(record_id, when)
+        self._ids.add(record_id, key)
         return Outcome.accepted
 
-    def _push(self, when: datetime, record_id: str, record: Any) -> None:
-        heapq.heappush(self._buffer, (when, record_id, record))
-        if self._watermark is None or when > self._watermark:
-            self._watermark = when
+    def _push(self, key: datetime, record_id: str, when: datetime, record: Any) -> None:
+        heapq.heappush(self._buffer, (key, record_id, when, record))
+        if self._watermark is None or key > self._watermark:
+            self._watermark = key
 
-    def _ready(self, flush: bool = False) -> Iterable[tuple[datetime, Any]]:
-        """Release buffered records older than watermark - lateness, in (event time, id) order."""
+    def _ready(self, flush: bool = False) -> Iterable[tuple[datetime, datetime, Any]]:
+        """Release buffered records older than watermark - lateness, in (event time, id) order.
+
+        Yields ``(key, event time, record)``; ``key`` is the event time in UTC.
+        """
         if self._watermark is None:
             return
         horizon = self._watermark - self._config.allowed_lateness
         while self._buffer and (flush or self._buffer[0][0] <= horizon):
-            when, _rid, record = heapq.heappop(self._buffer)
-            if self._released is None or when > self._released:
-                self._released = when
-            yield when, record
+            key, _rid, when, record = heapq.heappop(self._buffer)
+            if self._released is None or key > self._released:
+                self._released = key
+            yield key, when, record
         self._ids.expire(self._watermark)
 
     def _weeks_to_close(self, flush: bool = False) -> list[datetime]:
         """Starts of the weeks that the released event time has passed (all when flushing)."""
         if self._open_week is None or self._released is None:
             return []
+        if not flush and self._released < self._open_bounds()[1]:
+            return []  # the common case: still inside the open week
         limit = self._released if not flush else None
         out = []
         while limit is None or self._open_week + WEEK <= limit:
@@ -202,11 +225,13 @@ class RegionStage(_OrderedStage):
 
     def submit(self, record: SamplingResult) -> tuple[Outcome, list[RiskWarning], list[CellWeek]]:
         """Hand one record to the stage: its outcome, the warnings and the cell-weeks it closed."""
-        outcome = self._admit(record.id, record.sampled_at)
+        when = record.sampled_at
+        key = when.astimezone(UTC)
+        outcome = self._admit(record.id, when, key)
         self.counts[outcome.value] += 1
         if outcome is not Outcome.accepted:
             return outcome, [], []
-        self._push(record.sampled_at, record.id, record)
+        self._push(key, record.id, when, record)
         warnings, cells = self._drain(flush=False)
         return outcome, warnings, cells
 
@@ -217,12 +242,12 @@ class RegionStage(_OrderedStage):
     def _drain(self, flush: bool) -> tuple[list[RiskWarning], list[CellWeek]]:
         warnings: list[RiskWarning] = []
         cells: list[CellWeek] = []
-        for when, record in self._ready(flush):
+        for key, when, record in self._ready(flush):
             for start in self._weeks_to_close():
                 w, c = self._close(start)
                 warnings += w
                 cells += c
-            self._count(when, record)
+            self._count(key, when, record)
             warnings += self.detectors.on_record(record)
         for start in self._weeks_to_close(flush):
             w, c = self._close(start)
@@ -230,16 +255,22 @@ class RegionStage(_OrderedStage):
             cells += c
         return warnings, cells
 
-    def _count(self, when: datetime, record: SamplingResult) -> None:
-        start = week_start(when, self._zone)
+    def _count(self, key: datetime, when: datetime, record: SamplingResult) -> None:
+        week = self._count_week
+        if week is not None and week[0] <= key < week[1]:
+            start = week[2]
+        else:
+            start = week_start(when, self._zone)
+            self._count_week = (start.astimezone(UTC), (start + WEEK).astimezone(UTC), start)
         bucket = self._buckets.setdefault(start, {}).setdefault(record.industry, _Bucket())
         bucket.tested += 1
         if not record.passed:
             bucket.failed_ids.append(record.id)
             for item in record.failed_items:
                 bucket.items.setdefault(item, []).append(record.id)
-        if bucket.last_event is None or when > bucket.last_event:
+        if bucket.last_utc is None or key > bucket.last_utc:
             bucket.last_event = when
+            bucket.last_utc = key
 
     def _close(self, start: datetime) -> tuple[list[RiskWarning], list[CellWeek]]:
         end = _next_week(start, self._zone)
@@ -277,11 +308,13 @@ class PatrolStage(_OrderedStage):
         self.detectors = build_patrol_detectors(region, catalogue, config, labels)
 
     def submit(self, report: PatrolReport) -> tuple[Outcome, list[RiskWarning]]:
-        outcome = self._admit(report.id, report.patrolled_at)
+        when = report.patrolled_at
+        key = when.astimezone(UTC)
+        outcome = self._admit(report.id, when, key)
         self.counts[outcome.value] += 1
         if outcome is not Outcome.accepted:
             return outcome, []
-        self._push(report.patrolled_at, report.id, report)
+        self._push(key, report.id, when, report)
         return outcome, self._drain(False)
 
     def flush(self) -> list[RiskWarning]:
@@ -289,7 +322,7 @@ class PatrolStage(_OrderedStage):
 
     def _drain(self, flush: bool) -> list[RiskWarning]:
         out: list[RiskWarning] = []
-        for _when, report in self._ready(flush):
+        for _key, _when, report in self._ready(flush):
             out += self.detectors.on_record(report)
         self._weeks_to_close(flush)  # keeps the week clock moving (patrol detectors are per record)
         return out
@@ -302,9 +335,12 @@ class _Barrier:
         self._regions = frozenset(regions)
         self._pending: dict[datetime, dict[tuple[str, str], CellWeek]] = {}
         self._seen: dict[datetime, set[str]] = {}
+        self._done: datetime | None = None  # start of the newest week already released
 
     def add(self, cells: Iterable[CellWeek]) -> list[list[CellWeek]]:
         for c in cells:
+            if self._done is not None and c.week_start <= self._done:
+                continue  # a cell re-sent after its week was stepped (a restarted producer): ignore
             self._pending.setdefault(c.week_start, {})[(c.region, c.industry)] = c
             self._seen.setdefault(c.week_start, set()).add(c.region)
         ready = []
@@ -312,6 +348,7 @@ class _Barrier:
             if self._seen[start] >= self._regions:
                 ready.append(sorted(self._pending.pop(start).values(), key=lambda c: (c.region, c.industry)))
                 del self._seen[start]
+                self._done = start
             else:
                 break
         return ready
@@ -350,7 +387,7 @@ class SystemicStage:
             self.detectors[item] = build_systemic_detector(item, catalogue, config, labels)
         self._build = build_systemic_detector
 
-    def submit(self, cells: Iterable[CellWeek], items: frozenset[str] | None = None) -> list[RiskWarning]:
+    def submit(self, cells: Iterable[CellWeek], items: Container[str] | None = None) -> list[RiskWarning]:
         """Step every tracked item (or only ``items``) for each week all counties have closed."""
         out: list[RiskWarning] = []
         for week in self._barrier.add(cells):

@@ -1,0 +1,183 @@
+"""``qualitywatch replay EVENTS.jsonl [--patrols FILE] --out WARNINGS.jsonl``: detection over files.
+
+Runs the detection engine the stream runs over JSONL files, in event-time order, and writes one
+``RiskWarning`` JSON object per line. Bad lines are reported on stderr (file, line number, field,
+reason) and optionally written to ``--errors``; they never stop the replay and do not change the exit
+code (it is non-zero only when an input cannot be read, an output cannot be written or the catalogue is
+invalid). The progress bar (bytes read) shows on a terminal only, and never with ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+__all__ = ["command", "parse_clock"]
+
+
+def parse_clock(value: str) -> datetime:
+    """An ISO 8601 date or date-time; without an offset it is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or date-time") from exc
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _clock(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    return None if value is None else parse_clock(value)
+
+
+class _Reporter:
+    """Reports bad lines: the first ``show`` on stderr, all of them to the ``--errors`` file."""
+
+    def __init__(self, show: int, errors: IO[str] | None) -> None:
+        self.show = show
+        self.shown = 0
+        self.hidden = 0
+        self.errors = errors
+
+    def __call__(self, bad: Any) -> None:
+        if self.shown < self.show:
+            self.shown += 1
+            click.echo(f"rejected {bad.describe()}", err=True)
+        else:
+            self.hidden += 1
+        if self.errors is not None:
+            self.errors.write(json.dumps(bad.as_dict(), ensure_ascii=False) + "\n")
+
+
+@click.command("replay")
+@click.argument("events", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.option(
+    "--patrols",
+    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+    help="Patrol reports (JSONL), merged with EVENTS by event time.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True, path_type=Path),
+    help="Where to write the warnings (one RiskWarning JSON per line; '-' for stdout).",
+)
+@click.option(
+    "--catalogue",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Reference catalogue (YAML); default: the packaged Kizilsu catalogue.",
+)
+@click.option(
+    "--flush/--no-flush",
+    default=True,
+    show_default=True,
+    help="At the end of the input, close the weeks still open (a file replay usually wants this).",
+)
+@click.option(
+    "--now",
+    callback=_clock,
+    metavar="ISO8601",
+    help="Validation clock: records after it, or more than ten years before it, are refused. "
+    "Default: the wall clock (UTC). A value without an offset is UTC.",
+)
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write every rejected line as JSONL (source, line, field, reason, errors, text).",
+)
+@click.option(
+    "--show-errors",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many rejected lines to print on stderr (all go to --errors).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def command(
+    events: Path,
+    patrols: Path | None,
+    out: Path,
+    catalogue: Path | None,
+    flush: bool,
+    now: datetime | None,
+    errors_path: Path | None,
+    show_errors: int,
+    quiet: bool,
+) -> None:
+    """Replay EVENTS.jsonl (sampling results) through the detectors and write the warnings.
+
+    Lines are validated against the wire contract (bad ones are reported and skipped), merged with
+    --patrols by event time, de-duplicated by id and fed to the detection engine the stream runs.
+    With --flush (the default) the weeks still open at the end are closed, so the last week's
+    warnings are written too; --no-flush stops where a live stream would wait for more data.
+    """
+    from tqdm import tqdm
+
+    from schemas import CatalogueError, load_catalogue
+
+    from .replay import ReplayError, replay
+
+    try:
+        cat = load_catalogue(catalogue)
+    except CatalogueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    total = events.stat().st_size + (patrols.stat().st_size if patrols else 0)
+    with ExitStack() as stack:
+        try:
+            sink: IO[str] = (
+                sys.stdout
+                if str(out) == "-"
+                else stack.enter_context(open(out, "w", encoding="utf-8", buffering=1 << 20))
+            )
+            errors = stack.enter_context(open(errors_path, "w", encoding="utf-8")) if errors_path else None
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}") from exc
+        bar = stack.enter_context(
+            tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc="replay",
+                file=sys.stderr,
+                disable=quiet or not sys.stderr.isatty(),
+                leave=False,
+            )
+        )
+        reporter = _Reporter(show_errors, errors)
+        started = time.perf_counter()
+        try:
+            stats = replay(
+                events,
+                patrols=patrols,
+                write=lambda w: print(w.model_dump_json(), file=sink),
+                catalogue=cat,
+                now=now,
+                flush=flush,
+                on_bad_line=reporter,
+                on_progress=bar.update,
+            )
+        except ReplayError as exc:
+            raise click.ClickException(str(exc)) from exc
+        sink.flush()
+    elapsed = time.perf_counter() - started
+    if reporter.hidden:
+        click.echo(
+            f"... {reporter.hidden:,} more rejected lines not shown"
+            + (f" (all in {errors_path})" if errors_path else " (use --errors FILE)"),
+            err=True,
+        )
+    lines = stats.total("lines")
+    for line in stats.summary_lines():
+        click.echo(f"replay: {line}", err=True)
+    click.echo(
+        f"replay: {lines:,} lines in {elapsed:.1f} s ({lines / elapsed if elapsed else 0:,.0f} lines/s)",
+        err=True,
+    )

@@ -1,0 +1,323 @@
+"""Validation of inspectors' records: every refusal names the field and the reason; names are normalised."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from schemas import (
+    FieldError,
+    PatrolReport,
+    SamplingResult,
+    field_errors,
+    uscc_check_char,
+    validation_context,
+)
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+CST = timezone(timedelta(hours=8))
+BODY = "91653022MA78QK4R5"
+USCC = BODY + uscc_check_char(BODY)
+
+
+def sampling(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": "S-2026-0001",
+        "sampled_at": "2026-03-01T10:00:00+08:00",
+        "region": "653022",
+        "industry": "textiles",
+        "product": "童装",
+        "enterprise_id": USCC,
+        "passed": True,
+        "failed_items": [],
+        "inspector_id": "INS-007",
+        "source": "supervision_sampling",
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not ...}
+
+
+def patrol(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": "P-2026-0001",
+        "patrolled_at": "2026-03-01T15:30:00+08:00",
+        "region": "653001",
+        "industry": "food_processing",
+        "enterprise_id": USCC,
+        "inspector_id": "INS-011",
+        "hazard": "霉菌",
+        "severity": "major",
+        "action": "suspended",
+        "note": "mould on stored walnuts",
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not ...}
+
+
+def ctx(now: datetime = NOW) -> dict[str, Any]:
+    return validation_context(now=now)
+
+
+def errors_of(
+    model: type[SamplingResult] | type[PatrolReport], data: dict[str, Any], now: datetime = NOW
+) -> list[FieldError]:
+    with pytest.raises(ValidationError) as info:
+        model.model_validate(data, context=ctx(now))
+    return field_errors(info.value)
+
+
+def only_error(
+    model: type[SamplingResult] | type[PatrolReport], data: dict[str, Any], now: datetime = NOW
+) -> FieldError:
+    errors = errors_of(model, data, now)
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+def test_a_valid_record_passes_as_json_and_as_a_dict() -> None:
+    rec = SamplingResult.model_validate_json(json.dumps(sampling()), context=ctx())
+    assert rec.region == "653022" and rec.enterprise_id == USCC and rec.passed
+    assert rec.sampled_at == datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+    assert SamplingResult.model_validate(sampling(), context=ctx()) == rec
+
+
+def test_unknown_region_names_the_field_and_the_known_codes() -> None:
+    err = only_error(SamplingResult, sampling(region="650100"))
+    assert err.field == "region" and err.type == "unknown_region"
+    assert "'650100' is not a county code" in err.reason and "653022" in err.reason
+
+
+def test_unknown_industry() -> None:
+    err = only_error(SamplingResult, sampling(industry="aerospace"))
+    assert err.field == "industry" and err.type == "unknown_industry"
+    assert "'aerospace' is not an industry" in err.reason and "textiles" in err.reason
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (BODY + ("0" if USCC[-1] != "0" else "1"), "check character"),
+        (USCC[:-1], "must be 18 characters, got 17"),
+        (USCC + "0", "must be 18 characters, got 19"),
+        (BODY[:-1] + "I" + USCC[-1], "outside GB 32100-2015"),
+        (BODY[:-1] + "O" + USCC[-1], "outside GB 32100-2015"),
+        ("91653022MA78QK4R-" + USCC[-1], "outside GB 32100-2015"),
+    ],
+)
+def test_enterprise_id_failing_gb32100_is_refused(code: str, reason: str) -> None:
+    err = only_error(SamplingResult, sampling(enterprise_id=code))
+    assert err.field == "enterprise_id" and err.type == "invalid_uscc"
+    assert reason in err.reason
+
+
+def test_enterprise_id_is_accepted_in_lower_case_and_stored_upper_case() -> None:
+    rec = SamplingResult.model_validate(sampling(enterprise_id=f"  {USCC.lower()} "), context=ctx())
+    assert rec.enterprise_id == USCC
+
+
+def test_a_failed_batch_must_name_its_hazard_items() -> None:
+    err = only_error(SamplingResult, sampling(passed=False, failed_items=[]))
+    assert err.field == "failed_items" and err.type == "failed_items_missing"
+    assert "at least one hazard item" in err.reason
+    err = only_error(SamplingResult, sampling(passed=False, failed_items=...))
+    assert err.field == "failed_items" and err.type == "failed_items_missing"
+
+
+def test_a_passed_batch_must_not_name_failed_items() -> None:
+    err = only_error(SamplingResult, sampling(passed=True, failed_items=["甲醛"]))
+    assert err.field == "failed_items" and err.type == "failed_items_on_pass"
+    assert "formaldehyde" in err.reason
+
+
+def test_a_blank_failed_item_is_refused() -> None:
+    err = only_error(SamplingResult, sampling(passed=False, failed_items=["ph", "  "]))
+    assert err.field == "failed_items" and "item 1 is blank" in err.reason
+
+
+def test_sampled_at_in_the_future_of_the_injected_clock() -> None:
+    err = only_error(SamplingResult, sampling(sampled_at="2026-03-02T21:00:00+08:00"))  # 13:00 UTC
+    assert err.field == "sampled_at" and err.type == "in_future"
+    assert "is in the future" in err.reason and "2026-03-02T12:00:00+00:00" in err.reason
+    # the same record is fine an hour later, and a few minutes of clock drift are tolerated
+    assert SamplingResult.model_validate(
+        sampling(sampled_at="2026-03-02T21:00:00+08:00"), context=ctx(NOW + timedelta(hours=1))
+    )
+    assert SamplingResult.model_validate(sampling(sampled_at="2026-03-02T20:05:00+08:00"), context=ctx())
+
+
+def test_sampled_at_implausibly_old() -> None:
+    err = only_error(SamplingResult, sampling(sampled_at="2015-01-05T09:00:00+08:00"))
+    assert err.field == "sampled_at" and err.type == "implausibly_old"
+    assert "implausibly old" in err.reason
+    # seven years back is history, not a typo
+    assert SamplingResult.model_validate(sampling(sampled_at="2019-06-03T09:00:00+08:00"), context=ctx())
+
+
+def test_naive_datetime_is_refused_with_the_expected_format() -> None:
+    err = only_error(SamplingResult, sampling(sampled_at="2026-03-01T10:00:00"))
+    assert err.field == "sampled_at" and err.type == "timezone_aware"
+    assert "must carry a UTC offset" in err.reason
+
+
+def test_missing_fields_are_each_named() -> None:
+    data = sampling(region=..., enterprise_id=..., inspector_id=...)
+    errors = errors_of(SamplingResult, data)
+    assert {(e.field, e.reason) for e in errors} == {
+        ("region", "is required"),
+        ("enterprise_id", "is required"),
+        ("inspector_id", "is required"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "type_"),
+    [
+        ("passed", "maybe", "bool_parsing"),
+        ("sampled_at", "last tuesday", "datetime_from_date_parsing"),
+        ("failed_items", "formaldehyde", "list_type"),
+        ("region", 653022, "string_type"),
+        ("source", "rumour", "enum"),
+    ],
+)
+def test_mistyped_fields(field: str, value: Any, type_: str) -> None:
+    err = only_error(SamplingResult, sampling(**{field: value}))
+    assert err.field == field and err.type == type_
+    assert err.reason
+
+
+def test_extra_fields_are_refused() -> None:
+    err = only_error(SamplingResult, sampling(colour="red"))
+    assert err.field == "colour" and err.reason == "is not a field of this record"
+
+
+def test_blank_text_fields_are_refused() -> None:
+    err = only_error(SamplingResult, sampling(inspector_id="   "))
+    assert err.field == "inspector_id" and err.reason == "must not be blank"
+
+
+def test_reported_before_sampled() -> None:
+    err = only_error(SamplingResult, sampling(reported_at="2026-03-01T09:00:00+08:00"))
+    assert err.field == "reported_at" and err.type == "reported_before_sampled"
+    assert "earlier than sampled_at" in err.reason
+    ok = SamplingResult.model_validate(sampling(reported_at="2026-03-01T18:00:00+08:00"), context=ctx())
+    assert ok.reported_at is not None and ok.reported_at > ok.sampled_at
+
+
+def test_a_failed_test_item_must_be_listed_in_failed_items() -> None:
+    items = [
+        {"name": "甲醛", "value": 120.0, "limit": 75.0, "unit": "mg/kg", "passed": False},
+        {"name": "pH值", "value": 6.9, "limit": 7.5, "unit": "pH", "passed": True},
+    ]
+    err = only_error(SamplingResult, sampling(passed=False, failed_items=["ph"], test_items=items))
+    assert err.field == "test_items" and err.type == "failed_item_unlisted"
+    assert "'formaldehyde' failed but is not listed" in err.reason
+    rec = SamplingResult.model_validate(
+        sampling(passed=False, failed_items=["Formaldehyde content"], test_items=items), context=ctx()
+    )
+    assert rec.test_items is not None and [t.name for t in rec.test_items] == ["formaldehyde", "ph"]
+
+
+def test_errors_inside_lists_name_the_index() -> None:
+    items = [{"name": "ph", "value": "acidic"}]
+    err = only_error(SamplingResult, sampling(test_items=items))
+    assert err.field == "test_items.0.value" and err.type == "float_parsing"
+
+
+def test_several_errors_are_all_reported() -> None:
+    errors = errors_of(SamplingResult, sampling(region="1", industry="x", enterprise_id="12"))
+    assert [e.field for e in errors] == ["region", "industry", "enterprise_id"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("甲醛", "formaldehyde"),
+        ("  FORMALDEHYDE ", "formaldehyde"),
+        ("free   formaldehyde", "formaldehyde"),
+        ("Aflatoxin  B₁", "aflatoxin_b1"),
+        ("黄曲霉毒素B1", "aflatoxin_b1"),
+        ("AFB1", "aflatoxin_b1"),
+        ("铅（以Pb计）", "lead"),
+        ("pH值", "ph"),
+        ("Sulphur Dioxide", "sulfur_dioxide"),
+    ],
+)
+def test_failed_items_are_normalised_from_case_spacing_and_aliases(raw: str, canonical: str) -> None:
+    rec = SamplingResult.model_validate(sampling(passed=False, failed_items=[raw]), context=ctx())
+    assert rec.failed_items == [canonical]
+
+
+def test_failed_items_spelled_twice_count_once() -> None:
+    rec = SamplingResult.model_validate(
+        sampling(passed=False, failed_items=["甲醛", "Formaldehyde", "pH", "ph value"]), context=ctx()
+    )
+    assert rec.failed_items == ["formaldehyde", "ph"]
+
+
+def test_an_unknown_hazard_item_is_accepted_and_kept_normalised() -> None:
+    rec = SamplingResult.model_validate(
+        sampling(industry="food_processing", passed=False, failed_items=["Ethylene  Oxide", "lead"]),
+        context=ctx(),
+    )
+    assert rec.failed_items == ["ethylene_oxide", "lead"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("水泥", "cement"),
+        ("Portland  Cement", "cement"),
+        ("CARPETS", "carpet"),
+        ("烤馕", "naan"),
+        ("Felt  Hat", "felt_hat"),
+    ],
+)
+def test_product_is_normalised(raw: str, canonical: str) -> None:
+    assert SamplingResult.model_validate(sampling(product=raw), context=ctx()).product == canonical
+
+
+def test_records_are_immutable() -> None:
+    rec = SamplingResult.model_validate(sampling(), context=ctx())
+    with pytest.raises(ValidationError):
+        rec.passed = False  # type: ignore[misc]
+
+
+# -- patrol reports ---------------------------------------------------------------------------------
+
+
+def test_a_valid_patrol_report_normalises_its_hazard() -> None:
+    rep = PatrolReport.model_validate_json(json.dumps(patrol(), ensure_ascii=False), context=ctx())
+    assert rep.hazard == "mould" and rep.severity == "major" and rep.action == "suspended"
+    free = PatrolReport.model_validate(patrol(hazard="Blocked  Fire Exit"), context=ctx())
+    assert free.hazard == "blocked_fire_exit"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "type_"),
+    [
+        ({"region": "653099"}, "region", "unknown_region"),
+        ({"industry": "mining"}, "industry", "unknown_industry"),
+        ({"enterprise_id": USCC[:-1] + ("0" if USCC[-1] != "0" else "1")}, "enterprise_id", "invalid_uscc"),
+        ({"severity": "catastrophic"}, "severity", "enum"),
+        ({"action": "ignored"}, "action", "enum"),
+        ({"patrolled_at": "2026-03-09T10:00:00+08:00"}, "patrolled_at", "in_future"),
+        ({"patrolled_at": "2026-03-01T10:00:00"}, "patrolled_at", "timezone_aware"),
+        ({"hazard": " "}, "hazard", "blank"),
+        ({"hazard": ...}, "hazard", "missing"),
+        ({"weather": "snow"}, "weather", "extra_forbidden"),
+    ],
+)
+def test_patrol_report_refusals(changes: dict[str, Any], field: str, type_: str) -> None:
+    err = only_error(PatrolReport, patrol(**changes))
+    assert err.field == field and err.type == type_
+    assert err.reason
+
+
+def test_field_error_renders_field_and_reason() -> None:
+    err = only_error(SamplingResult, sampling(region="1"))
+    assert str(err).startswith("region: '1' is not a county code")
+    assert err.as_dict()["field"] == "region"
