@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "push": "qualitywatch.cmd_push",
     "worker": "qualitywatch.cmd_worker",
     "up": "qualitywatch.cmd_up",
+    "alerts": "qualitywatch.cmd_alerts",
+    "import": "qualitywatch.cmd_import",
 }
 
 

@@ -34,8 +34,8 @@ from .auth import PUSH_ROLES, Principal, Verifier
 from .errors import BadPayload, Conflict, Forbidden, IngestError, PayloadTooLarge, Rejected, Unauthenticated
 from .models import RecordKind
 from .service import Clock, RawRow, RowOutcome, _utc_now, submit_many, summarise
-from .writer import GroupWriter
 from .tabular import TableError, parse_table
+from .writer import GroupWriter
 
 __all__ = ["BatchOut", "OutcomeOut", "create_ingest_router"]
 

@@ -131,7 +131,7 @@ class OutboxRelay:
             )
             if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
-            rows = session.execute(stmt).all()
+            rows = list(session.execute(stmt).all())
             if not rows:
                 session.rollback()
                 return 0
@@ -267,4 +267,8 @@ class OutboxRelay:
 def _kafka_producer(bootstrap_servers: str, config: Mapping[str, Any]) -> Any:
     from kafka import KafkaProducer
 
-    return KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
+    kw = dict(config)
+    # a delivery must be allowed at least one full request (plus lingering) before it expires
+    floor = int(kw.get("request_timeout_ms", 30_000)) + int(kw.get("linger_ms", 0)) + 1000
+    kw["delivery_timeout_ms"] = max(int(kw.get("delivery_timeout_ms", 0)), floor)
+    return KafkaProducer(bootstrap_servers=bootstrap_servers, **kw)

@@ -174,6 +174,10 @@ _SPLIT_ITEMS = re.compile(r"[、,;，；]")
 _BRACKETS = re.compile(r"[(（\[【].*?[)）\]】]")
 _CN_DATE = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日?(.*)$")
 _DATE_FIELDS = {"sampled_at", "reported_at", "patrolled_at"}
+#: converted afresh every time: mutable results, or values that are rarely repeated
+_FRESH = {"failed_items", "test_items", "id", "note", "hazard"}
+_MEMO_LIMIT = 50_000
+_MISSING = object()
 
 
 class TableError(ValueError):
@@ -310,6 +314,8 @@ def _rows_from_cells(
         raise TableError("no header row: the file has no row naming two known columns")
 
     def produce() -> Iterator[RawRow]:
+        # lab sheets repeat the same counties, industries, conclusions and dates: convert each once
+        memo: dict[tuple[str, Any], Any] = {}
         for number, row in cells:
             data: dict[str, Any] = {}
             errors: list[FieldError] = []
@@ -318,9 +324,18 @@ def _rows_from_cells(
                 if value is None or (isinstance(value, str) and not value.strip()):
                     continue
                 try:
-                    data[name] = _convert(name, value, catalogue)
+                    if name in _FRESH:
+                        converted = _convert(name, value, catalogue)
+                    else:
+                        converted = memo.get((name, value), _MISSING)
+                        if converted is _MISSING:
+                            converted = _convert(name, value, catalogue)
+                            if len(memo) < _MEMO_LIMIT:
+                                memo[(name, value)] = converted
                 except ValueError as exc:
                     errors.append(FieldError(name, str(exc), "unreadable_cell"))
+                    continue
+                data[name] = converted
             if not data and not errors:
                 continue  # a blank line
             yield RawRow(number, data, tuple(errors))

@@ -124,7 +124,6 @@ class GroupWriter:
         groups: dict[tuple[RecordKind, str | None, str | None], list[_Job]] = {}
         for job in jobs:
             groups.setdefault((job.kind, job.submitted_by, job.scope_region), []).append(job)
-        accepted = False
         for (kind, submitted_by, scope), members in groups.items():
             try:
                 with self._sessions() as session:
@@ -142,8 +141,7 @@ class GroupWriter:
                 for job in members:
                     _resolve(job, None, exc)
                 continue
+            if self._on_accepted is not None and any(o.status == "accepted" for o in outcomes):
+                self._on_accepted()  # before anyone hears "accepted": the relay is already on its way
             for job, outcome in zip(members, outcomes, strict=True):
-                accepted = accepted or outcome.status == "accepted"
                 _resolve(job, outcome, None)
-        if accepted and self._on_accepted is not None:
-            self._on_accepted()

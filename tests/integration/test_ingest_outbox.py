@@ -37,18 +37,29 @@ def _uscc(n: int) -> str:
 def _sampling(n: int) -> dict[str, Any]:
     failed = n % 5 == 0
     return {
-        "id": f"S-{n}", "sampled_at": f"2026-03-0{2 + n % 5}T10:00:00+08:00",
-        "region": ("653001", "653022", "653023", "653024")[n % 4], "industry": "textiles", "product": "scarf",
-        "enterprise_id": _uscc(n % 9), "passed": not failed, "failed_items": ["formaldehyde"] if failed else [],
+        "id": f"S-{n}",
+        "sampled_at": f"2026-03-0{2 + n % 5}T10:00:00+08:00",
+        "region": ("653001", "653022", "653023", "653024")[n % 4],
+        "industry": "textiles",
+        "product": "scarf",
+        "enterprise_id": _uscc(n % 9),
+        "passed": not failed,
+        "failed_items": ["formaldehyde"] if failed else [],
         "inspector_id": "insp-1",
     }
 
 
 def _patrol(n: int) -> dict[str, Any]:
     return {
-        "id": f"P-{n}", "patrolled_at": "2026-03-03T09:30:00+08:00", "region": ("653001", "653024")[n % 2],
-        "industry": "food_processing", "enterprise_id": _uscc(n % 9), "inspector_id": "insp-2",
-        "hazard": "expired raw materials", "severity": "general", "action": "rectified_on_site",
+        "id": f"P-{n}",
+        "patrolled_at": "2026-03-03T09:30:00+08:00",
+        "region": ("653001", "653024")[n % 2],
+        "industry": "food_processing",
+        "enterprise_id": _uscc(n % 9),
+        "inspector_id": "insp-2",
+        "hazard": "expired raw materials",
+        "severity": "general",
+        "action": "rectified_on_site",
     }
 
 
@@ -56,8 +67,9 @@ def _consume(bootstrap: str, topics: list[str], expect: int, timeout: float = 30
     """Every message of ``topics`` from the beginning: waits for ``expect``, then polls on for stragglers."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             fetch_max_wait_ms=100)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100
+    )
     try:
         parts = []
         for topic in topics:
@@ -93,10 +105,20 @@ def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
 
 def _relay(sessions: sessionmaker[Session], bootstrap: str, tag: str, **kw: Any) -> OutboxRelay:
     return OutboxRelay(
-        session_factory=sessions, bootstrap_servers=bootstrap,
-        sampling_topic=f"{tag}.sampling-results", patrol_topic=f"{tag}.patrol-reports",
-        backoff_initial_s=0.1, backoff_max_s=1.0, poll_interval_s=0.1,
-        producer_config={"max_block_ms": 2000, "bootstrap_timeout_ms": 1000, "request_timeout_ms": 5000, "reconnect_backoff_max_ms": 500}, **kw,
+        session_factory=sessions,
+        bootstrap_servers=bootstrap,
+        sampling_topic=f"{tag}.sampling-results",
+        patrol_topic=f"{tag}.patrol-reports",
+        backoff_initial_s=0.1,
+        backoff_max_s=1.0,
+        poll_interval_s=0.1,
+        producer_config={
+            "max_block_ms": 2000,
+            "bootstrap_timeout_ms": 1000,
+            "request_timeout_ms": 5000,
+            "reconnect_backoff_max_ms": 500,
+        },
+        **kw,
     )
 
 
@@ -106,15 +128,25 @@ def test_broker_down_during_submission_every_record_arrives_once(sessions: sessi
     tag = f"t{uuid.uuid4().hex[:8]}"
     relay = _relay(sessions, broker.bootstrap, tag)
     app = FastAPI()
-    app.include_router(create_ingest_router(session_factory=sessions, verify=static_verifier(
-        {"t": Principal("insp", "inspector")}), on_accepted=relay.wake))
+    app.include_router(
+        create_ingest_router(
+            session_factory=sessions,
+            verify=static_verifier({"t": Principal("insp", "inspector")}),
+            on_accepted=relay.wake,
+        )
+    )
     relay.start()
     try:
         with TestClient(app) as client:
             for n in range(1, 41):
-                assert client.post("/api/v1/sampling-results", json=_sampling(n), headers=AUTH).status_code == 201
+                assert (
+                    client.post("/api/v1/sampling-results", json=_sampling(n), headers=AUTH).status_code
+                    == 201
+                )
             batch = [_patrol(n) for n in range(1, 21)]
-            assert client.post("/api/v1/patrol-reports:batch", json=batch, headers=AUTH).json()["accepted"] == 20
+            assert (
+                client.post("/api/v1/patrol-reports:batch", json=batch, headers=AUTH).json()["accepted"] == 20
+            )
             assert client.post("/api/v1/sampling-results", json=_sampling(1), headers=AUTH).status_code == 200
         deadline = time.monotonic() + 20
         while relay.stats.consecutive_failures < 2 and time.monotonic() < deadline:
@@ -143,7 +175,9 @@ def test_broker_down_during_submission_every_record_arrives_once(sessions: sessi
 
 
 class _CrashAfterAck(OutboxRelay):
-    def _mark(self, session: Session, acked: list[int], failed: list[int], error: BaseException | None) -> None:
+    def _mark(
+        self, session: Session, acked: list[int], failed: list[int], error: BaseException | None
+    ) -> None:
         raise SystemExit("killed between the acknowledgement and the relayed_at commit")
 
 
@@ -154,11 +188,19 @@ def test_crash_after_ack_is_covered_by_the_streams_dedup(sessions: sessionmaker[
     tag = f"t{uuid.uuid4().hex[:8]}"
     with EmbeddedBroker() as broker:
         with sessions() as s:
-            submit_many(s, kind="sampling", rows=[RawRow(n, _sampling(n)) for n in range(1, 11)],
-                        clock=lambda: datetime(2026, 3, 10, tzinfo=UTC))
+            submit_many(
+                s,
+                kind="sampling",
+                rows=[RawRow(n, _sampling(n)) for n in range(1, 11)],
+                clock=lambda: datetime(2026, 3, 10, tzinfo=UTC),
+            )
         with pytest.raises(SystemExit):
-            crashing = _CrashAfterAck(session_factory=sessions, bootstrap_servers=broker.bootstrap,
-                                      sampling_topic=f"{tag}.sampling-results", patrol_topic=f"{tag}.patrol-reports")
+            crashing = _CrashAfterAck(
+                session_factory=sessions,
+                bootstrap_servers=broker.bootstrap,
+                sampling_topic=f"{tag}.sampling-results",
+                patrol_topic=f"{tag}.patrol-reports",
+            )
             crashing.relay_once()
         crashing._drop_producer()
         assert _relay(sessions, broker.bootstrap, tag).drain(timeout=30)
@@ -171,3 +213,23 @@ def test_crash_after_ack_is_covered_by_the_streams_dedup(sessions: sessionmaker[
         outcome, _ = engine.process_sampling(SamplingResult.model_validate_json(m.value, context=ctx))
         outcomes[outcome] += 1
     assert outcomes == {Outcome.accepted: 10, Outcome.duplicate: 10}
+
+
+def test_front_door_runs_the_relay(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    from qualitywatch.server import create_app
+    from stream.ingest import IngestSettings
+    from stream.settings import StreamSettings
+
+    tag = f"t{uuid.uuid4().hex[:8]}"
+    app = create_app(
+        settings=IngestSettings(
+            database_url=f"sqlite:///{tmp_path / 'ingest.db'}", relay_poll_interval_s=0.1
+        ),
+        stream_settings=StreamSettings(bootstrap_servers=broker.bootstrap, topic_prefix=f"{tag}."),
+        verify=static_verifier({"t": Principal("insp", "inspector")}),
+    )
+    with TestClient(app) as client:
+        assert client.post("/api/v1/sampling-results", json=_sampling(7), headers=AUTH).status_code == 201
+        assert client.post("/api/v1/patrol-reports", json=_patrol(7), headers=AUTH).status_code == 201
+        messages = _consume(broker.bootstrap, [f"{tag}.sampling-results", f"{tag}.patrol-reports"], 2)
+    assert sorted(json.loads(m.value)["id"] for m in messages) == ["P-7", "S-7"]

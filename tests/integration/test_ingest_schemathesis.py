@@ -23,7 +23,9 @@ _app = FastAPI(title="ingest")
 _app.include_router(
     create_ingest_router(
         session_factory=_sessions,
-        verify=static_verifier({"t-admin": Principal("root", "admin"), "t-akto": Principal("a", "inspector", "653022")}),
+        verify=static_verifier(
+            {"t-admin": Principal("root", "admin"), "t-akto": Principal("a", "inspector", "653022")}
+        ),
         max_batch_rows=200,
         max_upload_bytes=64 * 1024,
     )
@@ -42,6 +44,8 @@ def _ndjson(ctx: object, value: object) -> bytes:
 def test_no_server_errors(case: schemathesis.Case, token: str | None) -> None:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = case.call(headers=headers)
-    assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:500]}"
+    assert response.status_code < 500, (
+        f"{case.method} {case.path}: {response.status_code} {response.text[:500]}"
+    )
     if token is None:
         assert response.status_code >= 400, response.text[:300]  # nothing is accepted without a token

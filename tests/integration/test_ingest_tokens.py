@@ -20,8 +20,14 @@ NOW = datetime.now(UTC)
 def _record(n: int, region: str) -> dict[str, Any]:
     first = f"91653001MA7D{n:05d}"[:17]
     return {
-        "id": f"T-{n}", "sampled_at": NOW.isoformat(), "region": region, "industry": "textiles", "product": "felt",
-        "enterprise_id": first + uscc_check_char(first), "passed": True, "inspector_id": "insp-1",
+        "id": f"T-{n}",
+        "sampled_at": NOW.isoformat(),
+        "region": region,
+        "industry": "textiles",
+        "product": "felt",
+        "enterprise_id": first + uscc_check_char(first),
+        "passed": True,
+        "inspector_id": "insp-1",
     }
 
 
@@ -38,9 +44,13 @@ def test_tokens_from_the_alert_service_store(tmp_path: Path) -> None:
         _, anywhere = create_token(s, name="inspector", role="inspector", county=None, now=NOW)
         duty_row, duty = create_token(s, name="duty", role="duty_officer", county=None, now=NOW)
         s.commit()
-    app = create_app(settings=IngestSettings(database_url=f"sqlite:///{tmp_path / 'ingest.db'}"),
-                     verify=alert_token_verifier(tokens), relay=False)
+    app = create_app(
+        settings=IngestSettings(database_url=f"sqlite:///{tmp_path / 'ingest.db'}"),
+        verify=alert_token_verifier(tokens),
+        relay=False,
+    )
     with TestClient(app) as client:
+
         def post(token: str | None, n: int, region: str) -> Any:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             return client.post("/api/v1/sampling-results", json=_record(n, region), headers=headers)

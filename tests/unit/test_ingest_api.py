@@ -1,0 +1,217 @@
+"""The ingest HTTP API: auth (401/403), single records, batches, file imports, per-row outcomes."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from ingest_cases import clock, patrol, sampling, store, uscc
+
+from stream.ingest import Principal, create_ingest_router, static_verifier
+
+TOKENS = {
+    "t-insp": Principal("field-inspector", "inspector"),
+    "t-akto": Principal("akto-inspector", "inspector", region="653022"),
+    "t-duty": Principal("duty", "duty_officer"),
+    "t-admin": Principal("root", "admin"),
+}
+AUTH = {"Authorization": "Bearer t-insp"}
+
+
+@pytest.fixture
+def wakes() -> list[int]:
+    return []
+
+
+@pytest.fixture
+def client(tmp_path: Path, wakes: list[int]) -> Iterator[TestClient]:
+    with store("sqlite", tmp_path) as sessions:
+        app = FastAPI()
+        app.include_router(
+            create_ingest_router(
+                session_factory=sessions,
+                verify=static_verifier(TOKENS),
+                clock=clock,
+                max_batch_rows=50,
+                on_accepted=lambda: wakes.append(1),
+            )
+        )
+        with TestClient(app) as c:
+            yield c
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic dTpw"}])
+@pytest.mark.parametrize("path", ["/api/v1/sampling-results", "/api/v1/patrol-reports:batch"])
+def test_unauthenticated_is_401(client: TestClient, headers: dict[str, str], path: str) -> None:
+    r = client.post(path, json=sampling(), headers=headers)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert r.json()["detail"]["error"] == "unauthenticated"
+
+
+def test_a_role_that_may_not_push_is_403(client: TestClient) -> None:
+    r = client.post("/api/v1/sampling-results", json=sampling(), headers={"Authorization": "Bearer t-duty"})
+    assert r.status_code == 403 and "duty_officer" in r.json()["detail"]["message"]
+
+
+def test_county_scope_403_names_the_county(client: TestClient) -> None:
+    akto = {"Authorization": "Bearer t-akto"}
+    r = client.post("/api/v1/patrol-reports", json=patrol(region="653001"), headers=akto)
+    assert r.status_code == 403
+    assert "653001 (阿图什市)" in r.json()["detail"]["message"] and "653022" in r.json()["detail"]["message"]
+    assert (
+        client.post("/api/v1/patrol-reports", json=patrol(region="阿克陶"), headers=akto).status_code == 201
+    )
+
+
+def test_single_record_accepted_then_duplicate_then_conflict(client: TestClient, wakes: list[int]) -> None:
+    r = client.post("/api/v1/sampling-results", json=sampling(1), headers=AUTH)
+    assert r.status_code == 201 and r.json()["status"] == "accepted" and r.json()["id"] == "S-1"
+    assert len(wakes) == 1
+    r = client.post("/api/v1/sampling-results", json=sampling(1), headers=AUTH)
+    assert r.status_code == 200 and r.json()["status"] == "duplicate"
+    assert r.json()["accepted_at"] == "2026-03-10T12:00:00+00:00"
+    r = client.post("/api/v1/sampling-results", json=sampling(1, product="felt"), headers=AUTH)
+    assert r.status_code == 409
+    detail = r.json()["detail"]
+    assert detail["error"] == "conflict" and detail["id"] == "S-1" and "'S-1'" in detail["message"]
+    assert len(wakes) == 1
+
+
+def test_invalid_record_is_422_with_field_and_reason(client: TestClient) -> None:
+    r = client.post("/api/v1/sampling-results", json=sampling(enterprise_id="123"), headers=AUTH)
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]["errors"]
+    assert err["field"] == "enterprise_id" and "18 characters" in err["reason"]
+
+
+def test_a_body_that_is_not_json_is_400(client: TestClient) -> None:
+    r = client.post("/api/v1/sampling-results", content=b"{oops", headers=AUTH)
+    assert r.status_code == 400 and r.json()["detail"]["error"] == "bad_payload"
+
+
+def test_batch_json_array_gives_per_row_outcomes(client: TestClient) -> None:
+    body = [sampling(1), sampling(2, region="mars"), sampling(1), "S-3"]
+    r = client.post("/api/v1/sampling-results:batch", json=body, headers=AUTH)
+    assert r.status_code == 200
+    out = r.json()
+    assert (out["total"], out["accepted"], out["duplicate"], out["rejected"]) == (4, 1, 1, 2)
+    assert [(o["row"], o["status"], o["field"]) for o in out["outcomes"]] == [
+        (1, "accepted", None),
+        (2, "rejected", "region"),
+        (3, "duplicate", None),
+        (4, "rejected", ""),
+    ]
+
+
+def test_batch_jsonl_with_a_broken_line_and_scope(client: TestClient) -> None:
+    lines = [json.dumps(patrol(1, region="653022")), "{broken", json.dumps(patrol(2, region="653024"))]
+    r = client.post(
+        "/api/v1/patrol-reports:batch",
+        content="\n".join(lines).encode(),
+        headers={"Authorization": "Bearer t-akto", "Content-Type": "application/x-ndjson"},
+    )
+    got = [
+        (o["row"], o["status"], o["errors"][0]["type"] if o["errors"] else None) for o in r.json()["outcomes"]
+    ]
+    assert got == [(1, "accepted", None), (2, "rejected", "invalid_json"), (3, "rejected", "out_of_scope")]
+
+
+def test_batch_limits(client: TestClient) -> None:
+    assert client.post("/api/v1/sampling-results:batch", content=b"  ", headers=AUTH).status_code == 400
+    r = client.post("/api/v1/sampling-results:batch", json=[sampling(n) for n in range(51)], headers=AUTH)
+    assert r.status_code == 413
+
+
+def test_import_of_a_mixed_lab_csv(client: TestClient) -> None:
+    csv = (
+        "抽样编号,抽样日期,区县,行业,产品名称,统一社会信用代码,检验结论,不合格项目,抽样人员,备注\n"
+        f"L-1,2026-03-02,阿克陶县,纺织服装,围巾,{uscc(1)},合格,,张三,\n"
+        f"L-2,2026-03-02,火星,纺织服装,围巾,{uscc(1)},合格,,张三,\n"
+        f"L-3,2026-03-02,乌恰县,建材,水泥,{uscc(2)},不合格,,李四,\n"
+        f"L-4,2026-03-02,乌恰县,建材,水泥,{uscc(2)},不合格,抗压强度,李四,\n"
+        f"L-5,someday,乌恰县,建材,水泥,{uscc(2)},合格,,李四,\n"
+        f"L-1,2026-03-02,阿克陶县,纺织服装,围巾,{uscc(1)},合格,,张三,\n"
+    )
+    r = client.post(
+        "/api/v1/imports",
+        params={"kind": "sampling"},
+        headers=AUTH,
+        files={"file": ("lab.csv", csv.encode(), "text/csv")},
+    )
+    assert r.status_code == 200
+    out = r.json()
+    assert out["format"] == "csv" and out["ignored_columns"] == ["备注"]
+    assert [(o["row"], o["id"], o["status"], o["field"]) for o in out["outcomes"]] == [
+        (2, "L-1", "accepted", None),
+        (3, "L-2", "rejected", "region"),
+        (4, "L-3", "rejected", "failed_items"),
+        (5, "L-4", "accepted", None),
+        (6, "L-5", "rejected", "sampled_at"),
+        (7, "L-1", "duplicate", None),
+    ]
+    # the same file again: the good rows are duplicates now, nothing new
+    again = client.post(
+        "/api/v1/imports", headers=AUTH, files={"file": ("lab.csv", csv.encode(), "text/csv")}
+    ).json()
+    assert (again["kind"], again["accepted"], again["duplicate"], again["rejected"]) == ("sampling", 0, 3, 3)
+
+
+def test_import_xlsx_and_unreadable_files(client: TestClient) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(
+        [
+            "巡查编号",
+            "巡查日期",
+            "区县",
+            "行业",
+            "统一社会信用代码",
+            "巡查人员",
+            "隐患",
+            "隐患等级",
+            "处置措施",
+        ]
+    )
+    book.active.append(
+        ["P-1", "2026-03-03", "乌恰县", "农资", uscc(3), "insp-9", "标签缺失", "一般隐患", "当场整改"]
+    )
+    buf = io.BytesIO()
+    book.save(buf)
+    r = client.post(
+        "/api/v1/imports",
+        params={"kind": "patrol"},
+        headers=AUTH,
+        files={"file": ("p.xlsx", buf.getvalue(), "application/octet-stream")},
+    )
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.json()
+    r = client.post(
+        "/api/v1/imports", headers=AUTH, files={"file": ("p.xlsx", b"PK\x03\x04zz", "application/zip")}
+    )
+    assert r.status_code == 400 and r.json()["detail"]["errors"][0]["field"] == "file"
+    r = client.post(
+        "/api/v1/imports",
+        params={"kind": "weather"},
+        headers=AUTH,
+        files={"file": ("a.csv", b"x", "text/csv")},
+    )
+    assert r.status_code == 422
+
+
+def test_openapi_documents_the_record_schemas(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    op = spec["paths"]["/api/v1/sampling-results"]["post"]
+    schema = op["requestBody"]["content"]["application/json"]["schema"]
+    assert "enterprise_id" in schema["properties"] and "$defs" not in json.dumps(schema)
+    assert {
+        "/api/v1/patrol-reports",
+        "/api/v1/sampling-results:batch",
+        "/api/v1/patrol-reports:batch",
+        "/api/v1/imports",
+    } <= set(spec["paths"])

@@ -1,0 +1,185 @@
+"""Lab spreadsheets and record files: Chinese headers, conversions, time zone, formats."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from ingest_cases import uscc
+
+from stream.ingest import RecordKind, TableError, parse_table
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+HEADER = (
+    "抽样编号,抽样日期,区县,行业,产品名称,生产企业,统一社会信用代码,检验结论,不合格项目,"
+    "抽样人员,检验机构,报告日期,任务来源,序号"
+)
+
+
+def _csv(*lines: str, header: str = HEADER) -> bytes:
+    return ("\n".join([header, *lines]) + "\n").encode("utf-8")
+
+
+def test_chinese_headers_map_to_the_wire_contract() -> None:
+    content = _csv(
+        f"L-1,2026-03-02,阿克陶县,纺织服装,棉T恤,某厂,{uscc(1)},不合格,甲醛、pH值；偶氮,张三,州质检所,2026/3/5,风险监测,1"
+    )
+    table = parse_table(content, filename="lab.csv")
+    assert table.kind is RecordKind.sampling and table.format == "csv"
+    assert table.ignored_columns == ["序号"]
+    (row,) = list(table.rows)
+    assert row.row == 2 and not row.errors
+    assert row.data == {
+        "id": "L-1",
+        "sampled_at": datetime(2026, 3, 2, tzinfo=SHANGHAI),
+        "region": "653022",
+        "industry": "textiles",
+        "product": "棉T恤",
+        "enterprise_name": "某厂",
+        "enterprise_id": uscc(1),
+        "passed": False,
+        "failed_items": ["甲醛", "pH值", "偶氮"],
+        "inspector_id": "张三",
+        "lab_id": "州质检所",
+        "reported_at": datetime(2026, 3, 5, tzinfo=SHANGHAI),
+        "source": "risk_monitoring",
+    }
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("2026-03-02 10:30", datetime(2026, 3, 2, 10, 30, tzinfo=SHANGHAI)),
+        ("2026年3月2日", datetime(2026, 3, 2, tzinfo=SHANGHAI)),
+        ("2026/3/2", datetime(2026, 3, 2, tzinfo=SHANGHAI)),
+        ("2026-03-02T10:30:00+06:00", datetime.fromisoformat("2026-03-02T10:30:00+06:00")),
+        ("2026-03-02T02:30:00Z", datetime.fromisoformat("2026-03-02T02:30:00+00:00")),
+    ],
+)
+def test_dates_without_offset_are_read_in_the_catalogue_zone(cell: str, expected: datetime) -> None:
+    (row,) = parse_table(
+        _csv(f"L-1,{cell},乌恰县,建材,水泥,,{uscc(2)},合格,,李四,,,,"), filename="x.csv"
+    ).rows
+    assert row.data["sampled_at"] == expected and row.data["sampled_at"].utcoffset() == expected.utcoffset()
+
+
+def test_unreadable_cells_reject_their_row_naming_the_column() -> None:
+    rows = list(
+        parse_table(_csv(f"L-1,someday,乌恰县,建材,水泥,,{uscc(2)},也许,,李四,,,,"), filename="x.csv").rows
+    )
+    assert [(e.field, e.type) for e in rows[0].errors] == [
+        ("sampled_at", "unreadable_cell"),
+        ("passed", "unreadable_cell"),
+    ]
+    assert "someday" in rows[0].errors[0].reason and "合格" in rows[0].errors[1].reason
+
+
+def test_header_below_a_title_block_and_blank_lines() -> None:
+    content = (
+        "克州产品质量监督抽查结果汇总表,,\n,,\n"
+        + HEADER
+        + "\n\n"
+        + f"L-7,2026-03-02,Artux,食品加工,馕,,{uscc(3)},合格,,王五,,,,\n"
+    )
+    rows = list(parse_table(content.encode(), filename="x.csv").rows)
+    assert [(r.row, r.data["id"], r.data["region"], r.data["industry"]) for r in rows] == [
+        (5, "L-7", "653001", "food_processing")
+    ]
+
+
+def test_gb18030_csv_and_wire_headers_any_case() -> None:
+    content = (
+        "ID,Sampled_At,region,industry,product,enterprise_id,passed,inspector_id\n"
+        f"S-1,2026-03-02,阿合奇县,textiles,毛毡,{uscc(4)},true,赵六\n"
+    )
+    (row,) = parse_table(content.encode("gb18030"), filename="x.csv").rows
+    assert row.data["id"] == "S-1" and row.data["region"] == "653023" and row.data["passed"] is True
+
+
+def test_patrol_sheet_is_recognised_and_converted() -> None:
+    content = (
+        f"巡查编号,巡查日期,区县,行业,统一社会信用代码,巡查人员,隐患描述,隐患等级,处置措施,备注\n"
+        f"P-1,2026-03-03 09:30,阿图什市,食品加工,{uscc(5)},insp-2,原料过期,重大隐患,责令整改,已复查\n"
+    )
+    table = parse_table(content.encode(), filename="patrol.csv")
+    assert table.kind is RecordKind.patrol
+    (row,) = table.rows
+    assert (row.data["severity"], row.data["action"], row.data["hazard"]) == (
+        "major",
+        "rectification_ordered",
+        "原料过期",
+    )
+
+
+def test_xlsx_with_date_cells() -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["抽样结果"])
+    sheet.append(HEADER.split(","))
+    sheet.append(
+        [
+            "L-1",
+            datetime(2026, 3, 2, 10, 0),  # noqa: DTZ001 - a spreadsheet date cell has no zone
+            "阿克陶县",
+            "纺织服装",
+            "围巾",
+            None,
+            uscc(6),
+            "合格",
+            None,
+            "张三",
+            None,
+            None,
+            None,
+            1,
+        ]
+    )
+    sheet.append(
+        [
+            12345,
+            datetime(2026, 3, 3),  # noqa: DTZ001
+            "653022",
+            "textiles",
+            "围巾",
+            None,
+            uscc(6),
+            "不合格",
+            "甲醛",
+            "张三",
+        ]
+    )
+    buf = io.BytesIO()
+    book.save(buf)
+    table = parse_table(buf.getvalue(), filename="lab.xlsx", kind="sampling")
+    rows = list(table.rows)
+    assert table.format == "xlsx"
+    assert [(r.row, r.data["id"]) for r in rows] == [(3, "L-1"), (4, "12345")]
+    assert rows[0].data["sampled_at"] == datetime(2026, 3, 2, 10, 0, tzinfo=SHANGHAI)
+    assert rows[1].data["failed_items"] == ["甲醛"]
+
+
+def test_jsonl_lines_pass_through_and_bad_lines_are_rows() -> None:
+    content = b'{"id": "S-1", "sampled_at": "2026-03-02T10:00:00+08:00"}\n\nnot json\n'
+    table = parse_table(content, filename="r.jsonl")
+    rows = list(table.rows)
+    assert table.kind is RecordKind.sampling
+    assert rows[0].data == json.loads(content.splitlines()[0])
+    assert rows[1].row == 3 and rows[1].errors[0].type == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"a,b,c\n1,2,3\n", "x.csv", "no header row"),
+        (b"PK\x03\x04garbage", "x.xlsx", "not a readable XLSX"),
+        (b"\xff\xfe\x00\xd8garbage\x81", "x.csv", "neither UTF-8 nor GB 18030"),
+    ],
+)
+def test_unreadable_files(content: bytes, name: str, message: str) -> None:
+    with pytest.raises(TableError, match=message):
+        list(parse_table(content, filename=name).rows)
