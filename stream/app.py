@@ -1,8 +1,8 @@
 """The faust application of a stream worker, built from :class:`~stream.settings.StreamSettings`.
 
 faust is the framework: the worker process, its lifecycle and signals, topic declarations, the web
-server with ``/metrics``. Detection runs in a faust service that drives the checkpointed consumer of
-:mod:`stream.pipeline` (why not a faust agent with tables: ``docs/stream.md``).
+server with ``/metrics`` and ``/healthz``. Detection runs in a faust service that drives the
+checkpointed consumer of :mod:`stream.pipeline` (why not a faust agent with tables: ``docs/stream.md``).
 """
 
 from __future__ import annotations
@@ -92,12 +92,19 @@ def create_app(settings: StreamSettings, pipeline: DetectionPipeline | None = No
     app.qw_topics = declare_faust_topics(app, topics, settings.partitions)  # type: ignore[attr-defined]
     pipe = pipeline or DetectionPipeline(settings, metrics=metrics)
     app.qw_pipeline = pipe  # type: ignore[attr-defined]
-    app.service(DetectionService(pipe, loop=None))
+    detection = DetectionService(pipe, loop=None)
+    app.service(detection)
 
     @app.page("/metrics")
     async def _metrics(web: Any, request: Any) -> Any:
         return web.bytes(
             generate_latest(pipe.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
+
+    @app.page("/healthz")
+    async def _healthz(web: Any, request: Any) -> Any:
+        if detection._run_done.is_set():  # the detection consumer has stopped: restart the worker
+            return web.json({"status": "detection stopped"}, status=503)
+        return web.json({"status": "ok"})
 
     return app

@@ -37,7 +37,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "session_timeout_ms": 45000,
         "heartbeat_interval_ms": 3000,
         "fetch_max_wait_ms": 500,
-        "request_timeout_ms": 40000,
+        "request_timeout_ms": 60000,  # faust refuses a session timeout above the request timeout
         "enable_idempotence": True,
         "replication_factor": 3,
     },
