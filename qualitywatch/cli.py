@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "push": "qualitywatch.cmd_push",
     "worker": "qualitywatch.cmd_worker",
     "up": "qualitywatch.cmd_up",
+    "serve": "qualitywatch.cmd_serve",
     "alerts": "qualitywatch.cmd_alerts",
     "import": "qualitywatch.cmd_import",
 }

@@ -1,77 +1,228 @@
-"""``qualitywatch up``: everything on the embedded defaults, with demo data flowing, until Ctrl-C.
+"""``qualitywatch up``: the whole platform on the embedded defaults, with demo data flowing, until Ctrl-C.
 
-Starts the embedded broker, a stream worker (and the alert service once its sub-command exists),
-then feeds simulated sampling results and patrol reports at a steady rate. Ctrl-C or SIGTERM stops
-everything. The broker keeps data in memory only, so each run starts from empty topics and a fresh
-checkpoint database.
+Starts the embedded broker, a stream worker and ``qualitywatch serve`` (alert service, dashboard and
+ingest API on one port), issues a demo admin token and a county-scoped duty officer token, prints
+where to sign in, then feeds simulated sampling results and patrol reports: the first weeks of
+history fast (the count detectors need about 40 weeks of baseline before they may fire), the rest at
+a live pace. Ctrl-C or SIGTERM stops everything. The broker keeps data in memory only, so each run
+starts from empty topics, a fresh checkpoint database and a fresh alert database in a work
+directory (removed at the end unless ``--workdir`` names one).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
-__all__ = ["command"]
+__all__ = ["DEMO_COUNTY", "EPOCH", "DemoTokens", "command", "demo_phases", "issue_demo_tokens"]
 
-#: sub-commands started beside the worker when they are installed (the alert service, when it exists)
-COMPANION_COMMANDS: tuple[str, ...] = ("alerts", "serve")
+#: the simulator's first Monday: the stream's first watched week
+EPOCH = "2021-01-04T00:00:00+08:00"
+#: the county of the demo duty officer's token (阿克陶县, Akto County)
+DEMO_COUNTY = "653022"
+#: client timings for the embedded broker alone (it joins a group after half the session timeout and
+#: holds a fetch for about half the fetch wait); every consumer ``up`` starts gets them
+EMBEDDED_TIMINGS = {"QW_SESSION_TIMEOUT_MS": "6000", "QW_FETCH_MAX_WAIT_MS": "100"}
+POSITIVE = click.FloatRange(min=0, min_open=True)
+#: seconds each process gets to stop after SIGTERM before it is killed
+STOP_TIMEOUT_S = 30.0
 
 
-def _companions() -> list[list[str]]:
-    from qualitywatch.cli import COMMANDS, _available
+@dataclass(frozen=True)
+class DemoTokens:
+    admin: str
+    duty_officer: str
+    county: str
 
-    return [
-        ["serve"] if n == "serve" else [n, "serve"]
-        for n in COMPANION_COMMANDS
-        if n in COMMANDS and _available(n)
-    ][:1]
+
+def issue_demo_tokens(database_url: str, county: str = DEMO_COUNTY) -> DemoTokens:
+    """Migrate the alert database and issue an admin token and a duty officer token for ``county``."""
+    from alerts.auth.service import create_token
+    from alerts.db import make_engine, make_session_factory, migrate
+
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        now = datetime.now(UTC)
+        with make_session_factory(engine)() as session:
+            _, admin = create_token(
+                session, name="demo-admin", role="admin", county=None, now=now, actor="up"
+            )
+            _, duty = create_token(
+                session, name=f"demo-duty-{county}", role="duty_officer", county=county, now=now, actor="up"
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+    return DemoTokens(admin=admin, duty_officer=duty, county=county)
+
+
+def demo_phases(
+    seed: int, years: int, warmup_weeks: int, warmup_rate: float, rate: float
+) -> list[tuple[float, list[bytes]]]:
+    """Simulated records and patrols in event-time order, split into (records/s, lines) phases:
+    the first ``warmup_weeks`` weeks at ``warmup_rate``, the rest at ``rate``."""
+    from qualitywatch.evaluation import SimConfig, simulate
+
+    sim = simulate(SimConfig(seed=seed, years=years))
+    events = sorted(
+        [(datetime.fromisoformat(r["sampled_at"]), r["id"], json.dumps(r).encode()) for r in sim.records]
+        + [(datetime.fromisoformat(p["patrolled_at"]), p["id"], json.dumps(p).encode()) for p in sim.patrols]
+    )
+    cut = datetime.fromisoformat(EPOCH) + timedelta(weeks=warmup_weeks)
+    warm = [raw for when, _id, raw in events if when < cut]
+    live = [raw for when, _id, raw in events if when >= cut]
+    return [(warmup_rate, warm), (rate, live)]
+
+
+def _feed(settings: Any, phases: Sequence[tuple[float, list[bytes]]], stop: threading.Event) -> None:
+    """Push each phase's lines at its rate (in small slices), until done or ``stop``."""
+    from stream.producer import RecordPusher
+
+    with RecordPusher(settings) as pusher:
+        for n, (rate, lines) in enumerate(phases):
+            if not lines:
+                continue
+            click.echo(f"demo: feeding {len(lines)} simulated records at {rate:.0f}/s", err=True)
+            t0 = time.monotonic()
+            sent = 0
+            while sent < len(lines) and not stop.is_set():
+                due = min(len(lines), int((time.monotonic() - t0) * rate) + 1)
+                if due > sent:
+                    pusher.push_lines(lines[sent:due])
+                    sent = due
+                stop.wait(0.05)
+            if stop.is_set():
+                return
+            pusher.flush()
+            if n + 1 < len(phases):
+                click.echo("demo: warm-up history fed; count warnings can fire from here on", err=True)
+    click.echo("demo: all simulated data fed", err=True)
+
+
+def _demo(settings: Any, demo: tuple[int, int, int, float, float], stop: threading.Event) -> None:
+    _feed(settings, demo_phases(*demo), stop)
 
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from qualitywatch.cli import main; main()", *args]
 
 
-def _feed(settings: object, rate: float, seed: int, years: int, stop: threading.Event) -> None:
-    from qualitywatch.evaluation import SimConfig, simulate
-    from stream.producer import RecordPusher
+def _wait_http(url: str, procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> bool:
+    """True once ``url`` answers 200; False when a process exits or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    return False
 
-    sim = simulate(SimConfig(seed=seed, years=years))
-    stream = sorted(
-        [(r["sampled_at"], json.dumps(r).encode()) for r in sim.records]
-        + [(p["patrolled_at"], json.dumps(p).encode()) for p in sim.patrols]
+
+def _banner(*, base: str, tokens: DemoTokens, web_port: int, broker: str, workdir: Path, demo: bool) -> str:
+    from schemas import default_catalogue
+
+    region = default_catalogue().region(tokens.county)
+    county = f"{tokens.county} {region.name_zh} {region.name_en}" if region else tokens.county
+    data = "demo data flowing" if demo else "no demo data"
+    return "\n".join(
+        [
+            "",
+            f"QualityWatch is up — embedded broker, SQLite in {workdir}, {data}.",
+            "",
+            f"  Dashboard       {base}/dashboard/",
+            "    sign in with one of these tokens (shown once; valid for this run):",
+            f"      admin, all counties           {tokens.admin}",
+            f"      duty officer, {county}",
+            f"                                    {tokens.duty_officer}",
+            f"  API docs        {base}/docs",
+            f"  Ingest          {base}/api/v1/sampling-results   {base}/api/v1/patrol-reports",
+            f"                  {base}/api/v1/imports   (Authorization: Bearer <admin token>)",
+            f"  Alert API       {base}/api/alerts",
+            f"  Worker metrics  http://127.0.0.1:{web_port}/metrics",
+            f"  Broker          {broker}",
+            "",
+            "Ctrl-C stops everything.",
+            "",
+        ]
     )
-    click.echo(f"feeding {len(stream)} simulated records at {rate:.0f}/s", err=True)
-    with RecordPusher(settings) as pusher:  # type: ignore[arg-type]
-        t0 = time.monotonic()
-        for n, (_when, raw) in enumerate(stream):
-            if stop.is_set():
-                break
-            pusher.push_lines([raw])
-            ahead = (n + 1) / rate - (time.monotonic() - t0)
-            if ahead > 0:
-                stop.wait(ahead)
-    click.echo("demo data fed", err=True)
 
 
 @click.command("up")
 @click.option("--port", type=int, default=9092, show_default=True, help="Broker port.")
 @click.option("--web-port", type=int, default=6066, show_default=True, help="Worker web port (/metrics).")
-@click.option("--rate", type=float, default=200.0, show_default=True, help="Demo records per second.")
+@click.option(
+    "--http-port",
+    type=int,
+    default=8000,
+    show_default=True,
+    help="Port of the dashboard, alert and ingest API.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address of the HTTP port.")
+@click.option(
+    "--rate", type=POSITIVE, default=20.0, show_default=True, help="Demo records/s after the warm-up."
+)
+@click.option(
+    "--warmup-rate",
+    type=POSITIVE,
+    default=2000.0,
+    show_default=True,
+    help="Demo records/s during the warm-up.",
+)
+@click.option(
+    "--warmup-weeks",
+    type=click.IntRange(min=0),
+    default=44,
+    show_default=True,
+    help="Weeks of demo history fed at --warmup-rate (count detectors need about 40 of baseline).",
+)
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the simulated demo data.")
-@click.option("--years", type=int, default=2, show_default=True, help="Years of simulated demo data.")
+@click.option(
+    "--years", type=click.IntRange(min=2), default=2, show_default=True, help="Years of simulated demo data."
+)
 @click.option("--no-demo", is_flag=True, help="Do not feed demo data.")
-def command(port: int, web_port: int, rate: float, seed: int, years: int, no_demo: bool) -> None:
-    """Run broker + worker (+ alert service) on the embedded defaults with demo data flowing."""
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the alert and ingest databases here (default: a temporary directory removed at the end).",
+)
+def command(
+    port: int,
+    web_port: int,
+    http_port: int,
+    host: str,
+    rate: float,
+    warmup_rate: float,
+    warmup_weeks: int,
+    seed: int,
+    years: int,
+    no_demo: bool,
+    workdir: Path | None,
+) -> None:
+    """Run broker + worker + serve (dashboard, alert and ingest API) with demo data, until Ctrl-C."""
     from stream.broker import EmbeddedBroker
     from stream.settings import StreamSettings
 
@@ -79,29 +230,56 @@ def command(port: int, web_port: int, rate: float, seed: int, years: int, no_dem
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
-    workdir = Path(tempfile.mkdtemp(prefix="qualitywatch-up-"))
+    signal.signal(signal.SIGINT, _stop)  # also when started with SIGINT ignored (a background job)
+    own_workdir = workdir is None
+    work = Path(tempfile.mkdtemp(prefix="qualitywatch-up-")) if workdir is None else workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    for stale in work.glob("checkpoints.db*"):  # the broker forgot the offsets they point at
+        stale.unlink()
+    alerts_db = f"sqlite:///{work / 'alerts.db'}"
     broker = EmbeddedBroker(port=port).start()
-    env = dict(os.environ)
-    env.update(
-        QW_BOOTSTRAP_SERVERS=broker.bootstrap,
-        QW_EPOCH="2021-01-04T00:00:00+08:00",  # the simulator's first Monday
-        QW_CHECKPOINT_URL=f"sqlite:///{workdir / 'checkpoints.db'}",
-        QW_WEB_PORT=str(web_port),
-    )
-    settings = StreamSettings(bootstrap_servers=broker.bootstrap)
-    procs = [subprocess.Popen(_cli("worker"), env=env)]
-    procs += [subprocess.Popen(_cli(*args), env=env) for args in _companions()]
-    click.echo(
-        f"broker {broker.bootstrap}; worker metrics http://127.0.0.1:{web_port}/metrics; "
-        f"warnings on {settings.topic_name('warnings')}; Ctrl-C to stop",
-        err=True,
-    )
+    procs: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
-    feeder = None
-    if not no_demo:
-        feeder = threading.Thread(target=_feed, args=(settings, rate, seed, years, stop), daemon=True)
-        feeder.start()
+    feeder: threading.Thread | None = None
     try:
+        env = dict(os.environ)
+        env.update(
+            EMBEDDED_TIMINGS,
+            QW_PROFILE="embedded",
+            QW_ENVIRONMENT="development",
+            QW_BOOTSTRAP_SERVERS=broker.bootstrap,  # the stream and the ingest relay
+            QW_KAFKA_BOOTSTRAP=broker.bootstrap,  # the alert service's consumers
+            QW_EPOCH=EPOCH,
+            QW_CHECKPOINT_URL=f"sqlite:///{work / 'checkpoints.db'}",
+            QW_WEB_PORT=str(web_port),
+            QW_DATABASE_URL=alerts_db,
+            QW_EXTERNAL_URL=f"http://{host}:{http_port}",
+        )
+        tokens = issue_demo_tokens(alerts_db)
+        serve_args = ["serve", "--host", host, "--port", str(http_port), "--log-level", "warning"]
+        serve_args += ["--ingest-database-url", f"sqlite:///{work / 'ingest.db'}"]
+        procs.append(subprocess.Popen(_cli("worker", "--loglevel", "warning"), env=env, cwd=work))
+        procs.append(subprocess.Popen(_cli(*serve_args), env=env, cwd=work))
+        base = f"http://{host}:{http_port}"
+        if not _wait_http(f"{base}/healthz", procs, timeout=90):
+            click.echo("the server did not come up; stopping everything", err=True)
+            return
+        if not no_demo:
+            settings = StreamSettings(bootstrap_servers=broker.bootstrap)
+            demo = (seed, years, warmup_weeks, warmup_rate, rate)
+            feeder = threading.Thread(target=_demo, args=(settings, demo, stop), daemon=True, name="qw-demo")
+            feeder.start()
+        click.echo(
+            _banner(
+                base=base,
+                tokens=tokens,
+                web_port=web_port,
+                broker=broker.bootstrap,
+                workdir=work,
+                demo=not no_demo,
+            ),
+            nl=False,
+        )
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         click.echo("a process exited; stopping everything", err=True)
@@ -112,11 +290,16 @@ def command(port: int, web_port: int, rate: float, seed: int, years: int, no_dem
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in procs:
+        for p, name in zip(procs, ("worker", "serve"), strict=False):
             try:
-                p.wait(20)
+                p.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
+                click.echo(f"{name} did not stop within {STOP_TIMEOUT_S:.0f} s; killed", err=True)
                 p.kill()
+                p.wait()
         if feeder is not None:
             feeder.join(5)
         broker.stop()
+        if own_workdir:
+            shutil.rmtree(work, ignore_errors=True)
+        click.echo("stopped", err=True)

@@ -1,0 +1,152 @@
+"""``qualitywatch up`` end to end, as a newcomer runs it (without demo data, on free ports).
+
+It must print where to sign in and with which tokens; a major-hazard patrol report pushed through the
+ingest API with the printed admin token must come back as an alert from the alert API; SIGINT must
+stop the worker, the server and the broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from schemas import uscc_check_char
+from stream.broker import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _patrol(n: int, when: datetime, severity: str) -> dict[str, Any]:
+    first = "91653022MA7F0000"[:16] + f"{n:01d}"
+    return {
+        "id": f"UP-P-{n}",
+        "patrolled_at": when.isoformat(),
+        "region": "653022",
+        "industry": "food_processing",
+        "enterprise_id": first + uscc_check_char(first),
+        "inspector_id": "insp-up",
+        "hazard": "aflatoxin_b1",
+        "severity": severity,
+        "action": "suspended",
+        "note": "",
+    }
+
+
+def test_up_prints_how_to_sign_in_serves_ingest_and_alerts_and_stops_on_sigint(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("broker", "web", "http")}
+    cmd = [sys.executable, "-c", "from qualitywatch.cli import main; main()", "up", "--no-demo"]
+    cmd += [
+        "--port",
+        str(ports["broker"]),
+        "--web-port",
+        str(ports["web"]),
+        "--http-port",
+        str(ports["http"]),
+    ]
+    cmd += ["--workdir", str(tmp_path / "work")]
+    log = (tmp_path / "up.err").open("wb")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
+    lines: list[str] = []
+    banner = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.append(raw.decode())
+            if "Ctrl-C stops everything" in lines[-1]:
+                banner.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert banner.wait(90), "no banner; stderr:\n" + (tmp_path / "up.err").read_text()
+        out = "".join(lines)
+        base = f"http://127.0.0.1:{ports['http']}"
+        assert f"Dashboard       {base}/dashboard/" in out
+        assert f"{base}/api/v1/sampling-results" in out and f"{base}/api/v1/patrol-reports" in out
+        assert f"Worker metrics  http://127.0.0.1:{ports['web']}/metrics" in out
+        admin_token = re.search(r"admin, all counties\s+(\S+)", out)
+        duty_token = re.search(r"duty officer, 653022 .*\n\s+(\S+)", out)
+        assert admin_token and duty_token
+        admin = {"Authorization": f"Bearer {admin_token.group(1)}"}
+        duty = {"Authorization": f"Bearer {duty_token.group(1)}"}
+
+        with contextlib.ExitStack() as stack:
+            client = stack.enter_context(httpx.Client(base_url=base, timeout=10))
+            assert client.get("/healthz").json() == {"status": "ok"}
+            assert client.get("/dashboard/").status_code == 200
+            me = client.get("/api/me", headers=duty)
+            assert me.status_code == 200 and me.json()["county"] == "653022"
+            now = datetime.now(UTC).replace(microsecond=0)
+            # the major hazard, then a later report in the county that moves its event time past the
+            # stage's allowed lateness (two days), which releases the first to the detectors
+            for n, when, severity in ((1, now - timedelta(days=3), "major"), (2, now, "general")):
+                r = client.post("/api/v1/patrol-reports", json=_patrol(n, when, severity), headers=admin)
+                assert r.status_code == 201, r.text
+            deadline = time.monotonic() + 60
+            items: list[dict[str, Any]] = []
+            while time.monotonic() < deadline and not items:
+                items = client.get("/api/alerts", params={"kind": "site"}, headers=admin).json()["items"]
+                time.sleep(0.5)
+            assert items, "no site alert within 60 s; stderr:\n" + (tmp_path / "up.err").read_text()
+            assert items[0]["region"] == "653022" and items[0]["level"] in ("orange", "red")
+            assert client.get(f"http://127.0.0.1:{ports['web']}/metrics").status_code == 200
+            # a dashboard left open holds a live stream while everything stops
+            live = stack.enter_context(
+                client.stream("GET", "/api/events", params={"access_token": admin_token.group(1)})
+            )
+            assert live.status_code == 200
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(60)
+    finally:
+        if proc.poll() is None:  # a failed check: still stop everything it started
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+    err = (tmp_path / "up.err").read_text()
+    assert code == 0, err
+    assert "killed" not in err and err.rstrip().endswith("stopped")
+    assert not any(_listening(p) for p in ports.values())
+
+
+def test_demo_history_is_fed_fast_up_to_the_warm_up_then_at_the_live_rate() -> None:
+    from qualitywatch.cmd_up import EPOCH, demo_phases
+    from qualitywatch.evaluation import SimConfig, simulate
+
+    (fast, warm), (slow, live) = demo_phases(seed=1, years=2, warmup_weeks=42, warmup_rate=2000, rate=20)
+    assert (fast, slow) == (2000, 20)
+    cut = datetime.fromisoformat(EPOCH) + timedelta(weeks=42)
+
+    def when(raw: bytes) -> datetime:
+        d = json.loads(raw)
+        return datetime.fromisoformat(d.get("sampled_at") or d["patrolled_at"])
+
+    assert warm and live
+    assert all(when(r) < cut for r in warm) and all(when(r) >= cut for r in live)
+    times = [when(r) for r in warm + live]
+    assert times == sorted(times)  # event-time order, as the stream expects
+    sim = simulate(SimConfig(seed=1, years=2))
+    assert len(warm) + len(live) == len(sim.records) + len(sim.patrols)
