@@ -1,7 +1,7 @@
 """The HTTP application: routers of every domain, the one error mapping, health, metrics, live stream.
 
 ``create_app(runtime)`` builds it; with ``background=True`` (what ``qualitywatch alerts serve``
-uses) it also runs the periodic tick and the warnings consumer while it is up.
+uses) it also runs the periodic tick, the warnings consumer and the cell-weeks consumer while it is up.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from .deps import Rt
 from .errors import AlertServiceError
 from .events import Event
 from .incident.views import router as incident_router
+from .inputs import RefuseNulText
 from .route.views import router as route_router
 from .runtime import Runtime
 from .silence.views import router as silence_router
@@ -94,27 +95,41 @@ def create_app(runtime: Runtime, *, background: bool = False) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = []
         stop = threading.Event()
-        consumer_thread: threading.Thread | None = None
+        threads: list[threading.Thread] = []
         if background:
             tasks.append(asyncio.create_task(_tick_loop(runtime)))
             if runtime.settings.consume:
                 from .consumer import run_consumer
 
-                consumer_thread = threading.Thread(
-                    target=run_consumer,
-                    kwargs={"runtime": runtime, "stop": stop},
-                    name="qw-warnings",
-                    daemon=True,
+                threads.append(
+                    threading.Thread(
+                        target=run_consumer,
+                        kwargs={"runtime": runtime, "stop": stop},
+                        name="qw-warnings",
+                        daemon=True,
+                    )
                 )
-                consumer_thread.start()
+            if runtime.settings.consume and runtime.settings.consume_cell_weeks:
+                from .stats.consumer import run_stats_consumer
+
+                threads.append(
+                    threading.Thread(
+                        target=run_stats_consumer,
+                        kwargs={"runtime": runtime, "stop": stop},
+                        name="qw-cell-weeks",
+                        daemon=True,
+                    )
+                )
+            for thread in threads:
+                thread.start()
         try:
             yield
         finally:
             stop.set()
             for t in tasks:
                 t.cancel()
-            if consumer_thread is not None:
-                consumer_thread.join(timeout=10)
+            for thread in threads:
+                thread.join(timeout=10)
 
     app = FastAPI(
         title="QualityWatch alert service",
@@ -125,6 +140,7 @@ def create_app(runtime: Runtime, *, background: bool = False) -> FastAPI:
     )
     app.state.runtime = runtime
     _install_error_mapping(app)
+    app.add_middleware(RefuseNulText)
     for router in (
         alert_router, silence_router, route_router, incident_router, audit_router, auth_router, stats_router
     ):

@@ -6,13 +6,22 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from .auth.service import Principal, authenticate, require
 from .runtime import Runtime
 
-__all__ = ["Now", "Rt", "Sess", "caller", "get_runtime", "get_session", "now"]
+__all__ = ["MAX_ID", "Id", "Now", "Offset", "Rt", "Sess", "caller", "get_runtime", "get_session", "now"]
+
+#: the largest id the store holds (ids are INTEGER columns: 32-bit on PostgreSQL)
+MAX_ID = 2**31 - 1
+
+#: a row id in a path: anything outside 1..MAX_ID is refused with 422 naming the parameter
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+#: a page offset: no table holds more rows than ids
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -5,6 +5,10 @@ each alert it touched, with the reason, in ``alert_decisions``. The stages run i
 transaction; notifications are only *owed* here (outbox rows) and delivered after the commit, so a
 warning is either fully applied or not at all, and a redelivered warning id changes nothing.
 
+A batch (:func:`process_batch`, what the consumer runs per poll) reads the rules once and writes the
+received-warning rows and the decisions in bulk at its end (:class:`Journal`); :func:`process_warning`
+is a batch of one.
+
 * **dedup** — a warning id already received stops the pipeline; otherwise the warning folds into
   the alert of its fingerprint (count, first/last seen, latest evidence, highest level reached) and
   decides the *event* worth telling: ``firing`` (new or reopened), ``level_raised``, ``resolved``,
@@ -19,18 +23,19 @@ warning is either fully applied or not at all, and a redelivered warning id chan
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, select
+from sqlalchemy import Table, exists, insert, select
 from sqlalchemy.orm import Session
 
 from schemas import Level, RiskWarning, WarningKind, WarningStatus
 
-from .alert.models import Alert, AlertState, ReceivedWarning
-from .alert.service import alert_dict, record_decision
+from .alert.models import Alert, AlertDecision, AlertState, ReceivedWarning
+from .alert.service import alert_dict
 from .alert.state import next_state
 from .events import emit
 from .notification.models import Notification
@@ -41,7 +46,18 @@ from .settings import AlertSettings
 from .silence.models import Silence
 from .silence.service import active_silences, matching_silence
 
-__all__ = ["STAGES", "Context", "Outcome", "Rules", "Target", "covers", "load_rules", "process_warning"]
+__all__ = [
+    "STAGES",
+    "Context",
+    "Journal",
+    "Outcome",
+    "Rules",
+    "Target",
+    "covers",
+    "load_rules",
+    "process_batch",
+    "process_warning",
+]
 
 
 @dataclass(slots=True)
@@ -78,6 +94,26 @@ def load_rules(session: Session, *, now: datetime, warnings: Sequence[RiskWarnin
 
 
 @dataclass(slots=True)
+class Journal:
+    """What a batch writes at its end, in bulk: a row per received warning and every decision.
+
+    Rows are kept with their alert and get its id when written (a new alert has none before the flush).
+    """
+
+    received: list[tuple[Alert, dict[str, Any]]] = field(default_factory=list)
+    decisions: list[tuple[Alert, dict[str, Any]]] = field(default_factory=list)
+
+    def write(self, session: Session) -> None:
+        session.flush()  # new alerts get their ids
+        for model, pending in ((ReceivedWarning, self.received), (AlertDecision, self.decisions)):
+            for alert, row in pending:
+                row["alert_id"] = alert.id
+            if pending:
+                session.execute(insert(cast(Table, model.__table__)), [row for _, row in pending])
+            pending.clear()
+
+
+@dataclass(slots=True)
 class Target:
     """An alert this warning touched, the event worth telling about it, and whether to tell."""
 
@@ -94,20 +130,27 @@ class Context:
     now: datetime
     settings: AlertSettings
     rules: Rules
+    journal: Journal
     change: str = ""
     stopped: bool = False
     targets: list[Target] = field(default_factory=list)
     owed: int = 0
 
     def decide(self, session: Session, alert: Alert, stage: str, decision: str, reason: str) -> None:
-        record_decision(
-            session,
-            alert=alert,
-            stage=stage,
-            decision=decision,
-            reason=reason,
-            at=self.now,
-            warning_id=self.warning.id,
+        """Record a stage's decision about ``alert`` and its reason (written with the batch)."""
+        row = {
+            "warning_id": self.warning.id,
+            "stage": stage,
+            "decision": decision,
+            "reason": reason,
+            "at": self.now,
+        }
+        self.journal.decisions.append((alert, row))
+
+    def outcome(self) -> Outcome:
+        first = self.targets[0].alert.id if self.targets else None
+        return Outcome(
+            warning_id=self.warning.id, alert_id=first, change=self.change, notifications=self.owed
         )
 
 
@@ -155,16 +198,18 @@ def dedup(session: Session, ctx: Context) -> None:
         event = _fold(session, ctx, alert)
     alert.max_level = max(Level(alert.max_level), w.level).value
     alert.updated_at = ctx.now
-    session.add(
-        ReceivedWarning(
-            id=w.id,
-            fingerprint=w.fingerprint,
-            alert=alert,
-            status=w.status.value,
-            level=w.level.value,
-            raised_at=w.raised_at,
-            received_at=ctx.now,
-            payload=w.model_dump(mode="json"),
+    ctx.journal.received.append(
+        (
+            alert,
+            {
+                "id": w.id,
+                "fingerprint": w.fingerprint,
+                "status": w.status.value,
+                "level": w.level.value,
+                "raised_at": w.raised_at,
+                "received_at": ctx.now,
+                "payload": w.model_dump(mode="json"),
+            },
         )
     )
     ctx.targets.append(Target(alert=alert, event=event, key=w.id))
@@ -335,15 +380,15 @@ def _systemic_changed(session: Session, ctx: Context, t: Target) -> None:
             Alert.state != AlertState.resolved.value,
         )
     )
-    attached = 0
+    newly = 0
     for c in candidates:
         if covers(s, c) and c.inhibited_by_id != s.id:
             c.inhibited_by_id = s.id
             c.escalate_at = None
-            attached += 1
+            newly += 1
             ctx.decide(session, c, "inhibit", "attached", f"now covered by {_describe(s)}")
     ctx.decide(
-        session, s, "inhibit", "pass", f"systemic alert; {attached} covered alert(s) attached as evidence"
+        session, s, "inhibit", "pass", f"systemic alert; {newly} covered alert(s) attached as evidence"
     )
 
 
@@ -415,7 +460,6 @@ def _set_timer(ctx: Context, t: Target) -> None:
 
 
 def notify(session: Session, ctx: Context) -> None:
-    warning = ctx.warning.model_dump(mode="json")
     for t in ctx.targets:
         if t.event is None:
             continue
@@ -434,7 +478,7 @@ def notify(session: Session, ctx: Context) -> None:
             event=t.event,
             receivers=list(a.receivers),
             key=t.key,
-            warning=warning if a.id == ctx.targets[0].alert.id else None,
+            warning=ctx.warning.model_dump(mode="json") if a.id == ctx.targets[0].alert.id else None,
             external_url=ctx.settings.external_url,
             now=ctx.now,
         )
@@ -446,27 +490,48 @@ def notify(session: Session, ctx: Context) -> None:
 STAGES: tuple[Callable[[Session, Context], None], ...] = (dedup, inhibit, silence, route, notify)
 
 
+def process_batch(
+    session: Session, *, warnings: Sequence[RiskWarning], now: datetime, settings: AlertSettings
+) -> list[Outcome]:
+    """Run each warning, in order, through every stage in the caller's transaction (the caller commits).
+
+    The rules are read once for the batch; received warnings and decisions are written at its end.
+    """
+    rules = load_rules(session, now=now, warnings=warnings)
+    journal = Journal()
+    snapshot = functools.cache(alert_dict)  # one picture per alert for the batch's events, after commit
+    runs = [
+        _run(session, Context(warning=w, now=now, settings=settings, rules=rules, journal=journal), snapshot)
+        for w in warnings
+    ]
+    journal.write(session)
+    return [ctx.outcome() for ctx in runs]
+
+
 def process_warning(
-    session: Session,
-    *,
-    warning: RiskWarning,
-    now: datetime,
-    settings: AlertSettings,
-    rules: Rules | None = None,
+    session: Session, *, warning: RiskWarning, now: datetime, settings: AlertSettings
 ) -> Outcome:
     """Run one warning through every stage in the caller's transaction (the caller commits)."""
-    rules = rules if rules is not None else load_rules(session, now=now, warnings=[warning])
-    ctx = Context(warning=warning, now=now, settings=settings, rules=rules)
+    [outcome] = process_batch(session, warnings=[warning], now=now, settings=settings)
+    return outcome
+
+
+def _run(session: Session, ctx: Context, snapshot: Callable[[Alert], dict[str, Any]]) -> Context:
     for stage in STAGES:
         stage(session, ctx)
         if ctx.stopped:
             break
-    _announce(session, ctx.targets, created=ctx.change == "new")
-    first = ctx.targets[0].alert.id if ctx.targets else None
-    return Outcome(warning_id=warning.id, alert_id=first, change=ctx.change, notifications=ctx.owed)
+    _announce(session, ctx.targets, created=ctx.change == "new", snapshot=snapshot)
+    return ctx
 
 
-def _announce(session: Session, targets: Iterable[Target], *, created: bool) -> None:
+def _announce(
+    session: Session,
+    targets: Iterable[Target],
+    *,
+    created: bool,
+    snapshot: Callable[[Alert], dict[str, Any]],
+) -> None:
     for i, t in enumerate(targets):
         kind = "alert.created" if created and i == 0 else "alert.updated"
-        emit(session, kind, region=t.alert.region, data=lambda a=t.alert: alert_dict(a))
+        emit(session, kind, region=t.alert.region, data=functools.partial(snapshot, t.alert))

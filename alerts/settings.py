@@ -7,17 +7,26 @@ development, so a production deployment cannot run with a published secret.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import Level
 
-__all__ = ["DEFAULT_SECRET", "AlertSettings", "load_settings"]
+__all__ = ["DEFAULT_SECRET", "PROFILE_DEFAULTS", "AlertSettings", "load_settings"]
 
 #: the development default of every secret; refused when ``environment`` is not ``development``
 DEFAULT_SECRET = "changethis"
+
+
+#: consumer timings per broker profile, for the fields left unset (anything set explicitly wins). The
+#: embedded broker (Tansu) completes a group join only after half the session timeout and holds a fetch
+#: for about half of ``fetch_max_wait_ms``: short ones keep a warning's way to its alert short there.
+PROFILE_DEFAULTS: dict[str, dict[str, int]] = {
+    "embedded": {"session_timeout_ms": 6000, "fetch_max_wait_ms": 100},
+    "production": {"session_timeout_ms": 10_000, "fetch_max_wait_ms": 500},
+}
 
 
 class AlertSettings(BaseSettings):
@@ -28,7 +37,9 @@ class AlertSettings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite:///qualitywatch-alerts.db"
 
-    # consumer (kafka-python)
+    # consumer (kafka-python); ``profile`` (``QW_PROFILE``, as the stream worker's) picks the timings
+    # of PROFILE_DEFAULTS; unset, it is ``embedded`` in development and ``production`` otherwise
+    profile: Literal["embedded", "production"] = "embedded"
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = ""
     warnings_topic: str = "qw.warnings"
@@ -36,6 +47,10 @@ class AlertSettings(BaseSettings):
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     fetch_max_wait_ms: int = Field(default=500, ge=0)
     consume: bool = True
+    #: the stream's weekly (county, industry) figures, read into ``cell_stats`` when ``consume`` is on
+    cell_weeks_topic: str = "qw.cell-weeks"
+    stats_consumer_group: str = "qw-alerts-stats"
+    consume_cell_weeks: bool = True
 
     # escalation: seconds an alert may stay unacknowledged at each level before the next tier
     escalate_red_s: float = Field(default=15 * 60, gt=0)
@@ -62,6 +77,18 @@ class AlertSettings(BaseSettings):
     port: int = 8000
     tick_interval_s: float = Field(default=5.0, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_timings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        development = out.get("environment", "development") == "development"
+        profile = out.setdefault("profile", "embedded" if development else "production")
+        for key, value in PROFILE_DEFAULTS.get(str(profile), {}).items():
+            out.setdefault(key, value)
+        return out
+
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> AlertSettings:
         if self.environment == "development":
@@ -77,6 +104,10 @@ class AlertSettings(BaseSettings):
     @property
     def topic(self) -> str:
         return f"{self.topic_prefix}{self.warnings_topic}"
+
+    @property
+    def cell_weeks(self) -> str:
+        return f"{self.topic_prefix}{self.cell_weeks_topic}"
 
     def escalation_timeout(self, level: Level) -> float:
         """Seconds an alert at ``level`` may wait for an acknowledgement."""

@@ -5,13 +5,15 @@
 
 Publishes N warnings (N/5 fingerprints, so most fold into existing alerts) to a fresh topic, then
 times one consumer applying them all (pipeline, database commit, offset commit). Uses its own
-schema on PostgreSQL and drops it at the end.
+schema on PostgreSQL and drops it at the end (SQLite: a temporary file).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -74,7 +76,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--warnings", type=int, default=20_000)
     args = ap.parse_args()
-    url = os.environ.get("QW_BENCH_DATABASE_URL", "sqlite:///bench-alerts.db")
+    tmp = tempfile.TemporaryDirectory()
+    url = os.environ.get("QW_BENCH_DATABASE_URL", f"sqlite:///{tmp.name}/bench-alerts.db")
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     kwargs = {}
     if url.startswith("postgresql"):
@@ -83,7 +86,8 @@ def main() -> None:
         kwargs = {"connect_args": {"options": f"-csearch_path={schema}"}}
     engine = make_engine(url, **kwargs)
     migrate(engine)
-    ws = warnings(args.warnings)
+    n = args.warnings
+    records = [(w.fingerprint.encode(), w.model_dump_json().encode()) for w in warnings(n)]
     try:
         with EmbeddedBroker() as broker:
             settings = AlertSettings(
@@ -93,17 +97,20 @@ def main() -> None:
                 fetch_max_wait_ms=100,
             )
             producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
-            for w in ws:
-                producer.send(settings.topic, key=w.fingerprint.encode(), value=w.model_dump_json().encode())
+            for key, value in records:
+                producer.send(settings.topic, key=key, value=value)
             producer.flush()
             producer.close()
+            del records  # the timed process holds only what the service would
+            gc.collect()
+            gc.freeze()  # as `qualitywatch alerts serve` does once started
             rt = Runtime(settings=settings, session_factory=make_session_factory(engine), clock=SystemClock())
-            consumer = make_consumer(rt, max_poll_records=2000)
+            consumer = make_consumer(rt)
             consumer.poll(timeout_ms=10_000, max_records=1)  # join the group before timing
             consumer.seek_to_beginning()
             start = time.perf_counter()
             seen = run_consumer(
-                runtime=rt, stop=threading.Event(), consumer=consumer, until=lambda n: n >= len(ws)
+                runtime=rt, stop=threading.Event(), consumer=consumer, until=lambda seen: seen >= n
             )
             elapsed = time.perf_counter() - start
             consumer.close()
@@ -113,6 +120,7 @@ def main() -> None:
         )
     finally:
         engine.dispose()
+        tmp.cleanup()
         if url.startswith("postgresql"):
             with make_engine(url).begin() as conn:
                 conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))

@@ -18,6 +18,8 @@ def command() -> None:
 @click.option("--no-consume", is_flag=True, help="do not read the warnings topic (HTTP only)")
 def serve(host: str | None, port: int | None, no_consume: bool) -> None:
     """Migrate the database, then serve the API, the periodic tick and the warnings consumer."""
+    import gc
+
     import uvicorn
 
     from alerts import build_runtime, create_app, load_settings
@@ -25,6 +27,9 @@ def serve(host: str | None, port: int | None, no_consume: bool) -> None:
     settings = load_settings(**({"consume": False} if no_consume else {}))
     runtime = build_runtime(settings)
     app = create_app(runtime, background=True)
+    # what exists now (modules, the app) lives as long as the process: keep it out of full
+    # collections, which otherwise rescan it after every consumed batch
+    gc.freeze()
     uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
 
 

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from schemas import Level, RiskWarning, WarningKind
 
 from ..auth.service import Principal
-from ..deps import Now, Rt, Sess, caller
+from ..deps import Id, Now, Offset, Rt, Sess, caller
 from ..escalation import escalate
 from ..notification.service import list_notifications
 from ..pipeline import process_warning
@@ -58,7 +58,7 @@ def list_alerts(
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AlertPage:
     filters = service.AlertFilter(
         state=state, kind=kind, level=level, region=county, industry=industry, since=since, until=until
@@ -70,7 +70,7 @@ def list_alerts(
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(alert_id: int, session: Sess, principal: Reader) -> dict[str, Any]:
+def get_alert(alert_id: Id, session: Sess, principal: Reader) -> dict[str, Any]:
     alert = service.get_alert(session, alert_id=alert_id, principal=principal)
     return {
         **service.alert_dict(alert),
@@ -104,7 +104,7 @@ def get_alert(alert_id: int, session: Sess, principal: Reader) -> dict[str, Any]
 
 @router.post("/alerts/{alert_id}/ack")
 def acknowledge(
-    alert_id: int, body: AckBody, session: Sess, principal: Actor, now: Now, rt: Rt
+    alert_id: Id, body: AckBody, session: Sess, principal: Actor, now: Now, rt: Rt
 ) -> dict[str, Any]:
     alert = service.acknowledge(
         session, alert_id=alert_id, principal=principal, disposition=body.disposition, note=body.note, now=now
@@ -116,7 +116,7 @@ def acknowledge(
 
 
 @router.post("/alerts/{alert_id}/comments", status_code=201)
-def comment(alert_id: int, body: CommentBody, session: Sess, principal: Actor, now: Now) -> dict[str, Any]:
+def comment(alert_id: Id, body: CommentBody, session: Sess, principal: Actor, now: Now) -> dict[str, Any]:
     row = service.comment(session, alert_id=alert_id, principal=principal, body=body.body, now=now)
     session.commit()
     return {
@@ -129,14 +129,14 @@ def comment(alert_id: int, body: CommentBody, session: Sess, principal: Actor, n
 
 
 @router.post("/alerts/{alert_id}/assign")
-def assign(alert_id: int, body: AssignBody, session: Sess, principal: Actor, now: Now) -> dict[str, Any]:
+def assign(alert_id: Id, body: AssignBody, session: Sess, principal: Actor, now: Now) -> dict[str, Any]:
     alert = service.assign(session, alert_id=alert_id, principal=principal, assignee=body.assignee, now=now)
     session.commit()
     return service.alert_dict(alert)
 
 
 @router.post("/alerts/{alert_id}/escalate")
-def escalate_alert(alert_id: int, session: Sess, principal: Actor, now: Now, rt: Rt) -> dict[str, Any]:
+def escalate_alert(alert_id: Id, session: Sess, principal: Actor, now: Now, rt: Rt) -> dict[str, Any]:
     alert = escalate(session, alert_id=alert_id, principal=principal, now=now, settings=rt.settings)
     session.commit()
     rt.deliver()

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from ..auth.service import Principal
-from ..deps import Sess, caller
+from ..deps import Offset, Sess, caller
 from . import service
 
 __all__ = ["router"]
@@ -23,7 +23,7 @@ def list_audit(
     entity_id: Annotated[str | None, Query(max_length=64)] = None,
     actor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     rows = service.list_entries(
         session, entity=entity, entity_id=entity_id, actor=actor, limit=limit, offset=offset

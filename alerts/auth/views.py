@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from ..deps import Now, Sess, caller
+from ..deps import Id, Now, Sess, caller
 from . import service
 from .models import Role
 from .service import Principal
@@ -46,7 +46,7 @@ def create_token(
 
 @router.delete("/tokens/{token_id}")
 def revoke_token(
-    token_id: int, session: Sess, principal: Annotated[Principal, Depends(caller("tokens:write"))], now: Now
+    token_id: Id, session: Sess, principal: Annotated[Principal, Depends(caller("tokens:write"))], now: Now
 ) -> dict[str, Any]:
     row = service.revoke_token(session, token_id=token_id, now=now, actor=principal.name)
     session.commit()

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from ..auth.service import Principal
-from ..deps import Now, Sess, caller
+from ..deps import MAX_ID, Id, Now, Offset, Sess, caller
 from . import service
 from .models import IncidentState
 
@@ -22,7 +22,7 @@ Writer = Annotated[Principal, Depends(caller("incidents:write"))]
 
 class OpenBody(BaseModel):
     title: str = Field(min_length=1, max_length=200)
-    alert_ids: list[int] = Field(min_length=1)
+    alert_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1)
     commander: str | None = Field(default=None, max_length=64)
 
 
@@ -48,7 +48,7 @@ class TaskBody(BaseModel):
 
 
 class AlertLinkBody(BaseModel):
-    alert_id: int
+    alert_id: int = Field(ge=1, le=MAX_ID)
 
 
 class LinkBody(BaseModel):
@@ -66,7 +66,7 @@ def list_incidents(
     principal: Reader,
     state: IncidentState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     rows, total = service.list_incidents(
         session, principal=principal, state=state, limit=limit, offset=offset
@@ -101,13 +101,13 @@ def open_incident(body: OpenBody, session: Sess, principal: Writer, now: Now) ->
 
 
 @router.get("/{incident_id}")
-def get_incident(incident_id: int, session: Sess, principal: Reader) -> dict[str, Any]:
+def get_incident(incident_id: Id, session: Sess, principal: Reader) -> dict[str, Any]:
     return _detail(session, service.get_incident(session, incident_id=incident_id, principal=principal))
 
 
 @router.post("/{incident_id}/state")
 def change_state(
-    incident_id: int, body: StateBody, session: Sess, principal: Writer, now: Now
+    incident_id: Id, body: StateBody, session: Sess, principal: Writer, now: Now
 ) -> dict[str, Any]:
     inc = service.change_state(
         session,
@@ -124,7 +124,7 @@ def change_state(
 
 @router.post("/{incident_id}/commander")
 def set_commander(
-    incident_id: int, body: CommanderBody, session: Sess, principal: Writer, now: Now
+    incident_id: Id, body: CommanderBody, session: Sess, principal: Writer, now: Now
 ) -> dict[str, Any]:
     inc = service.set_commander(
         session, incident_id=incident_id, principal=principal, commander=body.commander, now=now
@@ -135,7 +135,7 @@ def set_commander(
 
 @router.post("/{incident_id}/members", status_code=201)
 def add_member(
-    incident_id: int, body: MemberBody, session: Sess, principal: Writer, now: Now
+    incident_id: Id, body: MemberBody, session: Sess, principal: Writer, now: Now
 ) -> dict[str, Any]:
     service.add_member(
         session, incident_id=incident_id, principal=principal, name=body.name, role=body.role, now=now
@@ -145,7 +145,7 @@ def add_member(
 
 
 @router.post("/{incident_id}/tasks", status_code=201)
-def add_task(incident_id: int, body: TaskBody, session: Sess, principal: Writer, now: Now) -> dict[str, Any]:
+def add_task(incident_id: Id, body: TaskBody, session: Sess, principal: Writer, now: Now) -> dict[str, Any]:
     task = service.add_task(
         session,
         incident_id=incident_id,
@@ -166,9 +166,7 @@ def add_task(incident_id: int, body: TaskBody, session: Sess, principal: Writer,
 
 
 @router.post("/{incident_id}/tasks/{task_id}/done")
-def complete_task(
-    incident_id: int, task_id: int, session: Sess, principal: Writer, now: Now
-) -> dict[str, Any]:
+def complete_task(incident_id: Id, task_id: Id, session: Sess, principal: Writer, now: Now) -> dict[str, Any]:
     task = service.complete_task(
         session, incident_id=incident_id, task_id=task_id, principal=principal, now=now
     )
@@ -178,7 +176,7 @@ def complete_task(
 
 @router.post("/{incident_id}/alerts")
 def link_alert(
-    incident_id: int, body: AlertLinkBody, session: Sess, principal: Writer, now: Now
+    incident_id: Id, body: AlertLinkBody, session: Sess, principal: Writer, now: Now
 ) -> dict[str, Any]:
     inc = service.link_alert(
         session, incident_id=incident_id, principal=principal, alert_id=body.alert_id, now=now
@@ -188,7 +186,7 @@ def link_alert(
 
 
 @router.post("/{incident_id}/links")
-def link(incident_id: int, body: LinkBody, session: Sess, principal: Writer, now: Now) -> dict[str, Any]:
+def link(incident_id: Id, body: LinkBody, session: Sess, principal: Writer, now: Now) -> dict[str, Any]:
     inc = service.link(
         session, incident_id=incident_id, principal=principal, kind=body.kind, value=body.value, now=now
     )

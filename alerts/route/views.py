@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from schemas import Level
 
 from ..auth.service import Principal
-from ..deps import Now, Sess, caller
+from ..deps import Id, Now, Sess, caller
 from . import service
 
 __all__ = ["router"]
@@ -90,6 +90,6 @@ def create_route(body: RouteBody, session: Sess, principal: Admin, now: Now) -> 
 
 
 @router.delete("/routes/{route_id}", status_code=204)
-def delete_route(route_id: int, session: Sess, principal: Admin, now: Now) -> None:
+def delete_route(route_id: Id, session: Sess, principal: Admin, now: Now) -> None:
     service.delete_route(session, route_id=route_id, actor=principal.name, now=now)
     session.commit()

@@ -11,7 +11,7 @@ from schemas import Level, WarningKind
 
 from ..audit.service import snapshot
 from ..auth.service import Principal
-from ..deps import Now, Sess, caller
+from ..deps import Id, Now, Sess, caller
 from . import service
 
 __all__ = ["router"]
@@ -62,7 +62,7 @@ def create_silence(body: SilenceBody, session: Sess, principal: Writer, now: Now
 
 
 @router.delete("/{silence_id}")
-def expire_silence(silence_id: int, session: Sess, principal: Writer, now: Now) -> dict[str, Any]:
+def expire_silence(silence_id: Id, session: Sess, principal: Writer, now: Now) -> dict[str, Any]:
     row = service.expire_silence(session, silence_id=silence_id, principal=principal, now=now)
     session.commit()
     return _out(row)

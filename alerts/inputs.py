@@ -1,0 +1,107 @@
+"""Request-wide input rules that no single view can state: text must not hold NUL characters.
+
+PostgreSQL refuses U+0000 in text, so a NUL anywhere in a path, a query parameter or a JSON body would
+otherwise surface as a database error. :class:`RefuseNulText` answers such a request 422 with the
+parameter or body field that held it, in the service's error shape, before any view runs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import InvalidInput
+
+__all__ = ["RefuseNulText", "nul_field"]
+
+NUL = "\x00"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def nul_field(value: Any, path: tuple[str, ...] = ()) -> str | None:
+    """The dotted path of the first key or string in a parsed JSON value that holds a NUL, if any."""
+    if isinstance(value, str):
+        return ".".join(path) if NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if NUL in key:
+                return ".".join((*path, key))
+            found = nul_field(item, (*path, str(key)))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = nul_field(item, (*path, str(i)))
+            if found is not None:
+                return found
+    return None
+
+
+class RefuseNulText:
+    """ASGI middleware: 422 for a NUL in the path, a query parameter or a JSON body (see the module)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        field = _in_path_or_query(scope)
+        if field is None and scope["method"] in _BODY_METHODS and _is_json(scope):
+            body, receive = await _buffer(receive)
+            try:
+                field = nul_field(json.loads(body)) if body else None
+            except ValueError:  # not JSON: the view's validation answers it
+                field = None
+            if field == "":
+                field = "body"
+        if field is None:
+            await self.app(scope, receive, send)
+            return
+        error = InvalidInput("must not contain NUL characters (U+0000)", field=field)
+        await JSONResponse(status_code=422, content={"error": error.as_dict()})(scope, receive, send)
+
+
+def _in_path_or_query(scope: Scope) -> str | None:
+    if NUL in scope.get("path", ""):
+        return "path"
+    query = scope.get("query_string", b"").decode("latin-1")
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if NUL in key or NUL in value:
+            return f"query.{key}" if key else "query"
+    return None
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return b"json" in value.lower()
+    return False
+
+
+async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
+    """Read the whole body; return it and a ``receive`` that replays it to the app."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
