@@ -10,9 +10,11 @@ predicts for that week:
   festival week that triples the volume at the same quality raises nothing;
 * overdispersion is beta-binomial: ``Var = n p (1 - p) (1 + (n - 1) rho)`` with ``rho`` estimated by
   moments, so big weeks are not treated as more certain than the history says they are;
-* the current week gets a standardised score (2/3-power transform of the count, the variance
+* the current week gets a standardised score ``z`` (the exact beta-binomial tail, the variance
   including the baseline's own estimation error) — a one-week test for sudden jumps — and a
-  one-sided CUSUM on those scores catches modest sustained rises within a few weeks.
+  generalised likelihood ratio over the last ``glr_weeks`` weeks, maximised over the change point,
+  a positive log-odds shift and two shapes (a step, or a ramp rising linearly: Hoehle & Paul 2008),
+  catches modest sustained or slowly growing rises within a few weeks.
 
 It alarms when either crosses its threshold, emits a ``firing`` warning every week the alarm holds and
 a ``resolved`` one after ``resolve_after`` quiet weeks. Levels follow :func:`rate_level`.
@@ -37,6 +39,8 @@ _Cov = tuple[tuple[float, ...], ...]
 #: a baseline fit: coefficients, their covariance (dispersion included), rho, trend centre week,
 #: whether the trend is in the model, number of yearly harmonics
 _Fit = tuple[tuple[float, ...], _Cov, float, int, bool, int]
+#: one learned week: (week index, tested, failed, yearly phase)
+_Hist = tuple[int, int, int, float]
 _YEAR_DAYS = 365.25
 
 
@@ -63,6 +67,34 @@ def _phase(when: datetime) -> float:
     return 2.0 * math.pi * (when.timetuple().tm_yday - 1) / _YEAR_DAYS
 
 
+def _glr(recent: list[tuple[int, float, float]], t: int) -> tuple[float, int, str]:
+    """Largest standardised GLR over windows ending at week ``t``: (z, window weeks, shape).
+
+    ``recent`` holds (week, z, c) with ``E[z] ~ d * c`` under a log-odds shift ``d``. For a window
+    starting at week ``s`` the likelihood ratio maximised over a positive shift is, in the normal
+    approximation, ``max(0, S)^2 / 2`` with ``S = sum(a z) / sqrt(sum(a^2))``: ``a = c`` for a step
+    from ``s`` on, ``a = c * (week - s + 1)`` for a ramp rising linearly from ``s`` (Hoehle & Paul
+    2008). ``S`` itself is returned so that one threshold reads like a z-score.
+    """
+    best, best_len, best_shape = -math.inf, 0, "step"
+    for i in range(len(recent)):
+        s0 = recent[i][0]
+        num_step = den_step = num_ramp = den_ramp = 0.0
+        for wk, z, c in recent[i:]:
+            num_step += c * z
+            den_step += c * c
+            a = c * (wk - s0 + 1)
+            num_ramp += a * z
+            den_ramp += a * a
+        span = t - s0 + 1
+        for val, den, shape in ((num_step, den_step, "step"), (num_ramp, den_ramp, "ramp")):
+            if den > 0.0:
+                stat = val / math.sqrt(den)
+                if stat > best:
+                    best, best_len, best_shape = stat, span, shape
+    return (best if best > -math.inf else 0.0), best_len, best_shape
+
+
 class RateChangeDetector(Detector[SeriesWeek]):
     """Failure rate of one series deteriorating against its own history (module docstring)."""
 
@@ -81,15 +113,17 @@ class RateChangeDetector(Detector[SeriesWeek]):
         trend_min_weeks: int = 104,
         season_min_weeks: int = 52,
         second_harmonic_weeks: int = 104,
-        z_threshold: float = 3.0,
-        cusum_k: float = 0.5,
-        cusum_h: float = 4.0,
-        cusum_cap: float = 4.5,
-        hold_z: float = 1.0,
+        z_threshold: float = 2.5,
+        glr_weeks: int = 8,
+        glr_threshold: float = 2.9,
+        glr_cap: float = 3.0,
+        hold_z: float = 1.5,
         outlier_z: float = 2.58,
         min_failed: int = 2,
         resolve_after: int = 2,
     ) -> None:
+        if glr_weeks < 1:
+            raise ValueError(f"glr_weeks must be >= 1, got {glr_weeks}")
         if min_baseline < 4 or baseline_weeks < min_baseline:
             raise ValueError(
                 f"baseline_weeks ({baseline_weeks}) must be >= min_baseline ({min_baseline}) >= 4"
@@ -103,18 +137,19 @@ class RateChangeDetector(Detector[SeriesWeek]):
         self.season_min_weeks = season_min_weeks
         self.second_harmonic_weeks = second_harmonic_weeks
         self.z_threshold = z_threshold
-        self.cusum_k = cusum_k
-        self.cusum_h = cusum_h
-        self.cusum_cap = cusum_cap
+        self.glr_weeks = glr_weeks
+        self.glr_threshold = glr_threshold
+        self.glr_cap = glr_cap
         self.hold_z = hold_z
         self.outlier_z = outlier_z
         self.min_failed = min_failed
         self.resolve_after = resolve_after
         # state (plain Python: it lives in a faust table)
         self._origin: datetime | None = None
-        self._hist: list[tuple[int, int, int, float]] = []  # (week index, tested, failed, phase)
+        self._hist: list[_Hist] = []  # (week index, tested, failed, phase)
+        #: the last ``glr_weeks`` scored weeks: (week index, capped score z, its weight c)
+        self._recent: list[tuple[int, float, float]] = []
         self._last_week: int | None = None
-        self._cusum = 0.0
         self._active = False
         self._clear_run = 0
         self._firing_weeks = 0
@@ -123,7 +158,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
         self._fit: _Fit | None = None
 
     # -- baseline -----------------------------------------------------------------------------
-    def _baseline(self, t: int) -> list[tuple[int, int, int, float]]:
+    def _baseline(self, t: int) -> list[_Hist]:
         hi = t - self.guard_weeks  # exclusive
         lo = hi - self.baseline_weeks
         return [h for h in self._hist if lo <= h[0] < hi]
@@ -145,7 +180,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
             cols.append(np.sin(j * phases))
         return np.column_stack(cols)
 
-    def _fit_baseline(self, base: list[tuple[int, int, int, float]]) -> _Fit:
+    def _fit_baseline(self, base: list[_Hist]) -> _Fit:
         """Fit the baseline model to ``base`` (see :data:`_Fit`).
 
         Farrington-style: a first fit, then weeks whose standardised residual exceeds
@@ -182,10 +217,10 @@ class RateChangeDetector(Detector[SeriesWeek]):
         return beta, cov, rho, centre, trend, harmonics
 
     @staticmethod
-    def _key(base: list[tuple[int, int, int, float]]) -> tuple[int, int, int]:
+    def _key(base: list[_Hist]) -> tuple[int, int, int]:
         return (base[0][0], base[-1][0], len(base))
 
-    def _model(self, t: int) -> tuple[tuple[float, ...], _Cov, float, int, bool, int, int] | None:
+    def _model(self, t: int) -> tuple[*_Fit, int] | None:
         base = self._baseline(t)
         if len(base) < self.min_baseline:
             return None
@@ -204,15 +239,11 @@ class RateChangeDetector(Detector[SeriesWeek]):
                 expected_rate=None,
                 p_value=None,
                 alarm=False,
-                extra={
-                    "warmup": obs.tested > 0,
-                    "cusum": self._cusum,
-                    "baseline_weeks": len(self._baseline(t)),
-                },
+                extra={"warmup": obs.tested > 0, "baseline_weeks": len(self._baseline(t))},
             )
         beta, cov, rho, centre, trend, harmonics, n_base = model
-        x0 = self._design(np.array([float(t)]), np.array([_phase(obs.week_start)]), centre, trend, harmonics)
-        x0 = x0[0]
+        ts, phase = np.array([float(t)]), np.array([_phase(obs.week_start)])
+        x0 = self._design(ts, phase, centre, trend, harmonics)[0]
         b = np.asarray(beta)
         c = np.asarray(cov)
         mu0 = float(expit(float(x0 @ b)))
@@ -228,27 +259,37 @@ class RateChangeDetector(Detector[SeriesWeek]):
         # at or below expectation a plain standardised residual (no tail needed)
         z = normal_isf(p) if y0 > n0 * mu0 else (y0 - n0 * mu0) / math.sqrt(max(var_y, 1e-12))
         z = min(z, 20.0)
-        cusum = min(self.cusum_cap, max(0.0, self._cusum + z - self.cusum_k))
+        # a log-odds shift d moves z by about d * weight: the weight of the week in the GLR
+        weight = v / math.sqrt(max(var_y, 1e-12))
+        recent = [*self._window(t), (t, min(z, self.glr_cap), weight)]
+        glr, glr_weeks, shape = _glr(recent, t)
         enough = y0 >= self.min_failed
         by_week = enough and z >= self.z_threshold
-        by_cusum = enough and cusum >= self.cusum_h and z >= self.hold_z
-        trigger = "week+cusum" if by_week and by_cusum else "week" if by_week else "cusum" if by_cusum else ""
+        by_glr = enough and glr_weeks > 1 and glr >= self.glr_threshold and z >= self.hold_z
+        trigger = "week+glr" if by_week and by_glr else "week" if by_week else "glr" if by_glr else ""
         return Score(
             statistic=z,
             threshold=self.z_threshold,
             expected_rate=mu0,
             p_value=p,
-            alarm=by_week or by_cusum,
+            alarm=by_week or by_glr,
             extra={
-                "cusum": cusum,
-                "cusum_threshold": self.cusum_h,
+                "glr": glr,
+                "glr_threshold": self.glr_threshold,
+                "glr_weeks": glr_weeks,
+                "glr_shape": shape,
                 "dispersion": infl,
                 "rho": rho,
                 "baseline_weeks": n_base,
                 "trigger": trigger,
                 "warmup": False,
+                "_recent": recent,
             },
         )
+
+    def _window(self, t: int) -> list[tuple[int, float, float]]:
+        """The scored weeks strictly before ``t`` that still fall in the GLR window."""
+        return [r for r in self._recent if t - self.glr_weeks < r[0] < t]
 
     def learn(self, obs: SeriesWeek) -> None:
         if self._origin is None:
@@ -276,7 +317,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
         s = self.score(obs)
         out: list[RiskWarning] = []
         if not s.extra.get("warmup", True) and obs.tested > 0:
-            self._cusum = float(s.extra["cusum"])
+            self._recent = list(s.extra["_recent"])
         if s.alarm:
             self._active = True
             self._clear_run = 0
@@ -289,7 +330,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
                 self._active = False
                 self._clear_run = 0
                 self._firing_weeks = 0
-                self._cusum = 0.0
+                self._recent = []  # the GLR restarts after an alarm (like a CUSUM reset)
                 self._level = None
         if not s.alarm and not self._active:
             self.learn(obs)
@@ -318,14 +359,17 @@ class RateChangeDetector(Detector[SeriesWeek]):
         )
         if status is WarningStatus.firing:
             why = f"{ratio:.1f}x, p={p:.2g}"
-            if "cusum" in s.extra.get("trigger", ""):
-                why += f", sustained rise (CUSUM {s.extra['cusum']:.1f} >= {self.cusum_h:g})"
+            if "glr" in s.extra.get("trigger", ""):
+                why += (
+                    f", sustained {s.extra['glr_shape']} over {s.extra['glr_weeks']} weeks "
+                    f"(GLR z {s.extra['glr']:.1f} >= {self.glr_threshold:g})"
+                )
             if self._firing_weeks > 1:
                 why += f", week {self._firing_weeks} of alarm"
             summary = f"{head} — {why} [{level.value}]"
         else:
             summary = f"{head} — back to normal after {self.resolve_after} quiet weeks [resolved]"
-        extra = {k: v for k, v in s.extra.items() if k != "warmup"}
+        extra = {k: v for k, v in s.extra.items() if k not in ("warmup", "_recent")}
         return make_warning(
             detector=self.name,
             kind=self.kind,

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .engine import EngineConfig, Labels
 
 __all__ = [
+    "RATE_CHANGE_PARAMS",
+    "SYSTEMIC_PARAMS",
     "DetectorSet",
     "KeyedDetector",
     "build_industry_detectors",
@@ -30,6 +32,21 @@ __all__ = [
     "build_region_detectors",
     "build_systemic_detector",
 ]
+
+
+#: regional_rate / industry_rate: one-week score threshold, GLR window (weeks), GLR threshold and
+#: per-week cap, the week's own score needed to hold a GLR alarm (tuned on 10 simulated seeds,
+#: docs/benchmarks.md "Detection quality")
+RATE_CHANGE_PARAMS: dict[str, Any] = {
+    "z_threshold": 2.5,
+    "glr_weeks": 8,
+    "glr_threshold": 2.9,
+    "glr_cap": 3.0,
+    "hold_z": 1.5,
+}
+#: systemic_item: per-cell level over windows of 1..4 weeks, and the combined (Fisher) p-value the
+#: flagged cells must reach together
+SYSTEMIC_PARAMS: dict[str, Any] = {"alpha": 0.1, "window_weeks": 4, "max_combined_p": 1e-4}
 
 
 class KeyedDetector:
@@ -83,7 +100,13 @@ def build_region_detectors(region: str, cat: Catalogue, config: EngineConfig, la
     label = labels.region(region)
     return DetectorSet(
         week=[
-            RateChangeDetector(name="regional_rate", kind=WarningKind.regional, scope=scope, label=label),
+            RateChangeDetector(
+                name="regional_rate",
+                kind=WarningKind.regional,
+                scope=scope,
+                label=label,
+                **RATE_CHANGE_PARAMS,
+            ),
             PolicyTargetDetector(kind=WarningKind.regional, scope=scope, label=label),
         ],
         record=[
@@ -110,7 +133,13 @@ def build_industry_detectors(industry: str, cat: Catalogue, config: EngineConfig
     label = labels.industry(industry)
     return DetectorSet(
         week=[
-            RateChangeDetector(name="industry_rate", kind=WarningKind.industry, scope=scope, label=label),
+            RateChangeDetector(
+                name="industry_rate",
+                kind=WarningKind.industry,
+                scope=scope,
+                label=label,
+                **RATE_CHANGE_PARAMS,
+            ),
             PolicyTargetDetector(kind=WarningKind.industry, scope=scope, label=label),
         ]
     )
@@ -123,4 +152,5 @@ def build_systemic_detector(item: str, cat: Catalogue, config: EngineConfig, lab
         region_labels=dict(labels.regions),
         industry_labels=dict(labels.industries),
         warmup_weeks=8 if cat.is_known_item(item) else 0,  # a new item has nothing to learn first
+        **SYSTEMIC_PARAMS,
     )

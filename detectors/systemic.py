@@ -6,9 +6,11 @@ rate across the prefecture, which is itself shrunk towards a tiny ``prior_rate``
 before therefore has a near-zero baseline everywhere, and its sudden appearance in several cells is
 significant at once, while an established item's cells have their own history.
 
-Each week, a cell is *flagged* when its failure count is improbable under its baseline (exact
-binomial tail with the cell's number tested, at least ``min_failed`` failures). The item warns when
-the flagged cells span at least ``min_regions`` counties and ``min_industries`` industries. It emits
+Each week, a cell with at least ``min_failed`` failures is *flagged* when its failures over the last
+1..``window_weeks`` weeks are improbable under its baseline (exact binomial tails, the smallest times
+the number of windows, at most ``alpha``). The item warns when the flagged cells span at least
+``min_regions`` counties and ``min_industries`` industries and their Fisher combination is at most
+``max_combined_p`` (a loose cell level, a strict joint one). It emits
 ``firing`` every week that holds and ``resolved`` after ``resolve_after`` quiet weeks. Flagged cells
 are not learned while the item alarms (an outbreak does not become the new normal).
 """
@@ -52,7 +54,7 @@ class SystemicItemDetector(Detector[ItemWeek]):
         label: str,
         region_labels: dict[str, str],
         industry_labels: dict[str, str],
-        alpha: float = 0.02,
+        alpha: float = 0.1,
         min_failed: int = 1,
         min_regions: int = 2,
         min_industries: int = 2,
@@ -62,9 +64,13 @@ class SystemicItemDetector(Detector[ItemWeek]):
         half_life_weeks: float = 52.0,
         warmup_weeks: int = 0,
         resolve_after: int = 2,
+        window_weeks: int = 4,
+        max_combined_p: float = 1e-4,
     ) -> None:
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        if window_weeks < 1:
+            raise ValueError(f"window_weeks must be >= 1, got {window_weeks}")
         self.item, self.label = item, label
         self.region_labels = dict(region_labels)
         self.industry_labels = dict(industry_labels)
@@ -78,10 +84,14 @@ class SystemicItemDetector(Detector[ItemWeek]):
         self.decay = 0.5 ** (1.0 / half_life_weeks)
         self.warmup_weeks = warmup_weeks
         self.resolve_after = resolve_after
+        self.window_weeks = window_weeks
+        self.max_combined_p = max_combined_p
         self.scope = Scope(item=item)
         # state: per cell "region|industry" -> [tested, failed] (forgotten sums); totals; alarm
         self._cells: dict[str, list[float]] = {}
         self._total = [0.0, 0.0]
+        #: the previous ``window_weeks - 1`` weeks, oldest first: cell key -> (tested, failed)
+        self._recent: list[dict[str, tuple[int, int]]] = []
         self._weeks = 0
         self._active = False
         self._clear_run = 0
@@ -98,14 +108,26 @@ class SystemicItemDetector(Detector[ItemWeek]):
         return (f + self.cell_prior_tests * item_rate) / (t + self.cell_prior_tests)
 
     def _flag(self, obs: ItemWeek) -> list[tuple[ItemCell, float, float]]:
-        """(cell, expected rate, p-value) of every significantly high cell, sorted by cell."""
+        """(cell, expected rate, p-value) of every significantly high cell, sorted by cell.
+
+        A cell with at least ``min_failed`` failures this week is tested over the windows of the
+        last 1..``window_weeks`` weeks (this one included); its p-value is the smallest window tail
+        times the number of windows (Bonferroni), so a longer look does not buy chance flags.
+        """
         item_rate = self._item_rate()
         out = []
         for cell in obs.cells:
             if cell.tested <= 0 or cell.failed < self.min_failed:
                 continue
             rate = self._cell_rate(cell, item_rate)
-            p = binomial_upper_tail(cell.failed, cell.tested, rate)
+            key = f"{cell.region}|{cell.industry}"
+            tested, failed = cell.tested, cell.failed
+            p = binomial_upper_tail(failed, tested, rate)
+            for past in reversed(self._recent):
+                n, f = past.get(key, (0, 0))
+                tested, failed = tested + n, failed + f
+                p = min(p, binomial_upper_tail(failed, tested, rate))
+            p = min(1.0, p * (len(self._recent) + 1))
             if p <= self.alpha:
                 out.append((cell, rate, p))
         return sorted(out, key=lambda c: (c[0].region, c[0].industry))
@@ -121,7 +143,6 @@ class SystemicItemDetector(Detector[ItemWeek]):
         item_rate = self._item_rate()
         all_expected = sum(c.tested * self._cell_rate(c, item_rate) for c in obs.cells)
         spread = len(regions) >= self.min_regions and len(industries) >= self.min_industries
-        alarm = spread and self._weeks >= self.warmup_weeks
         if tested:
             expected_rate: float | None = expected_failures / tested
         else:
@@ -131,6 +152,8 @@ class SystemicItemDetector(Detector[ItemWeek]):
         if flagged:
             chi = -2.0 * sum(math.log(max(p, 1e-300)) for _, _, p in flagged)
             p_comb = _chi2_sf_even(chi, 2 * len(flagged))
+        strong = p_comb is not None and p_comb <= self.max_combined_p
+        alarm = spread and strong and self._weeks >= self.warmup_weeks
         return Score(
             statistic=float(min(len(regions), len(industries))),
             threshold=float(min(self.min_regions, self.min_industries)),
@@ -176,6 +199,9 @@ class SystemicItemDetector(Detector[ItemWeek]):
             self._total[0] += cell.tested
             self._total[1] += cell.failed
         self._weeks += 1
+        if self.window_weeks > 1:
+            week = {f"{c.region}|{c.industry}": (c.tested, c.failed) for c in obs.cells if c.tested > 0}
+            self._recent = [*self._recent, week][-(self.window_weeks - 1):]
 
     def step(self, obs: ItemWeek) -> list[RiskWarning]:
         s = self.score(obs)
@@ -193,6 +219,7 @@ class SystemicItemDetector(Detector[ItemWeek]):
                 self._clear_run = 0
                 self._firing_weeks = 0
                 self._level = None
+                self._recent = []  # the windows restart after an alarm: no echo of the outbreak
         skip: frozenset[tuple[str, str]] = frozenset()
         if s.alarm or self._active:
             skip = frozenset((c["region"], c["industry"]) for c in s.extra["cells"])

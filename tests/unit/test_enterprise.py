@@ -17,6 +17,7 @@ from detectors.enterprise import (
     EnterpriseOutlierDetector,
     EnterpriseRepeatDetector,
     _compile,
+    _fit_forest,
     binomial_tail,
 )
 from schemas import Level, SamplingResult, WarningKind, WarningStatus, uscc_check_char, validation_context
@@ -189,6 +190,26 @@ def test_compiled_forest_scores_like_scikit_learn() -> None:
     ours = np.array([forest.score(tuple(row)) for row in probe])
     np.testing.assert_allclose(ours, model.score_samples(probe), rtol=0, atol=1e-12)
     assert forest.offset == model.offset_
+
+
+@pytest.mark.parametrize(
+    ("seed", "rows", "columns", "max_samples", "trees"),
+    [(0, 200, 3, 200, 50), (3, 2000, 4, 256, 50), (7, 700, 1, 256, 20), (9, 57, 2, 57, 10)],
+)
+def test_fitted_forest_is_scikit_learns_isolation_forest(
+    seed: int, rows: int, columns: int, max_samples: int, trees: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    train = rng.normal(0.5, 0.2, size=(rows, columns))
+    train[::7, 0] = 0.3  # ties, as imputed medians make them
+    medians = tuple(float(v) for v in np.median(train, axis=0))
+    model = IsolationForest(
+        n_estimators=trees, max_samples=max_samples, contamination=0.01, random_state=seed
+    ).fit(train)
+    ours = _fit_forest(
+        train, medians, n_estimators=trees, max_samples=max_samples, contamination=0.01, seed=seed
+    )
+    assert ours == _compile(model, medians, train)  # same trees, offset and training scores, bit for bit
 
 
 def test_fits_at_min_train_and_refits_on_schedule() -> None:

@@ -176,3 +176,45 @@ def test_bad_alpha_is_refused() -> None:
 )
 def test_level_rules(regions: int, industries: int, ratio: float, weeks: int, level: Level) -> None:
     assert systemic_level(regions, industries, ratio, weeks) is level
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_modest_rise_over_several_weeks_is_caught_by_the_window(seed: int) -> None:
+    # 6x the usual rate in 2 x 2 cells for 8 weeks: single weeks are weak, several together are not
+    cells = [
+        ("653001", "textiles"),
+        ("653001", "light_industry"),
+        ("653022", "textiles"),
+        ("653022", "light_industry"),
+    ]
+    weeks = make_weeks(seed, weeks=90, outbreak=dict.fromkeys(cells, 0.06), start=60, end=68)
+    windowed = [w for w, s in fired(detector(), weeks) if s == "firing"]
+    single = detector(window_weeks=1, alpha=0.02, max_combined_p=1.0)  # one week, no combined gate
+    one_week = [w for w, s in fired(single, weeks) if s == "firing"]
+    assert windowed and 60 <= windowed[0] <= 68
+    assert not [w for w in windowed if w < 60 or w > 68]
+    assert len(windowed) > len([w for w in one_week if 60 <= w <= 68])
+
+
+def test_combined_gate_refuses_a_weak_chance_alignment() -> None:
+    det = detector()
+    for obs in make_weeks(2, weeks=60, base=0.01):
+        det.step(obs)
+    # two failures in each of 2 x 2 cells: each cell flagged, together not convincing enough
+    obs = make_weeks(2, weeks=61, base=0.0)[60]
+    bumped = tuple(
+        ItemCell(c.region, c.industry, 20, 2, ("x", "y"))
+        if (c.region, c.industry) in {("653001", "textiles"), ("653001", "food_processing"),
+                                      ("653022", "textiles"), ("653022", "food_processing")}
+        else c
+        for c in obs.cells
+    )
+    s = det.score(ItemWeek(obs.item, obs.week_start, obs.week_end, bumped, obs.last_event))
+    assert s.p_value is not None and s.p_value > det.max_combined_p
+    assert not s.alarm
+    assert len(s.extra["cells"]) == 4 and s.statistic == 2.0  # the spread alone would have alarmed
+
+
+def test_bad_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="window_weeks"):
+        detector(window_weeks=0)
