@@ -66,7 +66,7 @@ def make_consumer(runtime: Runtime, **overrides: Any) -> Any:
 
     s = runtime.settings
     config: dict[str, Any] = {
-        "bootstrap_servers": s.kafka_bootstrap,
+        "bootstrap_servers": s.bootstrap_servers,
         "group_id": s.consumer_group,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",

@@ -40,15 +40,16 @@ class AlertSettings(BaseSettings):
     # consumer (kafka-python); ``profile`` (``QW_PROFILE``, as the stream worker's) picks the timings
     # of PROFILE_DEFAULTS; unset, it is ``embedded`` in development and ``production`` otherwise
     profile: Literal["embedded", "production"] = "embedded"
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    topic_prefix: str = ""
-    warnings_topic: str = "qw.warnings"
+    bootstrap_servers: str = "127.0.0.1:9092"
+    #: topic names are ``topic_prefix + name``, as in the stream's settings (``qw.warnings``)
+    topic_prefix: str = "qw."
+    warnings_topic: str = "warnings"
     consumer_group: str = "qw-alerts"
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     fetch_max_wait_ms: int = Field(default=500, ge=0)
     consume: bool = True
     #: the stream's weekly (county, industry) figures, read into ``cell_stats`` when ``consume`` is on
-    cell_weeks_topic: str = "qw.cell-weeks"
+    cell_weeks_topic: str = "cell-weeks"
     stats_consumer_group: str = "qw-alerts-stats"
     consume_cell_weeks: bool = True
 

@@ -164,7 +164,7 @@ def main() -> None:
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("QW_")},
                 "QW_DATABASE_URL": server_url,
-                "QW_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "QW_BOOTSTRAP_SERVERS": broker.bootstrap,
                 "QW_TOPIC_PREFIX": f"{tag}.",
                 "QW_CONSUMER_GROUP": f"bench-{tag}",
                 "QW_HOST": "127.0.0.1",

@@ -91,7 +91,7 @@ def main() -> None:
     try:
         with EmbeddedBroker() as broker:
             settings = AlertSettings(
-                kafka_bootstrap=broker.bootstrap,
+                bootstrap_servers=broker.bootstrap,
                 topic_prefix=f"{schema}.",
                 session_timeout_ms=6000,
                 fetch_max_wait_ms=100,

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from schemas import default_catalogue, load_catalogue
 from stream.ingest import IngestSettings, RowOutcome, open_store, parse_table, submit_many, summarise
+from stream.ingest.api import default_import_workers
 from stream.ingest.tabular import TableError
 
 __all__ = ["command"]
@@ -46,6 +47,12 @@ _SHOWN = 20
     default=None,
     help="write every rejected row (row, id, field, reason) to this CSV",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="validation worker processes for files of more than one chunk (default: one per CPU, at most 4)",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def command(
     file: Path,
@@ -54,6 +61,7 @@ def command(
     catalogue_path: str | None,
     submitted_by: str,
     rejected_csv: Path | None,
+    workers: int | None,
     quiet: bool,
 ) -> None:
     """Import FILE (.csv, .xlsx or .jsonl) of sampling results or patrol reports."""
@@ -73,10 +81,11 @@ def command(
         outcomes = submit_many(
             session,
             kind=table.kind,
-            rows=table.rows,
+            rows=table,
             catalogue=catalogue,
             submitted_by=submitted_by,
             on_chunk=lambda done: bar.update(len(done)),
+            workers=default_import_workers() if workers is None else workers,
         )
     s = summarise(outcomes)
     click.echo(f"{s.total} rows: {s.accepted} accepted, {s.duplicate} duplicate, {s.rejected} rejected")

@@ -247,8 +247,7 @@ def command(
             EMBEDDED_TIMINGS,
             QW_PROFILE="embedded",
             QW_ENVIRONMENT="development",
-            QW_BOOTSTRAP_SERVERS=broker.bootstrap,  # the stream and the ingest relay
-            QW_KAFKA_BOOTSTRAP=broker.bootstrap,  # the alert service's consumers
+            QW_BOOTSTRAP_SERVERS=broker.bootstrap,  # the stream, the ingest relay and the alert service
             QW_EPOCH=EPOCH,
             QW_CHECKPOINT_URL=f"sqlite:///{work / 'checkpoints.db'}",
             QW_WEB_PORT=str(web_port),

@@ -63,7 +63,7 @@ def test_redelivering_the_whole_topic_changes_nothing(broker, routed, make_warni
     tag = uuid.uuid4().hex[:8]
     routed.settings = settings.model_copy(
         update={
-            "kafka_bootstrap": broker.bootstrap,
+            "bootstrap_servers": broker.bootstrap,
             "topic_prefix": f"t{tag}.",
             "session_timeout_ms": 6000,
             "fetch_max_wait_ms": 100,

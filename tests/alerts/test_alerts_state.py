@@ -65,7 +65,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("QW_ESCALATE_RED_S", "60")
     monkeypatch.setenv("QW_TOPIC_PREFIX", "dev.")
     s = AlertSettings()
-    assert s.escalate_red_s == 60 and s.topic == "dev.qw.warnings"
+    assert s.escalate_red_s == 60 and s.topic == "dev.warnings"
 
 
 def test_migrations_build_exactly_the_models(sessions) -> None:  # type: ignore[no-untyped-def]

@@ -132,7 +132,7 @@ def test_stores_cell_weeks_from_the_broker_once_and_redelivery_changes_nothing(b
     tag = uuid.uuid4().hex[:8]
     runtime.settings = settings.model_copy(
         update={
-            "kafka_bootstrap": broker.bootstrap,
+            "bootstrap_servers": broker.bootstrap,
             "topic_prefix": f"t{tag}.",
             "session_timeout_ms": 6000,
             "fetch_max_wait_ms": 100,

@@ -154,9 +154,9 @@ def test_production_profile_two_workers_and_the_alert_service(
     alerts_port = free_port()
     alerts_db = tmp_path / "alerts.db"
     alerts_env.update(
-        QW_KAFKA_BOOTSTRAP=broker.bootstrap,
+        QW_BOOTSTRAP_SERVERS=broker.bootstrap,
         QW_DATABASE_URL=f"sqlite:///{alerts_db}",
-        QW_WARNINGS_TOPIC=topics.warnings,
+        QW_TOPIC_PREFIX=prefix,
         QW_CONSUMER_GROUP=f"a{tag}",
         QW_HOST="127.0.0.1",
         QW_PORT=str(alerts_port),

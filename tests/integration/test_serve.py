@@ -176,7 +176,7 @@ def test_lifespan_runs_the_relay_and_the_consumers(broker: EmbeddedBroker, tmp_p
     runtime = build_runtime(
         _alert_settings(
             tmp_path,
-            kafka_bootstrap=broker.bootstrap,
+            bootstrap_servers=broker.bootstrap,
             topic_prefix=prefix,
             warnings_topic="warnings",
             cell_weeks_topic="cell-weeks",

@@ -244,7 +244,7 @@ def test_compose_env_builds_production_settings(monkeypatch: pytest.MonkeyPatch)
 
     alerts = build(AlertSettings, services["alerts"]["environment"], monkeypatch)
     assert alerts.environment == "production"
-    assert alerts.kafka_bootstrap == worker.bootstrap_servers
+    assert alerts.bootstrap_servers == worker.bootstrap_servers
     assert alerts.topic == Topics.from_settings(worker).warnings
     assert alerts.database_url.startswith("postgresql+psycopg://")
     assert alerts.webhook_secret.get_secret_value() == "hook-secret"
