@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Container, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -299,12 +299,17 @@ class RegionStage(_OrderedStage):
 
 
 class PatrolStage(_OrderedStage):
-    """Patrol reports of one county: dedup, event-time order, the patrol detectors."""
+    """Patrol reports of one county: dedup, then the patrol detectors at once.
+
+    A major hazard must warn the moment its report arrives, so patrol reports are not held back
+    for reordering (no ``allowed_lateness``) and no week clock refuses a report that comes in days
+    late: the patrol detectors work per report, in arrival order, which Kafka keeps per county.
+    """
 
     def __init__(self, region: str, catalogue: Catalogue, config: EngineConfig, labels: Labels) -> None:
         from .registry import build_patrol_detectors
 
-        super().__init__(region, catalogue.zone, config)
+        super().__init__(region, catalogue.zone, replace(config, allowed_lateness=timedelta(0)))
         self.detectors = build_patrol_detectors(region, catalogue, config, labels)
 
     def submit(self, report: PatrolReport) -> tuple[Outcome, list[RiskWarning]]:
@@ -324,7 +329,6 @@ class PatrolStage(_OrderedStage):
         out: list[RiskWarning] = []
         for _key, _when, report in self._ready(flush):
             out += self.detectors.on_record(report)
-        self._weeks_to_close(flush)  # keeps the week clock moving (patrol detectors are per record)
         return out
 
 

@@ -5,7 +5,10 @@ Per message: decode -> validate -> (the stage drops repeated ids) -> stages -> p
 
 Exactly-once state (see ``docs/stream.md``): the state of each assigned partition is checkpointed
 together with the offset of the next message it has not seen, after every output it caused has been
-acknowledged by the broker (``acks=all``). On assignment the consumer restores the checkpoint and
+acknowledged by the broker (``acks=all``): the state is snapshotted between two messages, and the
+snapshot is saved once every output sent before it has been acknowledged (a failed send fails the
+checkpoint). Consuming goes on while a periodic checkpoint waits for the acknowledgements and the
+database, so it does not stall the stream. On assignment the consumer restores the checkpoint and
 seeks to its offset (or to the beginning when there is none), so every record changes the state
 exactly once; outputs re-sent after a crash are harmless (deterministic warning ids, an idempotent
 cell-week barrier). Kafka's committed offsets are written only for monitoring.
@@ -15,16 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import pickle
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from sqlalchemy.exc import SQLAlchemyError
 
 from detectors.engine import EngineConfig, Outcome
 from schemas import Catalogue, PatrolReport, RiskWarning, SamplingResult, default_catalogue, load_catalogue
@@ -37,6 +43,11 @@ from .stages import CellWeekPartition, PatrolPartition, SamplingPartition, Stage
 from .topics import Topics
 
 __all__ = ["DetectionPipeline", "ensure_topics", "stage_context"]
+
+#: modules the detectors import lazily on first use (the enterprise outlier detector's first fit
+#: imports scikit-learn, which takes seconds); imported before the first partition is assigned so
+#: that the first fit does not stall the consumer
+WARM_IMPORTS = ("sklearn.ensemble",)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +112,16 @@ class _Part:
         self.dirty = False
 
 
+@dataclass
+class _Snapshot:
+    """Partition states taken between two messages, to be saved once their outputs are acknowledged."""
+
+    items: list[Checkpoint]
+    offsets: dict[TopicPartition, int]
+    #: delivery futures of every output sent before the snapshot (and not yet checked)
+    sends: list[asyncio.Future[Any]]
+
+
 class DetectionPipeline:
     """One member of the detection consumer group (run it inside the faust app, or on its own)."""
 
@@ -127,13 +148,18 @@ class DetectionPipeline:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._last_checkpoint = time.monotonic()
+        self._persisting: asyncio.Task[None] | None = None  # the periodic checkpoint in flight
+        self._sends: list[asyncio.Future[Any]] = []  # delivery futures since the last snapshot
         self._stopping = asyncio.Event()
+        self._topic_metrics: dict[str, tuple[Any, Any]] = {}
         self.processed = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         s = self.settings
+        for name in WARM_IMPORTS:
+            await asyncio.to_thread(importlib.import_module, name)
         await ensure_topics(s, self.topics)
         common = dict(s.client_kwargs(), ssl_context=_ssl_context(s))
         self._producer = AIOKafkaProducer(
@@ -175,9 +201,22 @@ class DetectionPipeline:
                         part.next_offset = msg.offset + 1
                         part.dirty = True
                         self.processed += 1
-                    self._update_lag(tp, part)
-                if time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_s:
-                    await self._checkpoint(list(self._parts))
+                self._update_lag()
+                self._periodic_checkpoint()
+
+    def _periodic_checkpoint(self) -> None:
+        """Every ``checkpoint_interval_s``: snapshot now, save in the background (one at a time)."""
+        task = self._persisting
+        if task is not None:
+            if not task.done():
+                return
+            self._persisting = None
+            task.result()  # a failed checkpoint stops the worker; the next owner redoes the rest
+        if time.monotonic() - self._last_checkpoint < self.settings.checkpoint_interval_s:
+            return
+        snap = self._snapshot(list(self._parts))
+        if snap is not None:
+            self._persisting = asyncio.create_task(self._persist(snap))
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -186,10 +225,9 @@ class DetectionPipeline:
         """Checkpoint what is assigned, leave the group, close the clients."""
         self._stopping.set()
         try:
-            async with self._lock:
-                if self._parts:
-                    await asyncio.wait_for(self._checkpoint(list(self._parts)), self.STOP_TIMEOUT_S)
-        except (TimeoutError, KafkaError) as exc:
+            async with self._lock:  # also waits for a periodic checkpoint in flight
+                await asyncio.wait_for(self._checkpoint(list(self._parts)), self.STOP_TIMEOUT_S)
+        except (TimeoutError, KafkaError, SQLAlchemyError) as exc:
             # outputs not acknowledged: no checkpoint, the next owner redoes them (harmless)
             log.warning("final checkpoint skipped: %r", exc)
         for client in (self._consumer, self._producer):
@@ -228,6 +266,8 @@ class DetectionPipeline:
                 await self._checkpoint(mine)
             for tp in mine:
                 del self._parts[tp]
+                with contextlib.suppress(KeyError):  # never sampled: nothing to remove
+                    self.metrics.lag.remove(tp.topic, str(tp.partition))
 
     def _new_state(self, tp: TopicPartition) -> PartitionState:
         if tp.topic == self.topics.sampling:
@@ -239,25 +279,58 @@ class DetectionPipeline:
     # -- checkpoints -----------------------------------------------------------------------------
 
     async def _checkpoint(self, tps: list[TopicPartition]) -> None:
-        """Wait until every output so far is acknowledged, then save states with their offsets."""
-        dirty = [(tp, self._parts[tp]) for tp in tps if tp in self._parts and self._parts[tp].dirty]
-        self._last_checkpoint = time.monotonic()
-        if not dirty:
+        """Checkpoint ``tps`` now and wait until it is saved (revocation, shutdown)."""
+        await self._settle()
+        snap = self._snapshot(tps)
+        if snap is not None:
+            await self._persist(snap)
+
+    async def _settle(self) -> None:
+        """Wait for the periodic checkpoint in flight; if it failed, its partitions stay dirty."""
+        task, self._persisting = self._persisting, None
+        if task is None:
             return
-        assert self._producer is not None
-        await self._producer.flush()
+        try:
+            await task
+        except (KafkaError, OSError, SQLAlchemyError) as exc:
+            log.warning("periodic checkpoint failed (its partitions are checkpointed again): %r", exc)
+
+    def _snapshot(self, tps: list[TopicPartition]) -> _Snapshot | None:
+        """The dirty states of ``tps`` with their next offsets, taken between two messages."""
+        self._last_checkpoint = time.monotonic()
+        dirty = [(tp, self._parts[tp]) for tp in tps if tp in self._parts and self._parts[tp].dirty]
+        if not dirty:
+            return None
         items = []
         for tp, part in dirty:
             blob = pickle.dumps(part.state, protocol=pickle.HIGHEST_PROTOCOL)
             items.append(Checkpoint(tp.topic, tp.partition, part.next_offset, blob))
-            self.metrics.checkpoint_bytes.labels(tp.topic, str(tp.partition)).set(len(blob))
-        await asyncio.to_thread(self.store.save, items)
-        for _tp, part in dirty:
             part.dirty = False
-        self.metrics.checkpoints.inc(len(items))
+        sends, self._sends = self._sends, []
+        return _Snapshot(items, {tp: part.next_offset for tp, part in dirty}, sends)
+
+    async def _persist(self, snap: _Snapshot) -> None:
+        """Save a snapshot once every output sent before it is acknowledged (``acks=all``)."""
+        assert self._producer is not None
+        try:
+            await self._producer.flush()
+            for fut in snap.sends:  # flush() does not report a failed delivery; result() does
+                if not fut.done():
+                    await fut
+                fut.result()
+            await asyncio.to_thread(self.store.save, snap.items)
+        except BaseException:
+            for tp in snap.offsets:  # not saved: checkpoint these partitions again
+                part = self._parts.get(tp)
+                if part is not None:
+                    part.dirty = True
+            raise
+        for cp in snap.items:
+            self.metrics.checkpoint_bytes.labels(cp.topic, str(cp.partition)).set(len(cp.state))
+        self.metrics.checkpoints.inc(len(snap.items))
         if self._consumer is not None:  # for monitoring tools only; restores never read these
             try:
-                await self._consumer.commit({tp: part.next_offset for tp, part in dirty})
+                await self._consumer.commit(snap.offsets)
             except KafkaError as exc:
                 log.warning("offset commit (monitoring only) failed: %s", exc)
 
@@ -265,7 +338,8 @@ class DetectionPipeline:
 
     async def _handle(self, tp: TopicPartition, part: _Part, msg: Any) -> None:
         topic = tp.topic
-        self.metrics.records_in.labels(topic).inc()
+        records_in, detector_seconds = self._metrics_of(topic)
+        records_in.inc()
         state = part.state
         t0 = time.perf_counter()
         warnings: list[RiskWarning] = []
@@ -306,7 +380,7 @@ class DetectionPipeline:
             self.metrics.outcomes.labels(topic, outcome.value).inc()
             if outcome is Outcome.duplicate:
                 self.metrics.duplicates.labels(topic).inc()
-        self.metrics.detector_seconds.labels(topic).observe(time.perf_counter() - t0)
+        detector_seconds.observe(time.perf_counter() - t0)
         for w in warnings:
             await self._send(self.topics.warnings, encode_warning(w), w.fingerprint.encode())
             self.metrics.warnings.labels(str(w.kind), str(w.level), str(w.status)).inc()
@@ -328,10 +402,34 @@ class DetectionPipeline:
 
     async def _send(self, topic: str, value: bytes, key: bytes | None, partition: int | None = None) -> None:
         assert self._producer is not None
-        await self._producer.send(topic, value=value, key=key, partition=partition)
+        self._sends.append(await self._producer.send(topic, value=value, key=key, partition=partition))
 
-    def _update_lag(self, tp: TopicPartition, part: _Part) -> None:
-        assert self._consumer is not None
-        high = self._consumer.highwater(tp)
-        if high is not None:
-            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - part.next_offset))
+    def _metrics_of(self, topic: str) -> tuple[Any, Any]:
+        """The per-topic children of the hot-path metrics (``labels()`` costs a lookup and a lock)."""
+        children = self._topic_metrics.get(topic)
+        if children is None:
+            m = self.metrics
+            children = self._topic_metrics[topic] = (
+                m.records_in.labels(topic),
+                m.detector_seconds.labels(topic),
+            )
+        return children
+
+    def _update_lag(self) -> None:
+        """Consumer lag of every assigned partition: high watermark minus the next offset to process.
+
+        The high watermark is the one the broker sent with its last fetch response for the partition
+        (no extra request): on a Kafka cluster it is the partition's end offset for this consumer.
+        Not the end offsets of a ListOffsets request (``end_offsets``), which the embedded broker
+        reports wrongly (the first offset of the last batch + 1); its fetch responses carry the right
+        high watermark (``docs/stream.md``, Metrics).
+        """
+        consumer = self._consumer
+        assert consumer is not None
+        assigned = consumer.assignment()  # during a rebalance it may already differ from _parts
+        for tp, part in self._parts.items():
+            if tp not in assigned:
+                continue
+            high = consumer.highwater(tp)
+            if high is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - part.next_offset))
