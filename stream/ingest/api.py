@@ -18,14 +18,16 @@ not push or a record outside the token's county is 403 (naming the county). Erro
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
 from schemas import Catalogue, FieldError, PatrolReport, SamplingResult, default_catalogue
@@ -33,11 +35,11 @@ from schemas import Catalogue, FieldError, PatrolReport, SamplingResult, default
 from .auth import PUSH_ROLES, Principal, Verifier
 from .errors import BadPayload, Conflict, Forbidden, IngestError, PayloadTooLarge, Rejected, Unauthenticated
 from .models import RecordKind
-from .service import Clock, RawRow, RowOutcome, _utc_now, submit_many, summarise
+from .service import ChunkedRows, Clock, RawRow, RowOutcome, _utc_now, submit_many, summarise
 from .tabular import TableError, parse_table
 from .writer import GroupWriter
 
-__all__ = ["BatchOut", "OutcomeOut", "create_ingest_router"]
+__all__ = ["BatchOut", "OutcomeOut", "create_ingest_router", "default_import_workers"]
 
 _bearer = HTTPBearer(auto_error=False, description="an ingest token (role inspector or admin)")
 Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -130,10 +132,53 @@ def _body_spec(model: type[BaseModel], batch: bool) -> dict[str, Any]:
     }
 
 
+def _bearer_credentials(request: Request) -> HTTPAuthorizationCredentials | None:
+    """The bearer credentials of ``Authorization``, as ``HTTPBearer(auto_error=False)`` reads them."""
+    authorization = request.headers.get("authorization")
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if not (authorization and scheme and token) or scheme.lower() != "bearer":
+        return None
+    return HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
+
+
 def _http(exc: IngestError) -> HTTPException:
     """The one place ingest errors become HTTP responses."""
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return HTTPException(status_code=exc.status, detail=exc.body(), headers=headers)
+
+
+def default_import_workers() -> int:
+    """Worker processes for large batches and imports: one per CPU, at most four."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _outcome_dicts(outcomes: list[RowOutcome]) -> list[dict[str, Any]]:
+    """``RowOutcome.as_dict()`` of each outcome; the accepted and duplicate ones without a call each."""
+    stamps: dict[Any, str | None] = {None: None}
+    out: list[dict[str, Any]] = []
+    for o in outcomes:
+        if o.errors:
+            out.append(o.as_dict())
+            continue
+        stamp = stamps.get(o.accepted_at, _NO_STAMP)
+        if stamp is _NO_STAMP:
+            stamp = stamps[o.accepted_at] = o.accepted_at.isoformat()  # type: ignore[union-attr]
+        out.append(
+            {
+                "row": o.row,
+                "id": o.id,
+                "status": o.status,
+                "field": None,
+                "reason": None,
+                "errors": [],
+                "accepted_at": stamp,
+            }
+        )
+    return out
+
+
+_NO_STAMP = "\0"
 
 
 def _batch_body(kind: RecordKind, outcomes: list[RowOutcome], **extra: Any) -> dict[str, Any]:
@@ -144,9 +189,14 @@ def _batch_body(kind: RecordKind, outcomes: list[RowOutcome], **extra: Any) -> d
         "accepted": s.accepted,
         "duplicate": s.duplicate,
         "rejected": s.rejected,
-        "outcomes": [o.as_dict() for o in outcomes],
+        "outcomes": _outcome_dicts(outcomes),
         **extra,
     }
+
+
+def _json_response(body: Any, status_code: int = 200) -> Response:
+    """A JSON response serialised in one pass by pydantic-core (compact, UTF-8, like ``JSONResponse``)."""
+    return Response(to_json(body), status_code=status_code, media_type="application/json")
 
 
 def _json_rows(body: bytes, max_rows: int) -> list[RawRow]:
@@ -185,14 +235,18 @@ def create_ingest_router(
     max_batch_rows: int = 100_000,
     max_upload_bytes: int = 64 * 1024 * 1024,
     on_accepted: Callable[[], None] | None = None,
+    import_workers: int | None = None,
 ) -> APIRouter:
     """The ingest routes over ``session_factory`` (a ``sessionmaker``), authenticated by ``verify``.
 
     ``on_accepted`` is called after a commit that accepted at least one record (wake the relay).
+    Batches and imports of more than one chunk are validated on ``import_workers`` worker processes
+    (default :func:`default_import_workers`; 0 validates in the request's thread).
     Single records go through a :class:`~stream.ingest.writer.GroupWriter` (group commit); the token
     is verified on the event loop, so ``verify`` should be quick (an indexed lookup).
     """
     cat = catalogue or default_catalogue()
+    workers = default_import_workers() if import_workers is None else import_workers
     router = APIRouter(tags=["ingest"])
 
     def authorise(credentials: HTTPAuthorizationCredentials | None) -> Principal:
@@ -219,7 +273,7 @@ def create_ingest_router(
 
     async def one(
         kind: RecordKind, credentials: HTTPAuthorizationCredentials | None, body: bytes
-    ) -> JSONResponse:
+    ) -> Response:
         principal = authorise(credentials)
         try:
             data = json.loads(body)
@@ -235,11 +289,14 @@ def create_ingest_router(
             if outcome.conflict:
                 raise Conflict(first.reason, outcome.errors, id=outcome.id)
             raise Rejected(f"record refused: {first}", outcome.errors, id=outcome.id)
-        return JSONResponse(outcome.as_dict(), status_code=201 if outcome.status == "accepted" else 200)
+        return _json_response(outcome.as_dict(), status_code=201 if outcome.status == "accepted" else 200)
 
     def many(
-        kind: RecordKind, principal: Principal, rows: list[RawRow] | Iterator[RawRow], **extra: Any
-    ) -> JSONResponse:
+        kind: RecordKind,
+        principal: Principal,
+        rows: list[RawRow] | Iterator[RawRow] | ChunkedRows,
+        **extra: Any,
+    ) -> Response:
         with session_factory() as session:
             outcomes = submit_many(
                 session,
@@ -250,19 +307,22 @@ def create_ingest_router(
                 submitted_by=principal.name,
                 scope_region=principal.region,
                 on_chunk=accepted_hook,
+                workers=workers,
             )
-        return JSONResponse(_batch_body(kind, outcomes, **extra))
+        return _json_response(_batch_body(kind, outcomes, **extra))
 
-    async def run(fn: Callable[..., JSONResponse], *args: Any) -> JSONResponse:
+    async def run(fn: Callable[..., Response], *args: Any) -> Response:
         try:
             return await run_in_threadpool(fn, *args)
         except IngestError as exc:
             raise _http(exc) from None
 
     def add_single(path: str, kind: RecordKind, model: type[BaseModel], summary: str) -> None:
-        async def endpoint(request: Request, credentials: Creds) -> JSONResponse:
+        # the hot path: the bearer token is read here rather than through a dependency (same rules as
+        # HTTPBearer(auto_error=False)); the operation still declares the HTTPBearer scheme
+        async def endpoint(request: Request) -> Response:
             try:
-                return await one(kind, credentials, await request.body())
+                return await one(kind, _bearer_credentials(request), await request.body())
             except IngestError as exc:
                 raise _http(exc) from None
 
@@ -272,7 +332,7 @@ def create_ingest_router(
             methods=["POST"],
             summary=summary,
             status_code=201,
-            openapi_extra=_body_spec(model, False),
+            openapi_extra={**_body_spec(model, False), "security": [{_bearer.scheme_name: []}]},
             responses={
                 201: {"model": OutcomeOut, "description": "accepted"},
                 200: {"model": OutcomeOut, "description": "duplicate: accepted before with the same content"},
@@ -287,10 +347,10 @@ def create_ingest_router(
         )
 
     def add_batch(path: str, kind: RecordKind, model: type[BaseModel], summary: str) -> None:
-        async def endpoint(request: Request, credentials: Creds) -> JSONResponse:
+        async def endpoint(request: Request, credentials: Creds) -> Response:
             body = await request.body()
 
-            def work() -> JSONResponse:
+            def work() -> Response:
                 principal = authorise(credentials)
                 return many(kind, principal, _json_rows(body, max_batch_rows))
 
@@ -335,11 +395,11 @@ def create_ingest_router(
         kind: Annotated[
             Literal["sampling", "patrol"] | None, Query(description="guessed from the headers if omitted")
         ] = None,
-    ) -> JSONResponse:
+    ) -> Response:
         content = await file.read(max_upload_bytes + 1)
         filename = file.filename
 
-        def work() -> JSONResponse:
+        def work() -> Response:
             principal = authorise(credentials)
             if len(content) > max_upload_bytes:
                 raise PayloadTooLarge(f"the file is larger than {max_upload_bytes} bytes")
@@ -348,7 +408,7 @@ def create_ingest_router(
                 return many(
                     table.kind,
                     principal,
-                    table.rows,
+                    table,
                     format=table.format,
                     ignored_columns=table.ignored_columns,
                 )

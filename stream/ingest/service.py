@@ -12,6 +12,11 @@ Keyword-only functions over a SQLAlchemy session. Each input row gets one :class
 Content is compared through a SHA-256 hash of the canonical record: the validated, normalised record
 (region and industry resolved to code and slug, names folded by the catalogue, timestamps in UTC)
 serialised as compact JSON in field order.
+
+Large inputs can be validated on worker processes (``workers``, see :mod:`.pool`): a chunk is
+prepared (cells converted, record validated, canonical JSON and hash built) on a worker while this
+process looks up, inserts and commits the chunks before it, in input order; the outcomes are the same
+as in-process.
 """
 
 from __future__ import annotations
@@ -19,32 +24,40 @@ from __future__ import annotations
 import hashlib
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 from pydantic_core import to_json
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas import Catalogue, FieldError, PatrolReport, SamplingResult, default_catalogue, field_errors
 from schemas.records import validation_context
 
-from .metrics import observe_rows
+from . import metrics
 from .models import OutboxRecord, RecordKind
 
 __all__ = [
     "CHUNK_ROWS",
+    "ChunkedRows",
     "Clock",
+    "Label",
+    "ListedRows",
+    "Prepared",
     "RawRow",
+    "RowChunk",
     "RowOutcome",
     "Summary",
     "canonical_record",
+    "metric_labels",
+    "prepare_rows",
     "submit_many",
     "submit_one",
     "summarise",
@@ -166,8 +179,9 @@ def _resolve_names(data: Mapping[str, Any], catalogue: Catalogue) -> Mapping[str
     return data
 
 
-@dataclass(slots=True)
-class _Valid:
+class Prepared(NamedTuple):
+    """A valid row ready to store: its id, county, canonical JSON and hash (a tuple: cheap to pickle)."""
+
     row: int
     record_id: str
     region: str
@@ -175,9 +189,22 @@ class _Valid:
     content_hash: str
 
 
+class RowChunk(Protocol):
+    """A picklable slice of an input that becomes rows where it is prepared (e.g. on a worker)."""
+
+    def rows(self, catalogue: Catalogue) -> list[RawRow]: ...
+
+
+@runtime_checkable
+class ChunkedRows(Protocol):
+    """An input that hands out :class:`RowChunk` slices (a parsed spreadsheet, see :mod:`.tabular`)."""
+
+    def chunks(self, size: int) -> Iterator[RowChunk]: ...
+
+
 def _validate(
     raw: RawRow, *, kind: RecordKind, context: dict[str, Any], catalogue: Catalogue, scope_region: str | None
-) -> _Valid | RowOutcome:
+) -> Prepared | RowOutcome:
     data = raw.data
     rid = data.get("id") if isinstance(data, Mapping) else None
     rid = str(rid).strip() if isinstance(rid, str | int) and not isinstance(rid, bool) else None
@@ -199,7 +226,7 @@ def _validate(
         )
         return RowOutcome(raw.row, record.id, "rejected", (FieldError("region", reason, "out_of_scope"),))
     payload, digest = canonical_record(record, kind)
-    return _Valid(raw.row, record.id, record.region, payload, digest)
+    return Prepared(raw.row, record.id, record.region, payload, digest)
 
 
 def _conflict(row: int, rid: str, where: str) -> RowOutcome:
@@ -213,24 +240,70 @@ def _chunks(rows: Iterable[RawRow], size: int) -> Iterator[list[RawRow]]:
         yield chunk
 
 
-def _submit_chunk(
+def prepare_rows(
+    rows: list[RawRow], *, kind: RecordKind, catalogue: Catalogue, now: datetime, scope_region: str | None
+) -> list[Prepared | RowOutcome]:
+    """Validate ``rows`` against the catalogue and clock ``now``: a :class:`Prepared` or a rejection each."""
+    context = validation_context(catalogue, now)
+    return [
+        _validate(raw, kind=kind, context=context, catalogue=catalogue, scope_region=scope_region)
+        for raw in rows
+    ]
+
+
+Label = tuple[str, str]
+
+
+def metric_labels(rows: list[RawRow], catalogue: Catalogue) -> list[Label]:
+    """The (county, industry) metric labels of each row, as :func:`~.metrics.observe_rows` names them.
+
+    Small enough to send back from a worker; repeated values are resolved once.
+    """
+    memo: dict[tuple[str | None, str | None], Label] = {}
+    unknown = (metrics.UNKNOWN, metrics.UNKNOWN)
+    out: list[Label] = []
+    for raw in rows:
+        data = raw.data
+        if not isinstance(data, dict):
+            out.append(unknown)
+            continue
+        region, industry = data.get("region"), data.get("industry")
+        key = (region if isinstance(region, str) else None, industry if isinstance(industry, str) else None)
+        label = memo.get(key)
+        if label is None:
+            view = {"region": key[0], "industry": key[1]}
+            label = memo[key] = (metrics._county(view, catalogue), metrics._industry(view, catalogue))
+        out.append(label)
+    return out
+
+
+def _observe(kind: RecordKind, labels: list[Label], outcomes: list[RowOutcome]) -> None:
+    """Count outcomes by county, industry and status (what ``observe_rows`` counts, tallied first)."""
+    tally = Counter(zip(labels, [o.status for o in outcomes], strict=True))
+    for ((county, industry), status), n in tally.items():
+        metrics.RECORDS.labels(kind.value, county, industry, status).inc(n)
+
+
+def _store_prepared(
     session: Session,
-    chunk: list[RawRow],
+    results: list[Prepared | RowOutcome],
+    labels: list[Label],
     *,
     kind: RecordKind,
-    catalogue: Catalogue,
     now: datetime,
     submitted_by: str | None,
-    scope_region: str | None,
 ) -> list[RowOutcome]:
-    context = validation_context(catalogue, now)
-    results: list[_Valid | RowOutcome] = [
-        _validate(raw, kind=kind, context=context, catalogue=catalogue, scope_region=scope_region)
-        for raw in chunk
-    ]
-    with _write_lock(session):
-        outcomes = _store_chunk(session, results, kind=kind, now=now, submitted_by=submitted_by)
-    observe_rows(kind.value, chunk, outcomes, catalogue)
+    """Store one prepared chunk in its own transaction (retried if a concurrent writer wins an id)."""
+    for attempt in range(3):
+        try:
+            with _write_lock(session):
+                outcomes = _store_chunk(session, results, kind=kind, now=now, submitted_by=submitted_by)
+            break
+        except IntegrityError:
+            session.rollback()
+            if attempt == 2:
+                raise
+    _observe(kind, labels, outcomes)
     return outcomes
 
 
@@ -249,21 +322,14 @@ def _write_lock(session: Session) -> AbstractContextManager[Any]:
 
 def _store_chunk(
     session: Session,
-    results: list[_Valid | RowOutcome],
+    results: list[Prepared | RowOutcome],
     *,
     kind: RecordKind,
     now: datetime,
     submitted_by: str | None,
 ) -> list[RowOutcome]:
-    ids = list({r.record_id for r in results if isinstance(r, _Valid)})
-    known: dict[str, tuple[str, datetime]] = {}
     conn = session.connection()
-    for start in range(0, len(ids), 500):
-        stmt = select(_T.c.record_id, _T.c.content_hash, _T.c.created_at).where(
-            _T.c.kind == kind.value, _T.c.record_id.in_(ids[start : start + 500])
-        )
-        for rid, digest, created in conn.execute(stmt):
-            known[rid] = (digest, created)
+    known = _lookup(conn, kind.value, list({r.record_id for r in results if isinstance(r, Prepared)}))
     outcomes: list[RowOutcome] = []
     fresh: list[tuple[Any, ...]] = []
     kind_value = kind.value
@@ -288,6 +354,31 @@ def _store_chunk(
     return outcomes
 
 
+def _lookup(conn: Connection, kind_value: str, ids: list[str]) -> dict[str, tuple[str, datetime]]:
+    """Hash and acceptance time of the ids already in the outbox, in driver SQL (no per-id compiling)."""
+    dialect = conn.dialect
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    created = _T.c.created_at.type.dialect_impl(dialect).result_processor(dialect, None)
+    known: dict[str, tuple[str, datetime]] = {}
+    select = f"SELECT record_id, content_hash, created_at FROM {_T.name} WHERE kind = {mark} AND record_id"
+    if dialect.name == "postgresql":
+        # one array parameter, joined rather than ``= ANY``: an index or hash join, never ids x rows
+        sql = (
+            f"SELECT o.record_id, o.content_hash, o.created_at FROM unnest({mark}::text[]) AS u(id) "
+            f"JOIN {_T.name} AS o ON o.record_id = u.id WHERE o.kind = {mark}"
+        )
+        batches: list[tuple[str, tuple[Any, ...]]] = [(sql, (ids, kind_value))] if ids else []
+    else:
+        batches = [
+            (f"{select} IN ({', '.join([mark] * len(part))})", (kind_value, *part))
+            for part in (ids[start : start + 500] for start in range(0, len(ids), 500))
+        ]
+    for sql, params in batches:
+        for rid, digest, stamp in conn.exec_driver_sql(sql, params):
+            known[rid] = (digest, created(stamp) if created is not None else stamp)  # type: ignore[assignment]
+    return known
+
+
 def _insert(conn: Connection, rows: list[tuple[Any, ...]], now: datetime) -> None:
     """Insert accepted rows: ``COPY`` for many rows on PostgreSQL (psycopg), else a driver ``executemany``.
 
@@ -309,48 +400,80 @@ def _insert(conn: Connection, rows: list[tuple[Any, ...]], now: datetime) -> Non
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ListedRows:
+    """A :class:`RowChunk` of rows that are already rows (a JSON batch)."""
+
+    items: list[RawRow]
+
+    def rows(self, catalogue: Catalogue) -> list[RawRow]:
+        return self.items
+
+
+def _row_chunks(rows: Iterable[RawRow] | ChunkedRows, size: int) -> Iterator[RowChunk]:
+    if isinstance(rows, ChunkedRows):
+        return rows.chunks(size)
+    return (ListedRows(chunk) for chunk in _chunks(rows, size))
+
+
 def submit_many(
     session: Session,
     *,
     kind: RecordKind | str,
-    rows: Iterable[RawRow],
+    rows: Iterable[RawRow] | ChunkedRows,
     catalogue: Catalogue | None = None,
     clock: Clock = _utc_now,
     submitted_by: str | None = None,
     scope_region: str | None = None,
     on_chunk: Callable[[list[RowOutcome]], None] | None = None,
+    workers: int = 0,
 ) -> list[RowOutcome]:
     """Validate and accept ``rows`` of one ``kind``; one outcome per row, in input order.
 
-    Rows are committed in chunks of :data:`CHUNK_ROWS`; ``on_chunk`` sees each chunk's outcomes after its
-    commit (progress bars). ``scope_region`` (a county code) rejects rows of any other county. If another
-    writer inserts the same id concurrently, the chunk is retried and the row becomes a duplicate or a
-    conflict, never a second copy.
+    ``rows`` are :class:`RawRow` or a :class:`ChunkedRows` (a parsed table, whose cells are then
+    converted where the chunk is prepared). Rows are committed in chunks of :data:`CHUNK_ROWS`;
+    ``on_chunk`` sees each chunk's outcomes after its commit (progress bars). ``scope_region`` (a
+    county code) rejects rows of any other county. If another writer inserts the same id
+    concurrently, the chunk is retried and the row becomes a duplicate or a conflict, never a second
+    copy. With ``workers`` > 0 and more than one chunk, chunks are prepared on that many worker
+    processes (:mod:`.pool`) while this process stores them in order; the outcomes are the same.
     """
     kind = RecordKind(kind)
     cat = catalogue or default_catalogue()
+    chunks = _row_chunks(rows, CHUNK_ROWS)
+    first = next(chunks, None)
+    if first is None:
+        return []
+    second = next(chunks, None) if workers > 0 else None
     outcomes: list[RowOutcome] = []
-    for chunk in _chunks(rows, CHUNK_ROWS):
-        for attempt in range(3):
-            try:
-                done = _submit_chunk(
-                    session,
-                    chunk,
-                    kind=kind,
-                    catalogue=cat,
-                    now=clock(),
-                    submitted_by=submitted_by,
-                    scope_region=scope_region,
-                )
-                break
-            except IntegrityError:
-                session.rollback()
-                if attempt == 2:
-                    raise
+
+    def store(results: list[Prepared | RowOutcome], labels: list[Label], now: datetime) -> None:
+        done = _store_prepared(session, results, labels, kind=kind, now=now, submitted_by=submitted_by)
         outcomes.extend(done)
         if on_chunk is not None:
             on_chunk(done)
+
+    if second is None:
+        for chunk in _chain(first, chunks):
+            now = clock()
+            listed = chunk.rows(cat)
+            prepared = prepare_rows(listed, kind=kind, catalogue=cat, now=now, scope_region=scope_region)
+            store(prepared, metric_labels(listed, cat), now)
+        return outcomes
+
+    from .pool import shared_pool
+
+    pool = shared_pool(cat, workers)
+    for results, labels, now in pool.prepare(
+        _chain(first, _chain(second, chunks)), kind=kind, clock=clock, scope_region=scope_region
+    ):
+        store(results, labels, now)
     return outcomes
+
+
+def _chain(head: RowChunk, tail: Iterator[RowChunk]) -> Iterator[RowChunk]:
+    yield head
+    yield from tail
 
 
 def submit_one(

@@ -29,17 +29,18 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from itertools import islice
 from typing import Any
 
 from schemas import Catalogue, FieldError, default_catalogue
 
 from .models import RecordKind
-from .service import RawRow
+from .service import ListedRows, RawRow, RowChunk
 
-__all__ = ["FORMATS", "HEADERS", "Table", "TableError", "detect_format", "parse_table"]
+__all__ = ["FORMATS", "HEADERS", "CellChunk", "Table", "TableError", "detect_format", "parse_table"]
 
 FORMATS = ("csv", "xlsx", "jsonl")
 
@@ -176,8 +177,9 @@ _CN_DATE = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日?(.*)$")
 _DATE_FIELDS = {"sampled_at", "reported_at", "patrolled_at"}
 #: converted afresh every time: mutable results, or values that are rarely repeated
 _FRESH = {"failed_items", "test_items", "id", "note", "hazard"}
-_MEMO_LIMIT = 50_000
+_MEMO_LIMIT = 50_000  # entries per column
 _MISSING = object()
+_BLANK = object()
 
 
 class TableError(ValueError):
@@ -186,7 +188,11 @@ class TableError(ValueError):
 
 @dataclass
 class Table:
-    """A parsed file: its kind, the header mapping, and its rows (lazily produced)."""
+    """A parsed file: its kind, the header mapping, and its rows (lazily produced).
+
+    Read it once, either as :attr:`rows` or as :meth:`chunks` (picklable slices of raw cells that
+    are converted where they are prepared, e.g. on a worker process): both draw on the same reader.
+    """
 
     kind: RecordKind
     format: str
@@ -194,6 +200,85 @@ class Table:
     ignored_columns: list[str]
     rows: Iterator[RawRow]
     total: int | None = field(default=None)
+    cells: Iterator[tuple[int, list[Any]]] | None = field(default=None, repr=False)
+
+    def chunks(self, size: int) -> Iterator[RowChunk]:
+        """The remaining rows in slices of at most ``size`` physical rows (blank lines included)."""
+        if self.cells is None:
+            rows = iter(self.rows)
+            while listed := list(islice(rows, size)):
+                yield ListedRows(listed)
+            return
+        columns = _column_plan(self.columns)
+        cells = iter(self.cells)
+        while batch := list(islice(cells, size)):
+            yield CellChunk(columns, batch)
+
+
+def _column_plan(columns: dict[int, str]) -> tuple[tuple[int, str, bool], ...]:
+    return tuple((n, name, name in _FRESH) for n, name in columns.items())
+
+
+#: per-process memo of converted cells, per catalogue: lab sheets repeat counties, dates, conclusions
+_MEMOS: dict[int, tuple[Catalogue, dict[str, dict[Any, Any]]]] = {}
+
+
+def _memo_for(catalogue: Catalogue) -> dict[str, dict[Any, Any]]:
+    found = _MEMOS.get(id(catalogue))
+    if found is None or found[0] is not catalogue:
+        if len(_MEMOS) >= 4:
+            _MEMOS.clear()
+        found = _MEMOS[id(catalogue)] = (catalogue, {})
+    return found[1]
+
+
+def _convert_cells(
+    columns: tuple[tuple[int, str, bool], ...],
+    cells: Iterable[tuple[int, list[Any]]],
+    catalogue: Catalogue,
+    memos: dict[str, dict[Any, Any]],
+) -> Iterator[RawRow]:
+    """Rows from raw cells: each mapped cell converted (memoised per column), blank lines skipped."""
+    per_column = [(n, name, fresh, memos.setdefault(name, {})) for n, name, fresh in columns]
+    for number, row in cells:
+        data: dict[str, Any] = {}
+        errors: list[FieldError] | None = None
+        width = len(row)
+        for n, name, fresh, memo in per_column:
+            if n >= width:
+                continue
+            value = row[n]
+            if value is None:
+                continue
+            converted = _MISSING if fresh else memo.get(value, _MISSING)
+            if converted is _MISSING:
+                if isinstance(value, str) and not value.strip():
+                    converted = _BLANK
+                else:
+                    try:
+                        converted = _convert(name, value, catalogue)
+                    except ValueError as exc:
+                        if errors is None:
+                            errors = []
+                        errors.append(FieldError(name, str(exc), "unreadable_cell"))
+                        continue
+                if not fresh and len(memo) < _MEMO_LIMIT:
+                    memo[value] = converted
+            if converted is not _BLANK:
+                data[name] = converted
+        if data or errors:
+            yield RawRow(number, data, tuple(errors) if errors else ())
+
+
+@dataclass(frozen=True, slots=True)
+class CellChunk:
+    """Raw spreadsheet rows and the column plan to convert them (a picklable :class:`RowChunk`)."""
+
+    columns: tuple[tuple[int, str, bool], ...]
+    cells: list[tuple[int, list[Any]]]
+
+    def rows(self, catalogue: Catalogue) -> list[RawRow]:
+        return list(_convert_cells(self.columns, self.cells, catalogue, _memo_for(catalogue)))
 
 
 def detect_format(filename: str | None, content: bytes) -> str:
@@ -313,34 +398,9 @@ def _rows_from_cells(
     else:
         raise TableError("no header row: the file has no row naming two known columns")
 
-    def produce() -> Iterator[RawRow]:
-        # lab sheets repeat the same counties, industries, conclusions and dates: convert each once
-        memo: dict[tuple[str, Any], Any] = {}
-        for number, row in cells:
-            data: dict[str, Any] = {}
-            errors: list[FieldError] = []
-            for n, name in mapped.items():
-                value = row[n] if n < len(row) else None
-                if value is None or (isinstance(value, str) and not value.strip()):
-                    continue
-                try:
-                    if name in _FRESH:
-                        converted = _convert(name, value, catalogue)
-                    else:
-                        converted = memo.get((name, value), _MISSING)
-                        if converted is _MISSING:
-                            converted = _convert(name, value, catalogue)
-                            if len(memo) < _MEMO_LIMIT:
-                                memo[(name, value)] = converted
-                except ValueError as exc:
-                    errors.append(FieldError(name, str(exc), "unreadable_cell"))
-                    continue
-                data[name] = converted
-            if not data and not errors:
-                continue  # a blank line
-            yield RawRow(number, data, tuple(errors))
-
-    return Table(kind=guess, format=fmt, columns=mapped, ignored_columns=ignored, rows=produce())
+    rest = iter(cells)
+    rows = _convert_cells(_column_plan(mapped), rest, catalogue, _memo_for(catalogue))
+    return Table(kind=guess, format=fmt, columns=mapped, ignored_columns=ignored, rows=rows, cells=rest)
 
 
 def _decode(content: bytes) -> str:

@@ -41,16 +41,30 @@ class _Job:
     loop: asyncio.AbstractEventLoop
 
 
-def _resolve(job: _Job, outcome: RowOutcome | None, error: BaseException | None) -> None:
-    def settle() -> None:
+_Settlement = tuple[_Job, RowOutcome | None, BaseException | None]
+
+
+def _settle(settlements: list[_Settlement]) -> None:
+    """Runs on the event loop: hand each caller its outcome (or the error)."""
+    for job, outcome, error in settlements:
         if job.future.done():
-            return
+            continue
         if error is not None:
             job.future.set_exception(error)
         else:
             job.future.set_result(outcome)  # type: ignore[arg-type]
 
-    job.loop.call_soon_threadsafe(settle)
+
+def _resolve_all(settlements: list[_Settlement]) -> None:
+    """One wake-up per event loop for a whole batch, not one per record."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Settlement]] = {}
+    for item in settlements:
+        by_loop.setdefault(item[0].loop, []).append(item)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, items)
+        except RuntimeError:  # the loop was closed: its callers are gone
+            log.warning("ingest writer: %d outcomes for a closed event loop were dropped", len(items))
 
 
 class GroupWriter:
@@ -124,6 +138,17 @@ class GroupWriter:
         groups: dict[tuple[RecordKind, str | None, str | None], list[_Job]] = {}
         for job in jobs:
             groups.setdefault((job.kind, job.submitted_by, job.scope_region), []).append(job)
+        settlements: list[_Settlement] = []
+        try:
+            self._write_groups(groups, settlements)
+        finally:
+            _resolve_all(settlements)
+
+    def _write_groups(
+        self,
+        groups: dict[tuple[RecordKind, str | None, str | None], list[_Job]],
+        settlements: list[_Settlement],
+    ) -> None:
         for (kind, submitted_by, scope), members in groups.items():
             try:
                 with self._sessions() as session:
@@ -138,10 +163,8 @@ class GroupWriter:
                     )
             except Exception as exc:  # the database failed: every caller of this group gets the error
                 log.exception("ingest writer: a group of %d records failed", len(members))
-                for job in members:
-                    _resolve(job, None, exc)
+                settlements.extend((job, None, exc) for job in members)
                 continue
             if self._on_accepted is not None and any(o.status == "accepted" for o in outcomes):
                 self._on_accepted()  # before anyone hears "accepted": the relay is already on its way
-            for job, outcome in zip(members, outcomes, strict=True):
-                _resolve(job, outcome, None)
+            settlements.extend((job, outcome, None) for job, outcome in zip(members, outcomes, strict=True))
