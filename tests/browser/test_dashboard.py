@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from dashboard_seed import AKTO, ARTUX, WEEKS, WUQIA, Service, make_warning
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -24,7 +25,9 @@ Shot = Callable[[Any, str], Path]
 
 
 def wait(driver: Any, seconds: float = 10) -> WebDriverWait:
-    return WebDriverWait(driver, seconds)
+    # the live feed re-renders its cards as events arrive: an element found a moment ago may be
+    # replaced before it is read, so a stale reference means "look again", not failure
+    return WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def sign_in(driver: Any, token: str) -> None:
