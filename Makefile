@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 RUN_DIR ?= var/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run demo test test-unit test-integration lint typecheck bench clean
+.PHONY: help install run serve demo test test-unit test-integration screenshots lint typecheck bench clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,15 +35,23 @@ test-unit: install  ## unit tests only
 test-integration: install  ## integration tests only (real broker, real databases, real SMTP)
 	$(BIN)/pytest -m integration
 
+screenshots: install  ## refresh the README's dashboard screenshots (docs/screenshots) with the browser tests
+	QW_UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/browser
+
 lint: install  ## ruff
 	$(BIN)/ruff check .
 
 typecheck: install  ## mypy (strict)
 	$(BIN)/mypy schemas detectors stream alerts qualitywatch
 
-bench: install  ## the benchmarks (figures go into docs/benchmarks.md)
+bench: install  ## the benchmarks (figures go into docs/benchmarks.md; see there for each one's options)
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/detection.py --seeds 10
+	$(BIN)/python bench/stream_throughput.py --records 20000
+	$(BIN)/python bench/stream_latency.py --rate 1000 --seconds 30
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/alerts_throughput.py --warnings 10000
+	$(BIN)/python bench/alerts_sse_latency.py --rate 50 --seconds 40
 
 clean:  ## remove the virtual environment and generated files
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ consumer calls — so a test sees them arrive on the live stream without a broke
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -39,7 +40,9 @@ FLAGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",
 )
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: the README's pictures; a plain test run writes its screenshots to a temporary folder instead, and
+#: ``QW_UPDATE_SCREENSHOTS=1 make test`` (or pytest tests/browser) refreshes the committed ones
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def _free_port() -> int:
@@ -150,12 +153,13 @@ def page(browser: Any, service: Service) -> Iterator[Any]:
 
 
 @pytest.fixture
-def shot() -> Callable[[Any, str], Path]:
-    """``shot(driver, name)`` saves ``docs/screenshots/<name>.png``."""
+def shot(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Any, str], Path]:
+    """``shot(driver, name)`` saves ``<name>.png`` (in ``docs/screenshots`` when refreshing them)."""
+    folder = DOCS_SCREENSHOTS if os.environ.get("QW_UPDATE_SCREENSHOTS") else tmp_path_factory.mktemp("shots")
 
     def save(driver: Any, name: str) -> Path:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"{name}.png"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
         driver.execute_script("document.getElementById('toast').hidden = true;")
         assert driver.save_screenshot(str(path)), f"screenshot {name} was not written"
         return path
