@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 RUN_DIR ?= var/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve demo test test-unit test-integration screenshots lint typecheck bench clean
+.PHONY: help install run demo test test-unit test-integration screenshots lint typecheck bench clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
