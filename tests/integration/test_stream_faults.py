@@ -53,18 +53,30 @@ def test_parity_with_replay_however_counties_interleave(
 def test_kill9_halfway_then_restart_loses_nothing_counts_nothing_twice(
     settings: StreamSettings, stream_data: StreamData, reference: Any, start_worker: Any
 ) -> None:
-    ends = push(settings, stream_data)
-    total = sum(v for (t, _p), v in ends.items() if t == Topics.from_settings(settings).sampling)
+    # the first half of the file is on the topic when the worker starts; it is killed once it has
+    # checkpointed part of it, so the kill always lands halfway through the file however fast it runs
+    half = len(stream_data.sampling) // 2
+    with RecordPusher(settings) as pusher:
+        first_half = pusher.push_lines(stream_data.sampling[:half], wait=True)
+    assert not first_half.problems
+    sampling_topic = Topics.from_settings(settings).sampling
     first = start_worker()
     deadline = time.monotonic() + 90
     while True:
-        done = sum(v for (t, _p), v in checkpoint_offsets(settings).items() if t.endswith("sampling-results"))
-        if done >= total * 0.3:
+        done = sum(v for (t, _p), v in checkpoint_offsets(settings).items() if t == sampling_topic)
+        if done >= half * 0.3:
             break
         assert time.monotonic() < deadline, "worker made no progress"
-        time.sleep(0.05)
+        time.sleep(0.02)
     first.kill9()
-    assert done < total, "the worker finished before it could be killed halfway"
+    with RecordPusher(settings) as pusher:
+        rest = pusher.push_lines(stream_data.sampling[half:], wait=True)
+        patrols = pusher.push_lines(stream_data.patrols, wait=True)
+    assert not rest.problems and not patrols.problems
+    ends = {k: max(first_half.end_offsets.get(k, 0), v) for k, v in rest.end_offsets.items()}
+    ends = first_half.end_offsets | ends | patrols.end_offsets
+    total = sum(v for (t, _p), v in ends.items() if t == sampling_topic)
+    assert done < total, "the worker was killed before the end of the file"
     start_worker()
     wait_done(settings, ends)
     result = collect(settings)
