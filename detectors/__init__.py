@@ -5,7 +5,16 @@ Each detector is a small class (``score`` / ``learn`` / ``step``, see :mod:`dete
 """
 
 from .base import CellWeek, Detector, ItemCell, ItemWeek, Score, SeriesWeek, make_warning
-from .engine import DetectionEngine, EngineConfig, IndustryStage, Labels, Outcome, PatrolStage, RegionStage, SystemicStage
+from .engine import (
+    DetectionEngine,
+    EngineConfig,
+    IndustryStage,
+    Labels,
+    Outcome,
+    PatrolStage,
+    RegionStage,
+    SystemicStage,
+)
 from .enterprise import EnterpriseOutlierDetector, EnterpriseRepeatDetector
 from .patrol import PatrolDetector
 from .rate import RateChangeDetector

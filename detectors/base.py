@@ -205,7 +205,9 @@ def make_warning(
     evidence = Evidence(
         tested=tested,
         failed=failed,
-        observed_rate=_clean(observed_rate) if observed_rate is not None else (failed / tested if tested else 0.0),
+        observed_rate=_clean(observed_rate)
+        if observed_rate is not None
+        else (failed / tested if tested else 0.0),
         expected_rate=_clean(expected_rate),
         statistic=_clean(statistic),
         threshold=_clean(threshold),

@@ -412,8 +412,13 @@ class SystemicStage:
                     week_start=week[0].week_start,
                     week_end=week[0].week_end,
                     cells=tuple(
-                        ItemCell(c.region, c.industry, c.tested, len(per.get((c.region, c.industry), ())),
-                                 per.get((c.region, c.industry), ()))
+                        ItemCell(
+                            c.region,
+                            c.industry,
+                            c.tested,
+                            len(per.get((c.region, c.industry), ())),
+                            per.get((c.region, c.industry), ()),
+                        )
                         for c in week
                         if c.tested
                     ),

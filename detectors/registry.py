@@ -90,9 +90,12 @@ def _enterprise_repeat(enterprise_id: str, *, region_label: str) -> EnterpriseRe
     return EnterpriseRepeatDetector(enterprise_id=enterprise_id, region_label=region_label)
 
 
-def _enterprise_outlier(industry: str, *, region: str, cat_items: dict[str, tuple[str, ...]], seed: int
-                        ) -> EnterpriseOutlierDetector:
-    return EnterpriseOutlierDetector(region=region, industry=industry, items=cat_items.get(industry, ()), seed=seed)
+def _enterprise_outlier(
+    industry: str, *, region: str, cat_items: dict[str, tuple[str, ...]], seed: int
+) -> EnterpriseOutlierDetector:
+    return EnterpriseOutlierDetector(
+        region=region, industry=industry, items=cat_items.get(industry, ()), seed=seed
+    )
 
 
 def build_region_detectors(region: str, cat: Catalogue, config: EngineConfig, labels: Labels) -> DetectorSet:
@@ -128,7 +131,9 @@ def build_patrol_detectors(region: str, cat: Catalogue, config: EngineConfig, la
     return DetectorSet(record=[PatrolDetector(region=region, label=labels.region(region))])
 
 
-def build_industry_detectors(industry: str, cat: Catalogue, config: EngineConfig, labels: Labels) -> DetectorSet:
+def build_industry_detectors(
+    industry: str, cat: Catalogue, config: EngineConfig, labels: Labels
+) -> DetectorSet:
     scope = Scope(industry=industry)
     label = labels.industry(industry)
     return DetectorSet(
@@ -145,7 +150,9 @@ def build_industry_detectors(industry: str, cat: Catalogue, config: EngineConfig
     )
 
 
-def build_systemic_detector(item: str, cat: Catalogue, config: EngineConfig, labels: Labels) -> SystemicItemDetector:
+def build_systemic_detector(
+    item: str, cat: Catalogue, config: EngineConfig, labels: Labels
+) -> SystemicItemDetector:
     return SystemicItemDetector(
         item=item,
         label=labels.item(item),

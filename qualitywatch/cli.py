@@ -8,6 +8,7 @@ does not take the others down.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import click
 

@@ -96,6 +96,8 @@ class Catalogue:
     hazard_items: tuple[HazardItem, ...]
     products: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = ""
+    #: the time zone weeks are counted in (derived from ``timezone``)
+    zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_regions", {r.code: r for r in self.regions})
@@ -234,7 +236,8 @@ def catalogue_from_dict(data: Mapping[str, Any], source: str = "") -> Catalogue:
             if item not in items_raw:
                 raise CatalogueError(f"industries.{ind.slug}: hazard item {item!r} is not in hazard_items")
     products = {
-        str(name): tuple(str(a) for a in (v or {}).get("aliases", ()) or ()) + ((str(v["name_zh"]),) if v and "name_zh" in v else ())
+        str(name): tuple(str(a) for a in (v or {}).get("aliases", ()) or ())
+        + ((str(v["name_zh"]),) if v and "name_zh" in v else ())
         for name, v in (data.get("products") or {}).items()
     }
     targets = {str(k): float(v) for k, v in _require(data, "targets", "catalogue").items()}

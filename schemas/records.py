@@ -136,7 +136,9 @@ def _check_enterprise(value: str) -> str:
     problem = uscc_problem(code)
     if problem is not None:
         raise PydanticCustomError(
-            "invalid_uscc", "'{value}' is not a unified social credit code: {problem}", {"value": value, "problem": problem}
+            "invalid_uscc",
+            "'{value}' is not a unified social credit code: {problem}",
+            {"value": value, "problem": problem},
         )
     return code
 
@@ -198,7 +200,9 @@ class SamplingResult(_Record):
         sampled = info.data.get("sampled_at")
         if value is not None and sampled is not None and value < sampled:
             raise PydanticCustomError(
-                "reported_before_sampled", "is earlier than sampled_at ({sampled})", {"sampled": sampled.isoformat()}
+                "reported_before_sampled",
+                "is earlier than sampled_at ({sampled})",
+                {"sampled": sampled.isoformat()},
             )
         return value
 
@@ -215,10 +219,14 @@ class SamplingResult(_Record):
                 out.append(name)
         passed = info.data.get("passed")
         if passed is False and not out:
-            raise PydanticCustomError("failed_items_missing", "must name at least one hazard item when passed is false")
+            raise PydanticCustomError(
+                "failed_items_missing", "must name at least one hazard item when passed is false"
+            )
         if passed is True and out:
             raise PydanticCustomError(
-                "failed_items_on_pass", "must be empty when passed is true (got {items})", {"items": ", ".join(out)}
+                "failed_items_on_pass",
+                "must be empty when passed is true (got {items})",
+                {"items": ", ".join(out)},
             )
         return out
 

@@ -50,22 +50,22 @@ class Level(StrEnum):
     def roman(self) -> str:
         return ("IV", "III", "II", "I")[_RANK[self]]
 
-    def __lt__(self, other: object) -> bool:  # type: ignore[override]
+    def __lt__(self, other: object) -> bool:
         if not isinstance(other, Level):
             return NotImplemented
         return _RANK[self] < _RANK[other]
 
-    def __le__(self, other: object) -> bool:  # type: ignore[override]
+    def __le__(self, other: object) -> bool:
         if not isinstance(other, Level):
             return NotImplemented
         return _RANK[self] <= _RANK[other]
 
-    def __gt__(self, other: object) -> bool:  # type: ignore[override]
+    def __gt__(self, other: object) -> bool:
         if not isinstance(other, Level):
             return NotImplemented
         return _RANK[self] > _RANK[other]
 
-    def __ge__(self, other: object) -> bool:  # type: ignore[override]
+    def __ge__(self, other: object) -> bool:
         if not isinstance(other, Level):
             return NotImplemented
         return _RANK[self] >= _RANK[other]
@@ -135,11 +135,16 @@ class RiskWarning(BaseModel):
 def fingerprint_of(detector: str, kind: WarningKind | str, scope: Scope | dict[str, Any]) -> str:
     """Stable identity of what a warning is about (detector + kind + scope), 20 hex characters."""
     s = scope if isinstance(scope, Scope) else Scope(**scope)
-    raw = "|".join([detector, str(kind), s.region or "", s.industry or "", s.item or "", s.enterprise_id or ""])
+    raw = "|".join(
+        [detector, str(kind), s.region or "", s.industry or "", s.item or "", s.enterprise_id or ""]
+    )
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:20]
 
 
-def warning_id(fingerprint: str, status: WarningStatus | str, window_end: datetime, raised_at: datetime) -> str:
+def warning_id(
+    fingerprint: str, status: WarningStatus | str, window_end: datetime, raised_at: datetime
+) -> str:
     """Deterministic id of one emission."""
-    raw = f"{fingerprint}|{status}|{window_end.astimezone(UTC).isoformat()}|{raised_at.astimezone(UTC).isoformat()}"
+    end, raised = window_end.astimezone(UTC).isoformat(), raised_at.astimezone(UTC).isoformat()
+    raw = f"{fingerprint}|{status}|{end}|{raised}"
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:24]

@@ -55,4 +55,6 @@ def test_public_surface(package: str) -> None:
     for name in exported:
         assert hasattr(mod, name), f"{package}.__all__ names {name!r} which does not exist"
     public = {n for n in vars(mod) if not n.startswith("_") and not isinstance(getattr(mod, n), type(mod))}
-    assert public <= set(exported) | {"annotations"}, f"unexported public names: {sorted(public - set(exported))}"
+    assert public <= set(exported) | {"annotations"}, (
+        f"unexported public names: {sorted(public - set(exported))}"
+    )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from test_patrol import T0, report
+
 from detectors import DetectionEngine, EngineConfig, Outcome
 from schemas import Level, WarningKind, default_catalogue, week_start
-from test_patrol import T0, report
 
 
 def test_a_major_hazard_warns_on_arrival_without_waiting_for_later_reports() -> None:
