@@ -61,24 +61,31 @@ def apply_batch(runtime: Runtime, records: Iterable[Any]) -> BatchResult:
     return BatchResult(outcomes=outcomes, rejected=rejected)
 
 
-def make_consumer(runtime: Runtime, **overrides: Any) -> Any:
+def kafka_consumer(runtime: Runtime, *, group: str, topic: str, **overrides: Any) -> Any:
+    """A kafka-python consumer of ``topic`` in ``group``: manual commits, the profile's timings."""
     from kafka import KafkaConsumer
 
     s = runtime.settings
     config: dict[str, Any] = {
         "bootstrap_servers": s.bootstrap_servers,
-        "group_id": s.consumer_group,
+        "group_id": group,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "session_timeout_ms": s.session_timeout_ms,
         "heartbeat_interval_ms": max(s.session_timeout_ms // 3, 100),
         "fetch_max_wait_ms": s.fetch_max_wait_ms,
-        "max_poll_records": 2000,  # a bigger batch shares its reads, writes and commit among more warnings
+        "max_poll_records": 2000,  # a bigger batch shares its reads, writes and commit among more records
     }
     config.update(overrides)
     consumer = KafkaConsumer(**config)
-    consumer.subscribe([s.topic])
+    consumer.subscribe([topic])
     return consumer
+
+
+def make_consumer(runtime: Runtime, **overrides: Any) -> Any:
+    """The consumer of the warnings topic."""
+    s = runtime.settings
+    return kafka_consumer(runtime, group=s.consumer_group, topic=s.topic, **overrides)
 
 
 def run_consumer(

@@ -140,23 +140,10 @@ def apply_cell_weeks(
 
 def make_stats_consumer(runtime: Runtime, **overrides: Any) -> Any:
     """A kafka-python consumer of the ``cell-weeks`` topic in the stats group (manual commits)."""
-    from kafka import KafkaConsumer
+    from alerts.consumer import kafka_consumer
 
     s = runtime.settings
-    config: dict[str, Any] = {
-        "bootstrap_servers": s.bootstrap_servers,
-        "group_id": s.stats_consumer_group,
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
-        "session_timeout_ms": s.session_timeout_ms,
-        "heartbeat_interval_ms": max(s.session_timeout_ms // 3, 100),
-        "fetch_max_wait_ms": s.fetch_max_wait_ms,
-        "max_poll_records": 2000,
-    }
-    config.update(overrides)
-    consumer = KafkaConsumer(**config)
-    consumer.subscribe([s.cell_weeks])
-    return consumer
+    return kafka_consumer(runtime, group=s.stats_consumer_group, topic=s.cell_weeks, **overrides)
 
 
 def run_stats_consumer(
