@@ -34,6 +34,7 @@ from schemas import (
 
 __all__ = [
     "MAX_EVIDENCE_IDS",
+    "AlarmLatch",
     "CellWeek",
     "Detector",
     "ItemCell",
@@ -146,6 +147,46 @@ class Score:
     p_value: float | None = None
     alarm: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AlarmLatch:
+    """The alarm state a count detector carries from week to week.
+
+    ``advance(alarm)`` says what to emit this week: ``firing`` every week the alarm holds, ``resolved``
+    after ``resolve_after`` quiet weeks in a row, otherwise nothing. ``raise_to(level)`` keeps the
+    highest level reached during the alarm (a warning never steps down while it fires); ``close()``
+    forgets the alarm once its resolved emission is built.
+    """
+
+    resolve_after: int
+    active: bool = False
+    clear_run: int = 0
+    firing_weeks: int = 0
+    highest: Level | None = None
+
+    def advance(self, alarm: bool) -> WarningStatus | None:
+        if alarm:
+            self.active = True
+            self.clear_run = 0
+            self.firing_weeks += 1
+            return WarningStatus.firing
+        if self.active:
+            self.clear_run += 1
+            if self.clear_run >= self.resolve_after:
+                return WarningStatus.resolved
+        return None
+
+    def raise_to(self, level: Level) -> Level:
+        if self.highest is None or level > self.highest:
+            self.highest = level
+        return self.highest
+
+    def close(self) -> None:
+        self.active = False
+        self.clear_run = 0
+        self.firing_weeks = 0
+        self.highest = None
 
 
 class Detector(ABC, Generic[Obs]):

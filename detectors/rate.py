@@ -29,7 +29,7 @@ import numpy as np
 
 from schemas import Level, RiskWarning, Scope, WarningKind, WarningStatus
 
-from .base import Detector, Score, SeriesWeek, make_warning
+from .base import AlarmLatch, Detector, Score, SeriesWeek, make_warning
 from .stats import beta_binomial_rho, beta_binomial_upper_tail, expit, fit_binomial_glm, normal_isf
 
 __all__ = ["RateChangeDetector", "rate_level"]
@@ -150,10 +150,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
         #: the last ``glr_weeks`` scored weeks: (week index, capped score z, its weight c)
         self._recent: list[tuple[int, float, float]] = []
         self._last_week: int | None = None
-        self._active = False
-        self._clear_run = 0
-        self._firing_weeks = 0
-        self._level: Level | None = None
+        self._latch = AlarmLatch(resolve_after)
         self._fit_key: tuple[int, int, int] | None = None
         self._fit: _Fit | None = None
 
@@ -318,21 +315,13 @@ class RateChangeDetector(Detector[SeriesWeek]):
         out: list[RiskWarning] = []
         if not s.extra.get("warmup", True) and obs.tested > 0:
             self._recent = list(s.extra["_recent"])
-        if s.alarm:
-            self._active = True
-            self._clear_run = 0
-            self._firing_weeks += 1
-            out.append(self._warning(obs, s, WarningStatus.firing))
-        elif self._active:
-            self._clear_run += 1
-            if self._clear_run >= self.resolve_after:
-                out.append(self._warning(obs, s, WarningStatus.resolved))
-                self._active = False
-                self._clear_run = 0
-                self._firing_weeks = 0
-                self._recent = []  # the GLR restarts after an alarm (like a CUSUM reset)
-                self._level = None
-        if not s.alarm and not self._active:
+        status = self._latch.advance(s.alarm)
+        if status is not None:
+            out.append(self._warning(obs, s, status))
+        if status is WarningStatus.resolved:
+            self._latch.close()
+            self._recent = []  # the GLR restarts after an alarm (like a CUSUM reset)
+        if not s.alarm and not self._latch.active:
             self.learn(obs)
         else:
             # time still moves on while an alarm holds (the week is simply not learned)
@@ -347,11 +336,10 @@ class RateChangeDetector(Detector[SeriesWeek]):
         ratio = observed / expected if expected else math.inf
         p = s.p_value if s.p_value is not None else 1.0
         if status is WarningStatus.firing:
-            level = rate_level(ratio, p, self._firing_weeks)
-            self._level = level if self._level is None or level > self._level else self._level
-            level = self._level
+            level = rate_level(ratio, p, self._latch.firing_weeks)
+            level = self._latch.raise_to(level)
         else:
-            level = self._level or Level.blue
+            level = self._latch.highest or Level.blue
         exp_txt = f"{100 * expected:.1f} % expected" if expected is not None else "no baseline"
         head = (
             f"{self.label}: {obs.failed} of {obs.tested} batches failed this week "
@@ -364,8 +352,8 @@ class RateChangeDetector(Detector[SeriesWeek]):
                     f", sustained {s.extra['glr_shape']} over {s.extra['glr_weeks']} weeks "
                     f"(GLR z {s.extra['glr']:.1f} >= {self.glr_threshold:g})"
                 )
-            if self._firing_weeks > 1:
-                why += f", week {self._firing_weeks} of alarm"
+            if self._latch.firing_weeks > 1:
+                why += f", week {self._latch.firing_weeks} of alarm"
             summary = f"{head} — {why} [{level.value}]"
         else:
             summary = f"{head} — back to normal after {self.resolve_after} quiet weeks [resolved]"
@@ -389,6 +377,6 @@ class RateChangeDetector(Detector[SeriesWeek]):
             observed_rate=observed,
             summary=summary,
             ratio=ratio if math.isfinite(ratio) else None,
-            firing_weeks=self._firing_weeks,
+            firing_weeks=self._latch.firing_weeks,
             **extra,
         )

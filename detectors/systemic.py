@@ -21,7 +21,7 @@ import math
 
 from schemas import Level, RiskWarning, Scope, WarningKind, WarningStatus
 
-from .base import Detector, ItemCell, ItemWeek, Score, make_warning
+from .base import AlarmLatch, Detector, ItemCell, ItemWeek, Score, make_warning
 from .stats import binomial_upper_tail
 
 __all__ = ["SystemicItemDetector", "systemic_level"]
@@ -93,10 +93,7 @@ class SystemicItemDetector(Detector[ItemWeek]):
         #: the previous ``window_weeks - 1`` weeks, oldest first: cell key -> (tested, failed)
         self._recent: list[dict[str, tuple[int, int]]] = []
         self._weeks = 0
-        self._active = False
-        self._clear_run = 0
-        self._firing_weeks = 0
-        self._level: Level | None = None
+        self._latch = AlarmLatch(resolve_after)
 
     # -- baseline -----------------------------------------------------------------------------
     def _item_rate(self) -> float:
@@ -201,27 +198,19 @@ class SystemicItemDetector(Detector[ItemWeek]):
         self._weeks += 1
         if self.window_weeks > 1:
             week = {f"{c.region}|{c.industry}": (c.tested, c.failed) for c in obs.cells if c.tested > 0}
-            self._recent = [*self._recent, week][-(self.window_weeks - 1):]
+            self._recent = [*self._recent, week][-(self.window_weeks - 1) :]
 
     def step(self, obs: ItemWeek) -> list[RiskWarning]:
         s = self.score(obs)
         out: list[RiskWarning] = []
-        if s.alarm:
-            self._active = True
-            self._clear_run = 0
-            self._firing_weeks += 1
-            out.append(self._warning(obs, s, WarningStatus.firing))
-        elif self._active:
-            self._clear_run += 1
-            if self._clear_run >= self.resolve_after:
-                out.append(self._warning(obs, s, WarningStatus.resolved))
-                self._active = False
-                self._clear_run = 0
-                self._firing_weeks = 0
-                self._level = None
-                self._recent = []  # the windows restart after an alarm: no echo of the outbreak
+        status = self._latch.advance(s.alarm)
+        if status is not None:
+            out.append(self._warning(obs, s, status))
+        if status is WarningStatus.resolved:
+            self._latch.close()
+            self._recent = []  # the windows restart after an alarm: no echo of the outbreak
         skip: frozenset[tuple[str, str]] = frozenset()
-        if s.alarm or self._active:
+        if s.alarm or self._latch.active:
             skip = frozenset((c["region"], c["industry"]) for c in s.extra["cells"])
         self.learn(obs, skip)
         return out
@@ -232,9 +221,8 @@ class SystemicItemDetector(Detector[ItemWeek]):
         tested, failed, expected = x["flagged_tested"], x["flagged_failed"], x["expected_failures"]
         ratio = failed / expected if expected > 0 else math.inf
         if status is WarningStatus.firing:
-            level = systemic_level(len(x["regions"]), len(x["industries"]), ratio, self._firing_weeks)
-            self._level = level if self._level is None or level > self._level else self._level
-            level = self._level
+            level = systemic_level(len(x["regions"]), len(x["industries"]), ratio, self._latch.firing_weeks)
+            level = self._latch.raise_to(level)
             where = ", ".join(
                 f"{self.region_labels.get(c['region'], c['region'])} / "
                 f"{self.industry_labels.get(c['industry'], c['industry'])} {c['failed']}/{c['tested']}"
@@ -249,7 +237,7 @@ class SystemicItemDetector(Detector[ItemWeek]):
             keys = {(d["region"], d["industry"]) for d in x["cells"]}
             ids = [i for c in obs.cells if (c.region, c.industry) in keys for i in c.failed_ids]
         else:
-            level = self._level or Level.blue
+            level = self._latch.highest or Level.blue
             summary = (
                 f"{self.label}: back within baseline across counties and industries after "
                 f"{self.resolve_after} quiet weeks ({obs.failed} failures of {obs.tested} tests this week) "
@@ -275,7 +263,7 @@ class SystemicItemDetector(Detector[ItemWeek]):
             status=status,
             summary=summary,
             ratio=ratio if math.isfinite(ratio) else None,
-            firing_weeks=self._firing_weeks,
+            firing_weeks=self._latch.firing_weeks,
             **x,
         )
 
