@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from scipy.special import bdtrc
 
 from schemas import Level, RiskWarning, SamplingResult, Scope, WarningKind, WarningStatus
 
 from .base import Detector, Score, make_warning
+from .stats import binomial_upper_tail
 
 __all__ = [
     "DEFAULT_SEVERE_ITEMS",
@@ -47,13 +47,7 @@ DEFAULT_SEVERE_ITEMS: tuple[str, ...] = (
 _DEFAULT_SEVERE = frozenset(DEFAULT_SEVERE_ITEMS)  # shared by every instance (and stored once per pickle)
 
 
-def binomial_tail(failed: int, tested: int, rate: float) -> float:
-    """P(X >= failed) for X ~ Binomial(tested, rate)."""
-    if failed <= 0:
-        return 1.0
-    if failed > tested:
-        return 0.0
-    return float(bdtrc(failed - 1, tested, rate))
+binomial_tail = binomial_upper_tail  # P(X >= failed) for X ~ Binomial(tested, rate)
 
 
 def _days(n: float) -> timedelta:
