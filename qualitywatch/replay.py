@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from detectors import DetectionEngine, EngineConfig
 from schemas import (
@@ -39,6 +40,7 @@ from schemas import (
     field_errors,
     validation_context,
 )
+from schemas.fastpath import SamplingDecoder
 from schemas.weeks import week_start
 
 __all__ = [
@@ -152,13 +154,11 @@ def _bad_line(source: str, lineno: int, line: bytes, exc: ValidationError) -> Ba
 def _valid_records(
     fh: IO[bytes],
     stats: SourceStats,
-    model: type[BaseModel],
-    context: dict[str, Any],
+    validate: Callable[[bytes], Any],
     on_bad_line: Callable[[BadLine], None] | None,
     on_progress: Callable[[int], None] | None,
 ) -> Iterator[Any]:
     """Yield the valid records of one file; report the others. The hot loop of a replay."""
-    validate = model.model_validate_json
     lineno = 0
     pending = 0
     try:
@@ -168,7 +168,7 @@ def _valid_records(
                 on_progress(pending)
                 pending = 0
             try:
-                record = validate(line, context=context)
+                record = validate(line)
             except ValidationError as exc:
                 stats.rejected += 1
                 if on_bad_line is not None:
@@ -264,14 +264,18 @@ def replay(
     files: list[IO[bytes]] = []
     try:
         streams: list[tuple[Iterator[Any], SourceStats]] = []
-        for path, model in ((events, SamplingResult), (patrols, PatrolReport)):
+        validators: tuple[Callable[[bytes], Any], Callable[[bytes], Any]] = (
+            SamplingDecoder(cat, now=clock),
+            partial(PatrolReport.model_validate_json, context=context),
+        )
+        for path, validate in zip((events, patrols), validators, strict=True):
             if path is None:
                 continue
             fh = _open(path)
             files.append(fh)
             src = SourceStats(path=str(path))
             stats.sources.append(src)
-            streams.append((_valid_records(fh, src, model, context, on_bad_line, on_progress), src))
+            streams.append((_valid_records(fh, src, validate, on_bad_line, on_progress), src))
         with _fewer_collections():
             engine = _run(streams, events is not None, cat, cfg, write, stats, flush)
     finally:
