@@ -17,9 +17,11 @@ Every stage is picklable: its whole state can be checkpointed together with the 
 from __future__ import annotations
 
 import heapq
+import math
+from collections import deque
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -89,25 +91,34 @@ class Labels:
 
 
 class _IdWindow:
-    """Record ids seen within ``horizon`` of event time (bounded memory)."""
+    """Record ids seen within ``horizon`` of event time (bounded memory).
+
+    Ids are forgotten in arrival order once their event time is older than the newest one minus
+    the horizon (arrival order is event-time order up to ``allowed_lateness``, far shorter than the
+    horizon, so an id may be kept a little longer, never forgotten early).
+    """
 
     def __init__(self, horizon: timedelta) -> None:
-        self._horizon = horizon
-        self._seen: dict[str, datetime] = {}
-        self._expiry: list[tuple[datetime, str]] = []
+        self._horizon = horizon.total_seconds()
+        self._seen: dict[str, float] = {}
+        self._keys: deque[float] = deque()  # event times (POSIX seconds), in arrival order
+        self._order: deque[str] = deque()  # the ids, in the same order
 
     def __contains__(self, record_id: str) -> bool:
         return record_id in self._seen
 
-    def add(self, record_id: str, when: datetime) -> None:
-        self._seen[record_id] = when
-        heapq.heappush(self._expiry, (when, record_id))
+    def add(self, record_id: str, key: float) -> None:
+        self._seen[record_id] = key
+        self._keys.append(key)
+        self._order.append(record_id)
 
-    def expire(self, watermark: datetime) -> None:
+    def expire(self, watermark: float) -> None:
         cutoff = watermark - self._horizon
-        while self._expiry and self._expiry[0][0] < cutoff:
-            when, rid = heapq.heappop(self._expiry)
-            if self._seen.get(rid) == when:
+        keys = self._keys
+        while keys and keys[0] < cutoff:
+            key = keys.popleft()
+            rid = self._order.popleft()
+            if self._seen.get(rid) == key:
                 del self._seen[rid]
 
     def __len__(self) -> int:
@@ -115,53 +126,60 @@ class _IdWindow:
 
 
 class _Bucket:
-    __slots__ = ("failed_ids", "items", "last_event", "last_utc", "tested")
+    __slots__ = ("failed_ids", "items", "last_event", "last_key", "tested")
 
     def __init__(self) -> None:
         self.tested = 0
         self.failed_ids: list[str] = []
         self.items: dict[str, list[str]] = {}
         self.last_event: datetime | None = None
-        self.last_utc: datetime | None = None  # last_event in UTC (cheap to compare)
+        self.last_key = -math.inf  # last_event in POSIX seconds
+
+
+class _Week:
+    """One event-time week: its local start and end, and both as POSIX seconds (cheap to compare)."""
+
+    __slots__ = ("end", "end_key", "start", "start_key")
+
+    def __init__(self, start: datetime, zone: Any) -> None:
+        self.start = start
+        self.end = _next_week(start, zone)
+        self.start_key = start.timestamp()
+        self.end_key = self.end.timestamp()
 
 
 class _OrderedStage:
     """Dedup + reorder buffer + week clock shared by the per-county stages.
 
-    Internally event times are compared as UTC datetimes (``key``): comparing two aware datetimes
-    with different ``tzinfo`` objects calls ``utcoffset`` on both, which dominated the hot path.
-    The order is the same instants' order, so the behaviour is unchanged.
+    Event times are keyed as POSIX seconds (``datetime.timestamp()``): the same instants in the same
+    order, and far cheaper to compare and hold than aware datetimes. The buffer is a heap of
+    ``(key, id, event time, record)``; ids are unique in it (duplicates never enter), so records
+    themselves are never compared.
     """
 
     def __init__(self, region: str, zone: Any, config: EngineConfig) -> None:
         self.region = region
         self._zone = zone
         self._config = config
+        self._lateness = config.allowed_lateness.total_seconds()
         self._ids = _IdWindow(config.dedup_horizon)
-        self._buffer: list[tuple[datetime, str, datetime, Any]] = []  # (key, id, event time, record)
-        self._watermark: datetime | None = None  # newest event time received (UTC)
-        self._released: datetime | None = None  # newest event time released to the detectors (UTC)
-        self._open_week: datetime | None = config.epoch  # start of the oldest week not yet closed
-        self._open_utc: tuple[datetime | None, datetime, datetime] | None = None  # open week, bounds in UTC
-        self._count_week: tuple[datetime, datetime, datetime] | None = None  # (UTC start, UTC end, start)
-        self.counts: dict[str, int] = {o.value: 0 for o in Outcome}
+        self._buffer: list[tuple[float, str, datetime, Any]] = []
+        self._watermark = -math.inf  # newest event time received
+        self._released: float | None = None  # newest event time released to the detectors
+        self._open: _Week | None = None if config.epoch is None else _Week(config.epoch, zone)
+        self.counts: dict[str, int] = {o: 0 for o in Outcome}  # keyed by Outcome, a str
 
-    def _open_bounds(self) -> tuple[datetime, datetime]:
-        """Start and end of the open week as UTC datetimes (cached while the week stays open)."""
-        cached = self._open_utc
-        if cached is None or cached[0] is not self._open_week:
-            assert self._open_week is not None
-            start = self._open_week
-            cached = (start, start.astimezone(UTC), (start + WEEK).astimezone(UTC))
-            self._open_utc = cached
-        return cached[1], cached[2]
+    @property
+    def _open_week(self) -> datetime | None:
+        """Start of the oldest week not yet closed (local midnight), None before the first record."""
+        return self._open.start if self._open is not None else None
 
-    def _admit(self, record_id: str, when: datetime, key: datetime) -> Outcome:
+    def _admit(self, record_id: str, when: datetime, key: float) -> Outcome:
         if record_id in self._ids:
             return Outcome.duplicate
-        if self._open_week is None:
-            self._open_week = week_start(when, self._zone)
-        if key < self._open_bounds()[0]:
+        if self._open is None:
+            self._open = _Week(week_start(when, self._zone), self._zone)
+        if key < self._open.start_key:
             epoch = self._config.epoch
             return Outcome.before_epoch if epoch is None or when < epoch else Outcome.late
         # a record older than what was already released (out of order beyond the buffer) still
@@ -169,45 +187,47 @@ class _OrderedStage:
         self._ids.add(record_id, key)
         return Outcome.accepted
 
-    def _push(self, key: datetime, record_id: str, when: datetime, record: Any) -> None:
+    def _push(self, key: float, record_id: str, when: datetime, record: Any) -> None:
         heapq.heappush(self._buffer, (key, record_id, when, record))
-        if self._watermark is None or key > self._watermark:
+        if key > self._watermark:
             self._watermark = key
 
-    def _ready(self, flush: bool = False) -> Iterable[tuple[datetime, datetime, Any]]:
-        """Release buffered records older than watermark - lateness, in (event time, id) order.
-
-        Yields ``(key, event time, record)``; ``key`` is the event time in UTC.
-        """
-        if self._watermark is None:
-            return
-        horizon = self._watermark - self._config.allowed_lateness
-        while self._buffer and (flush or self._buffer[0][0] <= horizon):
-            key, _rid, when, record = heapq.heappop(self._buffer)
-            if self._released is None or key > self._released:
-                self._released = key
-            yield key, when, record
-        self._ids.expire(self._watermark)
+    def _pop_ready(self, flush: bool) -> tuple[float, datetime, Any] | None:
+        """The next buffered record older than watermark - lateness (any, when flushing), or None."""
+        buffer = self._buffer
+        if not buffer or (not flush and buffer[0][0] > self._watermark - self._lateness):
+            return None
+        key, _rid, when, record = heapq.heappop(buffer)
+        if self._released is None or key > self._released:
+            self._released = key
+        return key, when, record
 
     def _weeks_to_close(self, flush: bool = False) -> list[datetime]:
         """Starts of the weeks that the released event time has passed (all when flushing)."""
-        if self._open_week is None or self._released is None:
+        week, released = self._open, self._released
+        if week is None or released is None:
             return []
-        if not flush and self._released < self._open_bounds()[1]:
+        if not flush and released < week.end_key:
             return []  # the common case: still inside the open week
-        limit = self._released if not flush else None
         out = []
-        while limit is None or self._open_week + WEEK <= limit:
-            if flush and self._open_week > self._released:
+        while flush or week.end_key <= released:
+            if flush and week.start_key > released:
                 break
-            out.append(self._open_week)
-            self._open_week = _next_week(self._open_week, self._zone)
+            out.append(week.start)
+            week = _Week(week.end, self._zone)
+        self._open = week
         return out
 
 
 def _next_week(start: datetime, zone: Any) -> datetime:
     nxt = start.date() + WEEK
     return datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
+
+
+_NONE: tuple[()] = ()
+_ACCEPTED = Outcome.accepted
+#: how many new ids may be remembered between two expiry passes on the hot path
+_ID_CHECK_EVERY = 1024
 
 
 class RegionStage(_OrderedStage):
@@ -221,19 +241,55 @@ class RegionStage(_OrderedStage):
         self._targets = {slug: catalogue.target_for_industry(slug) for slug in self._industries}
         self._labels = labels
         self._buckets: dict[datetime, dict[str, _Bucket]] = {}
+        self._count_week: tuple[float, float, dict[str, _Bucket]] | None = None  # the week counted last
+        self._ids_check = _ID_CHECK_EVERY  # expire remembered ids when they grow past this
         self.detectors = build_region_detectors(region, catalogue, config, labels)
 
-    def submit(self, record: SamplingResult) -> tuple[Outcome, list[RiskWarning], list[CellWeek]]:
-        """Hand one record to the stage: its outcome, the warnings and the cell-weeks it closed."""
+    def submit(self, record: Any) -> tuple[Outcome, list[RiskWarning], list[CellWeek]]:
+        """Hand one record to the stage: its outcome, the warnings and the cell-weeks it closed.
+
+        ``record`` is a :class:`~schemas.SamplingResult` or a :class:`~schemas.fastpath.SamplingRecord`.
+        The returned lists are empty tuples when nothing happened (the common case: no allocation).
+        This is the hot path of a replay: the common case (one record in, one released, no week
+        closed) is written out here rather than through the general ``_drain``.
+        """
         when = record.sampled_at
-        key = when.astimezone(UTC)
+        key = when.timestamp()
         outcome = self._admit(record.id, when, key)
-        self.counts[outcome.value] += 1
+        counts = self.counts
         if outcome is not Outcome.accepted:
-            return outcome, [], []
-        self._push(key, record.id, when, record)
-        warnings, cells = self._drain(flush=False)
-        return outcome, warnings, cells
+            counts[outcome] += 1
+            return outcome, _NONE, _NONE  # type: ignore[return-value]
+        counts[_ACCEPTED] += 1
+        buffer = self._buffer
+        heapq.heappush(buffer, (key, record.id, when, record))
+        if key > self._watermark:
+            self._watermark = key
+        horizon = self._watermark - self._lateness
+        if buffer[0][0] > horizon:
+            return outcome, _NONE, _NONE  # type: ignore[return-value]  # nothing to release yet
+        week = self._open
+        assert week is not None  # set by _admit
+        if buffer[0][0] >= week.end_key or (self._released is not None and self._released >= week.end_key):
+            warnings, cells = self._drain(flush=False)  # a week may close: the general path
+            return outcome, warnings, cells
+        found: list[RiskWarning] | None = None
+        on_record = self.detectors.on_record
+        while buffer and buffer[0][0] <= horizon and buffer[0][0] < week.end_key:
+            released, _rid, released_at, ready = heapq.heappop(buffer)
+            if self._released is None or released > self._released:
+                self._released = released
+            self._count(released, released_at, ready)
+            emitted = on_record(ready)
+            if emitted:
+                found = [*found, *emitted] if found else list(emitted)
+        if buffer and buffer[0][0] <= horizon:
+            warnings, cells = self._drain(flush=False)  # the rest crosses into the next week
+            return outcome, [*(found or ()), *warnings], cells
+        if len(self._ids) > self._ids_check:
+            self._ids.expire(self._watermark)
+            self._ids_check = len(self._ids) + _ID_CHECK_EVERY
+        return outcome, found or _NONE, _NONE  # type: ignore[return-value]
 
     def flush(self) -> tuple[list[RiskWarning], list[CellWeek]]:
         """Release everything buffered and close every week up to the newest record (end of a replay)."""
@@ -242,39 +298,52 @@ class RegionStage(_OrderedStage):
     def _drain(self, flush: bool) -> tuple[list[RiskWarning], list[CellWeek]]:
         warnings: list[RiskWarning] = []
         cells: list[CellWeek] = []
-        for key, when, record in self._ready(flush):
-            for start in self._weeks_to_close():
-                w, c = self._close(start)
-                warnings += w
-                cells += c
+        on_record = self.detectors.on_record
+        while (ready := self._pop_ready(flush)) is not None:
+            key, when, record = ready
+            if self._released >= self._open.end_key:  # type: ignore[operator, union-attr]
+                for start in self._weeks_to_close():
+                    w, c = self._close(start)
+                    warnings += w
+                    cells += c
             self._count(key, when, record)
-            warnings += self.detectors.on_record(record)
+            found = on_record(record)
+            if found:
+                warnings += found
+        self._ids.expire(self._watermark)
         for start in self._weeks_to_close(flush):
             w, c = self._close(start)
             warnings += w
             cells += c
         return warnings, cells
 
-    def _count(self, key: datetime, when: datetime, record: SamplingResult) -> None:
+    def _count(self, key: float, when: datetime, record: Any) -> None:
         week = self._count_week
         if week is not None and week[0] <= key < week[1]:
-            start = week[2]
+            buckets = week[2]
         else:
             start = week_start(when, self._zone)
-            self._count_week = (start.astimezone(UTC), (start + WEEK).astimezone(UTC), start)
-        bucket = self._buckets.setdefault(start, {}).setdefault(record.industry, _Bucket())
+            buckets = self._buckets.setdefault(start, {})
+            self._count_week = (start.timestamp(), _next_week(start, self._zone).timestamp(), buckets)
+        bucket = buckets.get(record.industry)
+        if bucket is None:
+            bucket = buckets[record.industry] = _Bucket()
         bucket.tested += 1
         if not record.passed:
-            bucket.failed_ids.append(record.id)
+            rid = record.id
+            bucket.failed_ids.append(rid)
             for item in record.failed_items:
-                bucket.items.setdefault(item, []).append(record.id)
-        if bucket.last_utc is None or key > bucket.last_utc:
+                bucket.items.setdefault(item, []).append(rid)
+        if key > bucket.last_key:
             bucket.last_event = when
-            bucket.last_utc = key
+            bucket.last_key = key
 
     def _close(self, start: datetime) -> tuple[list[RiskWarning], list[CellWeek]]:
         end = _next_week(start, self._zone)
         buckets = self._buckets.pop(start, {})
+        week = self._count_week
+        if week is not None and week[2] is buckets:
+            self._count_week = None
         cells = []
         for slug in self._industries:
             b = buckets.get(slug)
@@ -314,9 +383,9 @@ class PatrolStage(_OrderedStage):
 
     def submit(self, report: PatrolReport) -> tuple[Outcome, list[RiskWarning]]:
         when = report.patrolled_at
-        key = when.astimezone(UTC)
+        key = when.timestamp()
         outcome = self._admit(report.id, when, key)
-        self.counts[outcome.value] += 1
+        self.counts[outcome] += 1
         if outcome is not Outcome.accepted:
             return outcome, []
         self._push(key, report.id, when, report)
@@ -327,8 +396,9 @@ class PatrolStage(_OrderedStage):
 
     def _drain(self, flush: bool) -> list[RiskWarning]:
         out: list[RiskWarning] = []
-        for _key, _when, report in self._ready(flush):
-            out += self.detectors.on_record(report)
+        while (ready := self._pop_ready(flush)) is not None:
+            out += self.detectors.on_record(ready[2])
+        self._ids.expire(self._watermark)
         return out
 
 
@@ -471,7 +541,9 @@ class DetectionEngine:
     def process_sampling(self, record: SamplingResult) -> tuple[Outcome, list[RiskWarning]]:
         self._ensure(record.sampled_at)
         outcome, warnings, cells = self.regions[record.region].submit(record)
-        return outcome, warnings + self._downstream(cells)
+        if cells:
+            warnings = [*warnings, *self._downstream(cells)]
+        return outcome, warnings
 
     def process_patrol(self, report: PatrolReport) -> tuple[Outcome, list[RiskWarning]]:
         self._ensure(report.patrolled_at)

@@ -16,7 +16,8 @@ import math
 from array import array
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -48,10 +49,68 @@ _DEFAULT_SEVERE = frozenset(DEFAULT_SEVERE_ITEMS)  # shared by every instance (a
 
 
 binomial_tail = binomial_upper_tail  # P(X >= failed) for X ~ Binomial(tested, rate)
+#: the same, remembered: an enterprise's counts are small integers that repeat across enterprises
+_tail = lru_cache(maxsize=8192)(binomial_upper_tail)
 
 
 def _days(n: float) -> timedelta:
     return timedelta(days=n)
+
+
+@dataclass(frozen=True, slots=True)
+class _RepeatRules:
+    """The hyper-parameters of :class:`EnterpriseRepeatDetector`, shared by its many instances."""
+
+    window: timedelta
+    window_s: float
+    expected_rate: float
+    alpha: float
+    clear_after_passes: int
+    severe_items: frozenset[str]
+    max_tests: int
+
+
+@lru_cache(maxsize=64)
+def _repeat_rules(
+    window_days: int,
+    expected_rate: float,
+    alpha: float,
+    clear_after_passes: int,
+    severe_items: tuple[str, ...],
+    max_tests: int,
+) -> _RepeatRules:
+    if not 0.0 < expected_rate < 1.0:
+        raise ValueError(f"expected_rate must be in (0, 1), got {expected_rate}")
+    if window_days <= 0 or clear_after_passes <= 0 or max_tests <= 0:
+        raise ValueError("window_days, clear_after_passes and max_tests must be positive")
+    window = _days(window_days)
+    return _RepeatRules(
+        window=window,
+        window_s=window.total_seconds(),
+        expected_rate=expected_rate,
+        alpha=alpha,
+        clear_after_passes=clear_after_passes,
+        severe_items=_DEFAULT_SEVERE if severe_items == DEFAULT_SEVERE_ITEMS else frozenset(severe_items),
+        max_tests=max_tests,
+    )
+
+
+def _prune(entries: list[tuple[float, str, tuple[str, ...]]], cutoff: float) -> None:
+    """Drop the head entries at or before ``cutoff`` (the list is in event-time order)."""
+    n = 0
+    for entry in entries:
+        if entry[0] > cutoff:
+            break
+        n += 1
+    del entries[:n]
+
+
+def _prune_keys(keys: list[float], cutoff: float, keep: int) -> None:
+    """Drop the head keys at or before ``cutoff``, and the oldest beyond the ``keep`` newest."""
+    n = max(0, len(keys) - keep)
+    while n < len(keys) and keys[n] <= cutoff:
+        n += 1
+    del keys[:n]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -95,6 +154,18 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
     """
 
     name = "enterprise_repeat"
+    # one instance per enterprise sampled: slotted, the hyper-parameters shared (``_RepeatRules``)
+    __slots__ = (
+        "_failures",
+        "_firing",
+        "_label",
+        "_passes_in_row",
+        "_tests",
+        "_where",
+        "enterprise_id",
+        "region_label",
+        "rules",
+    )
 
     def __init__(
         self,
@@ -108,64 +179,65 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         severe_items: tuple[str, ...] = DEFAULT_SEVERE_ITEMS,
         max_tests: int = 1000,
     ) -> None:
-        if not 0.0 < expected_rate < 1.0:
-            raise ValueError(f"expected_rate must be in (0, 1), got {expected_rate}")
-        if window_days <= 0 or clear_after_passes <= 0 or max_tests <= 0:
-            raise ValueError("window_days, clear_after_passes and max_tests must be positive")
         self.enterprise_id = enterprise_id
         self.region_label = region_label
-        self.window = _days(window_days)
-        self.expected_rate = expected_rate
-        self.alpha = alpha
-        self.clear_after_passes = clear_after_passes
-        default = severe_items == DEFAULT_SEVERE_ITEMS
-        self.severe_items = _DEFAULT_SEVERE if default else frozenset(severe_items)
-        # state: samplings and failures within the window only (bounded)
-        self._tests: deque[tuple[datetime, bool]] = deque(maxlen=max_tests)
-        self._failures: deque[tuple[datetime, str, tuple[str, ...]]] = deque(maxlen=max_tests)
+        self.rules = _repeat_rules(
+            window_days, expected_rate, alpha, clear_after_passes, severe_items, max_tests
+        )
+        # state: samplings and failures within the window only (bounded, oldest first), keyed by
+        # event time in POSIX seconds (cheap to compare; the window is a fixed number of seconds)
+        self._tests: list[float] = []
+        self._failures: list[tuple[float, str, tuple[str, ...]]] = []
         self._passes_in_row = 0
         self._firing: Level | None = None
-        self._scope: Scope | None = None
+        self._where: tuple[str, str] | None = None  # (region, industry) of the first record seen
         self._label = enterprise_id
+
+    @property
+    def window(self) -> timedelta:
+        return self.rules.window
+
+    @property
+    def expected_rate(self) -> float:
+        return self.rules.expected_rate
+
+    @property
+    def alpha(self) -> float:
+        return self.rules.alpha
+
+    @property
+    def clear_after_passes(self) -> int:
+        return self.rules.clear_after_passes
+
+    @property
+    def severe_items(self) -> frozenset[str]:
+        return self.rules.severe_items
 
     # -- contract ---------------------------------------------------------------------------------
     def score(self, obs: SamplingResult) -> Score:
-        rec = self._assess(obs)
+        rec = self._assess(obs, obs.sampled_at.timestamp())
         return Score(
             statistic=float(rec.failed),
             threshold=2.0,
-            expected_rate=self.expected_rate,
+            expected_rate=self.rules.expected_rate,
             p_value=rec.p_value,
             alarm=rec.level is not None,
             extra={"level": rec.level.value if rec.level else None, "tested": rec.tested},
         )
 
     def learn(self, obs: SamplingResult) -> None:
-        if self._scope is None:
-            self._scope = Scope(region=obs.region, industry=obs.industry, enterprise_id=self.enterprise_id)
-        if obs.enterprise_name:
-            self._label = obs.enterprise_name
-        self._tests.append((obs.sampled_at, obs.passed))
-        if obs.passed:
-            self._passes_in_row += 1
-        else:
-            self._passes_in_row = 0
-            self._failures.append((obs.sampled_at, obs.id, tuple(obs.failed_items)))
-        cutoff = obs.sampled_at - self.window
-        while self._tests and self._tests[0][0] <= cutoff:
-            self._tests.popleft()
-        while self._failures and self._failures[0][0] <= cutoff:
-            self._failures.popleft()
+        self._learn(obs, obs.sampled_at.timestamp())
 
     def step(self, obs: SamplingResult) -> list[RiskWarning]:
-        if obs.passed and not self._failures and self._firing is None:
-            self.learn(obs)  # the common case: a clean record of a clean enterprise, nothing to assess
+        key = obs.sampled_at.timestamp()
+        if obs.passed and self._firing is None and not self._could_fire(key):
+            self._learn(obs, key)  # the common case: a pass that cannot raise a level
             return []
-        rec = self._assess(obs)
-        self.learn(obs)
+        rec = self._assess(obs, key)
+        self._learn(obs, key)
         out: list[RiskWarning] = []
         if self._firing is not None:
-            if obs.passed and rec.passes_in_row >= self.clear_after_passes:
+            if obs.passed and rec.passes_in_row >= self.rules.clear_after_passes:
                 out.append(self._warn(obs, rec, self._firing, WarningStatus.resolved, "passes"))
                 self._firing = None
                 self._failures.clear()
@@ -180,10 +252,60 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         return out
 
     # -- internals --------------------------------------------------------------------------------
-    def _assess(self, obs: SamplingResult) -> _Record:
-        cutoff = obs.sampled_at - self.window
-        expired = 0  # the deques are in event-time order and pruned by learn: skip the stale head only
-        for when, _ in self._tests:
+    def _could_fire(self, key: float) -> bool:
+        """Whether a pass at ``key`` leaves a level: the rules of :meth:`_assess`, short-circuited.
+
+        A pass adds no failure, so a level remains only if the failures still in the window name a
+        severe item, or are at least two and significant among the samplings in the window.
+        """
+        rules = self.rules
+        cutoff = key - rules.window_s
+        failures = self._failures
+        if failures and failures[0][0] <= cutoff:
+            _prune(failures, cutoff)
+        if not failures:
+            return False
+        severe = rules.severe_items
+        for _key, _rid, items in failures:
+            for item in items:
+                if item in severe:
+                    return True
+        if len(failures) < 2:
+            return False
+        expired = 0
+        for when in self._tests:
+            if when > cutoff:
+                break
+            expired += 1
+        tested = 1 + len(self._tests) - expired
+        return _tail(len(failures), tested, rules.expected_rate) <= rules.alpha
+
+    def _learn(self, obs: SamplingResult, key: float) -> None:
+        if self._where is None:
+            self._where = (obs.region, obs.industry)
+        if obs.enterprise_name:
+            self._label = obs.enterprise_name
+        rules = self.rules
+        tests = self._tests
+        tests.append(key)
+        if obs.passed:
+            self._passes_in_row += 1
+        else:
+            self._passes_in_row = 0
+            self._failures.append((key, obs.id, tuple(obs.failed_items)))
+            if len(self._failures) > rules.max_tests:
+                del self._failures[0]
+        cutoff = key - rules.window_s
+        if tests[0] <= cutoff or len(tests) > rules.max_tests:
+            _prune_keys(tests, cutoff, rules.max_tests)
+        if self._failures and self._failures[0][0] <= cutoff:
+            _prune(self._failures, cutoff)
+
+    def _assess(self, obs: SamplingResult, key: float) -> _Record:
+        rules = self.rules
+        cutoff = key - rules.window_s
+        expired = 0  # the lists are in event-time order and pruned by learn: skip the stale head only
+        for when in self._tests:
             if when > cutoff:
                 break
             expired += 1
@@ -199,11 +321,11 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
                 seen[item] = seen.get(item, 0) + 1
         failed = len(failures)
         repeated = tuple(sorted(i for i, n in seen.items() if n >= 2))
-        severe = tuple(sorted(i for i in seen if i in self.severe_items))
-        p_value = binomial_tail(failed, tested, self.expected_rate)
+        severe = tuple(sorted(i for i in seen if i in rules.severe_items))
+        p_value = _tail(failed, tested, rules.expected_rate)
         level: Level | None = None
-        if failed >= 2 and p_value <= self.alpha:
-            severe_repeat = any(i in self.severe_items for i in repeated)
+        if failed >= 2 and p_value <= rules.alpha:
+            severe_repeat = any(i in rules.severe_items for i in repeated)
             if failed >= 4 or any(seen[i] >= 3 for i in repeated) or severe_repeat:
                 level = Level.red
             elif failed == 3 or repeated:
@@ -227,9 +349,8 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
     def _warn(
         self, obs: SamplingResult, rec: _Record, level: Level, status: WarningStatus, reason: str | None
     ) -> RiskWarning:
-        scope = self._scope or Scope(
-            region=obs.region, industry=obs.industry, enterprise_id=self.enterprise_id
-        )
+        region, industry = self._where or (obs.region, obs.industry)
+        scope = Scope(region=region, industry=industry, enterprise_id=self.enterprise_id)
         items = ", ".join(rec.items) or "no open items"
         days = self.window.days
         who = f"Enterprise {self._label} ({self.region_label})"

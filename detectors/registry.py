@@ -80,10 +80,12 @@ class DetectorSet:
         return out
 
     def on_record(self, record: Any) -> list[RiskWarning]:
-        out: list[RiskWarning] = []
+        out: list[RiskWarning] | None = None
         for det in self.record:
-            out += det.step(record)
-        return out
+            found = det.step(record)
+            if found:
+                out = found if out is None else [*out, *found]
+        return out if out is not None else []
 
 
 def _enterprise_repeat(enterprise_id: str, *, region_label: str) -> EnterpriseRepeatDetector:
