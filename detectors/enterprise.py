@@ -421,6 +421,29 @@ class _Forest:
     medians: tuple[float, ...]
     min_train_score: float
     n_train: int
+    #: ``floors[k]``: the least depth trees ``k:`` can add (their shallowest leaves), for :meth:`unusual`
+    floors: tuple[float, ...]
+
+    def unusual(self, x: tuple[float, ...]) -> bool:
+        """``score(x) < offset``, stopping as soon as the trees left cannot make it so.
+
+        A row is unusual when its depths summed over the trees fall below ``limit``; once the depth
+        walked so far plus the least the remaining trees could add clears ``limit`` (with a margin
+        for rounding), the answer is no. Otherwise the exact score decides, as :meth:`score` does.
+        """
+        limit = -self.denominator * math.log2(-self.offset) if self.offset < 0.0 else math.inf
+        margin = 1e-9 * max(1.0, abs(limit))
+        x32 = array("f", x).tolist()
+        depth = 0.0
+        floors = self.floors
+        for k, node in enumerate(self.trees):
+            while node.__class__ is tuple:
+                feature, threshold, left, right = node  # type: ignore[misc]
+                node = left if x32[feature] <= threshold else right
+            depth += node  # type: ignore[operator]
+            if depth + floors[k + 1] > limit + margin:
+                return False
+        return float(-(2.0 ** (-depth / self.denominator))) < self.offset
 
     def score(self, x: tuple[float, ...]) -> float:
         """``IsolationForest.score_samples`` of one row (lower is more abnormal)."""
@@ -449,6 +472,20 @@ def _nest(tree: Any) -> _Node:
     return build(0, 0)
 
 
+def _floors(trees: tuple[_Node, ...]) -> tuple[float, ...]:
+    """Suffix sums of each tree's shallowest leaf value (``floors[k]`` for trees ``k:``; last is 0)."""
+
+    def shallowest(node: _Node) -> float:
+        if node.__class__ is tuple:
+            return min(shallowest(node[2]), shallowest(node[3]))  # type: ignore[index]
+        return node  # type: ignore[return-value]
+
+    out = [0.0]
+    for tree in reversed(trees):
+        out.append(out[-1] + shallowest(tree))
+    return tuple(reversed(out))
+
+
 def _compile(forest: Any, medians: tuple[float, ...], train: np.ndarray) -> _Forest:
     trees = tuple(_nest(est.tree_) for est in forest.estimators_)
     return _Forest(
@@ -458,6 +495,7 @@ def _compile(forest: Any, medians: tuple[float, ...], train: np.ndarray) -> _For
         medians=medians,
         min_train_score=float(np.min(forest.score_samples(train))),
         n_train=len(train),
+        floors=_floors(trees),
     )
 
 
@@ -526,13 +564,15 @@ def _fit_forest(
             trees.append(_nest(fitted))
     denominator = n_estimators * _path_lengths(np.array([max_samples]))
     scores = -(2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)))
+    grown = tuple(trees)
     return _Forest(
-        trees=tuple(trees),
+        trees=grown,
         denominator=n_estimators * _average_path_length(max_samples),
         offset=float(np.percentile(scores, 100.0 * contamination)),
         medians=medians,
         min_train_score=float(np.min(scores)),
         n_train=n,
+        floors=_floors(grown),
     )
 
 
@@ -627,17 +667,19 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
         if x is None:
             return []
         forest = self._forest
-        if forest is not None:
-            s = self._score(x, forest)
-            if s.alarm:
-                return [self._warn(obs, s)]
+        if forest is not None and forest.unusual(self._row(x, forest)):
+            return [self._warn(obs, self._score(x, forest))]
         self._learn(x)
         return []
 
     # -- internals --------------------------------------------------------------------------------
+    @staticmethod
+    def _row(x: tuple[float, ...], forest: _Forest) -> tuple[float, ...]:
+        """The features with untested items imputed by the training medians."""
+        return tuple(m if math.isnan(v) else v for v, m in zip(x, forest.medians, strict=True))
+
     def _score(self, x: tuple[float, ...], forest: _Forest) -> Score:
-        row = tuple(m if math.isnan(v) else v for v, m in zip(x, forest.medians, strict=True))
-        s = forest.score(row)
+        s = forest.score(self._row(x, forest))
         alarm = s < forest.offset
         return Score(
             statistic=s,

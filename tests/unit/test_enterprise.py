@@ -74,14 +74,27 @@ def test_binomial_tail() -> None:
 
 def test_levels_escalate_with_distinct_items() -> None:
     det = repeat()
-    got = feed(det, [rec(0, failed=("ph",)), rec(40, failed=("odour",)), rec(80, failed=("fibre_content",)),
-                     rec(120, failed=("colour_fastness",))])
+    got = feed(
+        det,
+        [
+            rec(0, failed=("ph",)),
+            rec(40, failed=("odour",)),
+            rec(80, failed=("fibre_content",)),
+            rec(120, failed=("colour_fastness",)),
+        ],
+    )
     assert got == [("s-40", "firing", "yellow"), ("s-80", "firing", "orange"), ("s-120", "firing", "red")]
 
 
 def test_same_item_twice_is_orange_and_three_times_red() -> None:
-    got = feed(repeat(), [rec(0, failed=("formaldehyde",)), rec(100, failed=("formaldehyde", "ph")),
-                          rec(150, failed=("formaldehyde",))])
+    got = feed(
+        repeat(),
+        [
+            rec(0, failed=("formaldehyde",)),
+            rec(100, failed=("formaldehyde", "ph")),
+            rec(150, failed=("formaldehyde",)),
+        ],
+    )
     assert got == [("s-100", "firing", "orange"), ("s-150", "firing", "red")]
 
 
@@ -110,8 +123,17 @@ def test_failures_outside_the_window_do_not_count() -> None:
 
 def test_resolves_after_consecutive_passes_and_forgives() -> None:
     det = repeat()
-    got = feed(det, [rec(0, failed=("ph",)), rec(30, failed=("odour",)), rec(60), rec(90), rec(120),
-                     rec(150, failed=("fibre_content",))])
+    got = feed(
+        det,
+        [
+            rec(0, failed=("ph",)),
+            rec(30, failed=("odour",)),
+            rec(60),
+            rec(90),
+            rec(120),
+            rec(150, failed=("fibre_content",)),
+        ],
+    )
     assert got == [("s-30", "firing", "yellow"), ("s-120", "resolved", "yellow")]
 
 
@@ -190,6 +212,24 @@ def test_compiled_forest_scores_like_scikit_learn() -> None:
     ours = np.array([forest.score(tuple(row)) for row in probe])
     np.testing.assert_allclose(ours, model.score_samples(probe), rtol=0, atol=1e-12)
     assert forest.offset == model.offset_
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_early_stopping_decides_like_the_full_score(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    train = rng.normal(0.5, 0.1, size=(800, 3))
+    forest = _fit_forest(
+        train, (0.5, 0.5, 0.5), n_estimators=50, max_samples=256, contamination=0.05, seed=seed
+    )
+    probe = np.vstack([rng.normal(0.5, 0.1, size=(300, 3)), rng.uniform(-0.5, 1.5, size=(300, 3))])
+    decisions = [forest.unusual(tuple(row)) for row in probe]
+    assert decisions == [forest.score(tuple(row)) < forest.offset for row in probe]
+    assert 0 < sum(decisions) < len(decisions)  # both answers occur
+    # rows exactly at the threshold: the exact score decides, never the early bound
+    border = sorted(probe.tolist(), key=lambda r: abs(forest.score(tuple(r)) - forest.offset))[:5]
+    assert [forest.unusual(tuple(r)) for r in border] == [
+        forest.score(tuple(r)) < forest.offset for r in border
+    ]
 
 
 @pytest.mark.parametrize(
