@@ -17,7 +17,7 @@ from array import array
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -397,6 +397,7 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
 # --------------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def _average_path_length(n: int) -> float:
     """Expected path length of an unsuccessful search in a binary search tree of ``n`` points."""
     if n <= 1:
@@ -457,37 +458,42 @@ class _Forest:
         return float(-(2.0 ** (-depth / self.denominator)))
 
 
-def _nest(tree: Any) -> _Node:
+def _nest(tree: Any) -> tuple[_Node, float]:
+    """A scikit-learn tree as nested tuples, and the value of its shallowest leaf.
+
+    Nodes are numbered in depth-first pre-order (children after their parent), so building them
+    from the last to the first finds both children of every node already built.
+    """
     left = tree.children_left.tolist()
     right = tree.children_right.tolist()
     feature = tree.feature.tolist()
     threshold = tree.threshold.tolist()
     counts = tree.n_node_samples.tolist()
-
-    def build(node: int, depth: int) -> _Node:
+    depth = (tree.compute_node_depths() - 1).tolist()  # the root is at depth 0
+    built: list[_Node] = [0.0] * len(left)
+    floor = math.inf
+    for node in range(len(left) - 1, -1, -1):
         if left[node] == -1:
-            return depth + _average_path_length(counts[node])
-        return (feature[node], threshold[node], build(left[node], depth + 1), build(right[node], depth + 1))
+            value = depth[node] + _average_path_length(counts[node])
+            built[node] = value
+            if value < floor:
+                floor = value
+        else:
+            built[node] = (feature[node], threshold[node], built[left[node]], built[right[node]])
+    return built[0], floor
 
-    return build(0, 0)
 
-
-def _floors(trees: tuple[_Node, ...]) -> tuple[float, ...]:
-    """Suffix sums of each tree's shallowest leaf value (``floors[k]`` for trees ``k:``; last is 0)."""
-
-    def shallowest(node: _Node) -> float:
-        if node.__class__ is tuple:
-            return min(shallowest(node[2]), shallowest(node[3]))  # type: ignore[index]
-        return node  # type: ignore[return-value]
-
+def _floors(floors: list[float]) -> tuple[float, ...]:
+    """Suffix sums of the trees' shallowest leaves: ``[k]`` is the least trees ``k:`` add (last: 0)."""
     out = [0.0]
-    for tree in reversed(trees):
-        out.append(out[-1] + shallowest(tree))
+    for floor in reversed(floors):
+        out.append(out[-1] + floor)
     return tuple(reversed(out))
 
 
 def _compile(forest: Any, medians: tuple[float, ...], train: np.ndarray) -> _Forest:
-    trees = tuple(_nest(est.tree_) for est in forest.estimators_)
+    nested = [_nest(est.tree_) for est in forest.estimators_]
+    trees = tuple(tree for tree, _ in nested)
     return _Forest(
         trees=trees,
         denominator=len(trees) * _average_path_length(int(forest.max_samples_)),
@@ -495,7 +501,7 @@ def _compile(forest: Any, medians: tuple[float, ...], train: np.ndarray) -> _For
         medians=medians,
         min_train_score=float(np.min(forest.score_samples(train))),
         n_train=len(train),
-        floors=_floors(trees),
+        floors=_floors([floor for _, floor in nested]),
     )
 
 
@@ -510,6 +516,47 @@ def _path_lengths(counts: np.ndarray) -> np.ndarray:
     many = counts[rest]
     out[rest] = 2.0 * (np.log(many - 1.0) + np.euler_gamma) - 2.0 * (many - 1.0) / many
     return out
+
+
+def _tree_grower(max_depth: int) -> Any:
+    """``grow(x, y, weights, random_state) -> sklearn Tree``: one tree of an isolation forest.
+
+    ``ExtraTreeRegressor(max_features=1, splitter="random", max_depth=max_depth).fit`` validates its
+    parameters and inputs for every tree (about a millisecond each, most of a fit); this drives the
+    same Cython builder with the same arguments and random state, once the inputs are known to be
+    valid (float32 features, float64 targets and weights). When scikit-learn's private tree modules
+    are not where this expects them, it grows the tree through the public estimator instead; either
+    way the unit tests hold the result to ``IsolationForest`` bit for bit.
+    """
+    try:
+        from sklearn.tree._criterion import MSE
+        from sklearn.tree._splitter import RandomSplitter
+        from sklearn.tree._tree import DepthFirstTreeBuilder, Tree
+    except ImportError:  # pragma: no cover - depends on the scikit-learn release
+        return partial(_grow_with_estimator, max_depth)
+    one_output = np.ones(1, dtype=np.intp)
+
+    def grow(x: np.ndarray, y: np.ndarray, weights: np.ndarray, random_state: Any) -> Any:
+        splitter = RandomSplitter(MSE(1, x.shape[0]), 1, 1, 0.0, random_state, None)
+        tree = Tree(x.shape[1], one_output, 1)
+        DepthFirstTreeBuilder(splitter, 2, 1, 0.0, max_depth, 0.0).build(tree, x, y[:, None], weights, None)
+        return tree
+
+    return grow
+
+
+def _grow_with_estimator(
+    max_depth: int, x: np.ndarray, y: np.ndarray, weights: np.ndarray, random_state: Any
+) -> Any:
+    from sklearn import config_context
+    from sklearn.tree import ExtraTreeRegressor
+
+    with config_context(skip_parameter_validation=True):
+        tree = ExtraTreeRegressor(
+            max_features=1, splitter="random", max_depth=max_depth, random_state=random_state
+        )
+        tree.fit(x, y, sample_weight=weights, check_input=False)
+    return tree.tree_
 
 
 def _fit_forest(
@@ -529,8 +576,6 @@ def _fit_forest(
     so the result equals ``_compile(IsolationForest(...).fit(train), medians, train)`` bit for bit
     (a unit test holds the two together).
     """
-    from sklearn import config_context
-    from sklearn.tree import ExtraTreeRegressor
     from sklearn.utils.random import sample_without_replacement
 
     x = np.asarray(train, dtype=np.float32)
@@ -545,34 +590,32 @@ def _fit_forest(
     splits = np.random.RandomState(0)
     max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
     depths = np.zeros(n, order="f")
-    trees = []
-    with config_context(skip_parameter_validation=True):
-        for tree_seed in tree_seeds:
-            draws.seed(tree_seed)
-            splits.seed(draws.randint(int32_max))
-            draws.seed(tree_seed)
-            sample_without_replacement(n_features, n_features, random_state=draws)  # the feature draw
-            rows = sample_without_replacement(n, max_samples, random_state=draws)
-            tree = ExtraTreeRegressor(
-                max_features=1, splitter="random", max_depth=max_depth, random_state=splits
-            )
-            tree.fit(x, y, sample_weight=np.bincount(rows, minlength=n), check_input=False)
-            fitted = tree.tree_
-            leaves = fitted.apply(x)
-            lengths = _path_lengths(fitted.n_node_samples)
-            depths += fitted.compute_node_depths()[leaves] + lengths[leaves] - 1.0
-            trees.append(_nest(fitted))
+    trees: list[_Node] = []
+    floors: list[float] = []
+    grow = _tree_grower(max_depth)
+    for tree_seed in tree_seeds:
+        draws.seed(tree_seed)
+        splits.seed(draws.randint(int32_max))
+        draws.seed(tree_seed)
+        sample_without_replacement(n_features, n_features, random_state=draws)  # the feature draw
+        rows = sample_without_replacement(n, max_samples, random_state=draws)
+        fitted = grow(x, y, np.bincount(rows, minlength=n).astype(np.float64), splits)
+        leaves = fitted.apply(x)
+        lengths = _path_lengths(fitted.n_node_samples)
+        depths += fitted.compute_node_depths()[leaves] + lengths[leaves] - 1.0
+        tree, floor = _nest(fitted)
+        trees.append(tree)
+        floors.append(floor)
     denominator = n_estimators * _path_lengths(np.array([max_samples]))
     scores = -(2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)))
-    grown = tuple(trees)
     return _Forest(
-        trees=grown,
+        trees=tuple(trees),
         denominator=n_estimators * _average_path_length(max_samples),
         offset=float(np.percentile(scores, 100.0 * contamination)),
         medians=medians,
         min_train_score=float(np.min(scores)),
         n_train=n,
-        floors=_floors(grown),
+        floors=_floors(floors),
     )
 
 

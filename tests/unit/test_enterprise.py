@@ -6,6 +6,7 @@ import math
 import pickle
 import random
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -250,6 +251,19 @@ def test_fitted_forest_is_scikit_learns_isolation_forest(
         train, medians, n_estimators=trees, max_samples=max_samples, contamination=0.01, seed=seed
     )
     assert ours == _compile(model, medians, train)  # same trees, offset and training scores, bit for bit
+
+
+def test_trees_grown_through_the_public_estimator_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    import detectors.enterprise as enterprise
+
+    rng = np.random.default_rng(4)
+    train = rng.normal(0.5, 0.2, size=(500, 3))
+    args = {"n_estimators": 20, "max_samples": 256, "contamination": 0.01, "seed": 4}
+    direct = _fit_forest(train, (0.5, 0.5, 0.5), **args)
+    monkeypatch.setattr(
+        enterprise, "_tree_grower", lambda depth: partial(enterprise._grow_with_estimator, depth)
+    )
+    assert _fit_forest(train, (0.5, 0.5, 0.5), **args) == direct
 
 
 def test_fits_at_min_train_and_refits_on_schedule() -> None:
