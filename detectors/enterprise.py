@@ -21,6 +21,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
+from sklearn.utils.random import sample_without_replacement
 
 from schemas import Level, RiskWarning, SamplingResult, Scope, WarningKind, WarningStatus
 
@@ -518,6 +519,17 @@ def _path_lengths(counts: np.ndarray) -> np.ndarray:
     return out
 
 
+try:  # scikit-learn's tree builder, below its estimators (see _tree_grower)
+    from sklearn.tree._criterion import MSE as _MSE
+    from sklearn.tree._splitter import RandomSplitter as _RandomSplitter
+    from sklearn.tree._tree import DepthFirstTreeBuilder as _DepthFirstTreeBuilder
+    from sklearn.tree._tree import Tree as _Tree
+
+    _BUILDER: tuple[Any, Any, Any, Any] | None = (_MSE, _RandomSplitter, _DepthFirstTreeBuilder, _Tree)
+except ImportError:  # pragma: no cover - depends on the scikit-learn release
+    _BUILDER = None
+
+
 def _tree_grower(max_depth: int) -> Any:
     """``grow(x, y, weights, random_state) -> sklearn Tree``: one tree of an isolation forest.
 
@@ -528,12 +540,9 @@ def _tree_grower(max_depth: int) -> Any:
     are not where this expects them, it grows the tree through the public estimator instead; either
     way the unit tests hold the result to ``IsolationForest`` bit for bit.
     """
-    try:
-        from sklearn.tree._criterion import MSE
-        from sklearn.tree._splitter import RandomSplitter
-        from sklearn.tree._tree import DepthFirstTreeBuilder, Tree
-    except ImportError:  # pragma: no cover - depends on the scikit-learn release
+    if _BUILDER is None:  # pragma: no cover - depends on the scikit-learn release
         return partial(_grow_with_estimator, max_depth)
+    MSE, RandomSplitter, DepthFirstTreeBuilder, Tree = _BUILDER
     one_output = np.ones(1, dtype=np.intp)
 
     def grow(x: np.ndarray, y: np.ndarray, weights: np.ndarray, random_state: Any) -> Any:
@@ -576,8 +585,6 @@ def _fit_forest(
     so the result equals ``_compile(IsolationForest(...).fit(train), medians, train)`` bit for bit
     (a unit test holds the two together).
     """
-    from sklearn.utils.random import sample_without_replacement
-
     x = np.asarray(train, dtype=np.float32)
     n, n_features = x.shape
     int32_max = np.iinfo(np.int32).max
