@@ -124,16 +124,8 @@ class SamplingDecoder:
     """
 
     def __init__(self, catalogue: Catalogue | None = None, *, now: datetime) -> None:
-        from .records import validation_context
-
-        if now.tzinfo is None:
-            raise ValueError("now must be a timezone-aware datetime")
         self.catalogue = catalogue or default_catalogue()
-        self._context = validation_context(self.catalogue, now)
-        self._earliest = now - MAX_AGE
-        self._latest = now + MAX_FUTURE_SKEW
-        # the bounds in each UTC offset seen: comparing datetimes that share a tzinfo is cheap
-        self._bounds: dict[tzinfo | None, tuple[datetime, datetime]] = {}
+        self._set_clock(now)
         self._decode = msgspec.json.Decoder(SamplingRecord).decode
         self._regions = frozenset(self.catalogue.region_codes)
         self._industries = frozenset(self.catalogue.industry_slugs)
@@ -141,7 +133,22 @@ class SamplingDecoder:
         #: lines that went the model's way (valid but unusual, or invalid)
         self.slow = 0
 
-    def __call__(self, line: bytes | str) -> SamplingRecord:
+    def _set_clock(self, now: datetime) -> None:
+        from .records import validation_context
+
+        if now.tzinfo is None:
+            raise ValueError("now must be a timezone-aware datetime")
+        self.now = now
+        self._context = validation_context(self.catalogue, now)
+        self._earliest = now - MAX_AGE
+        self._latest = now + MAX_FUTURE_SKEW
+        # the bounds in each UTC offset seen: comparing datetimes that share a tzinfo is cheap
+        self._bounds: dict[tzinfo | None, tuple[datetime, datetime]] = {}
+
+    def __call__(self, line: bytes | str, now: datetime | None = None) -> SamplingRecord:
+        """Validate ``line``; ``now`` moves the validating clock (a live stream passes its clock)."""
+        if now is not None and now != self.now:
+            self._set_clock(now)
         if _LONG_FRACTION.search(line if isinstance(line, bytes) else line.encode()):
             return self._model(line)  # msgspec rounds sub-microsecond digits, the model truncates
         try:

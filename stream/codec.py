@@ -10,12 +10,14 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from detectors.base import CellWeek
-from schemas import Catalogue, RiskWarning, field_errors, validation_context
+from schemas import Catalogue, RiskWarning, SamplingResult, field_errors, validation_context
+from schemas.fastpath import SamplingDecoder, SamplingRecord
 
 __all__ = [
     "Rejection",
@@ -39,10 +41,21 @@ class Rejection:
 
 def decode_record(
     raw: bytes | None, model: type[M], catalogue: Catalogue, now: datetime | None = None
-) -> M | Rejection:
-    """Decode UTF-8 JSON bytes into ``model`` validated against ``catalogue``."""
+) -> M | SamplingRecord | Rejection:
+    """Decode UTF-8 JSON bytes into ``model`` validated against ``catalogue``.
+
+    Sampling results come back as :class:`~schemas.fastpath.SamplingRecord`, decoded by the same
+    :class:`~schemas.fastpath.SamplingDecoder` a replay uses (so stream and replay hand the engine
+    the same records); patrol reports as ``model``. ``now`` is the validating clock (default: the
+    wall clock, UTC).
+    """
     if raw is None:
         return Rejection("empty message (no value)")
+    if model is SamplingResult:
+        try:
+            return _sampling_decoder(catalogue)(raw, now or datetime.now(UTC))
+        except ValidationError:
+            pass  # refused: the general path below says why, in the dead-letter's words
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -54,13 +67,21 @@ def decode_record(
     if not isinstance(data, dict):
         return Rejection(f"invalid record: expected a JSON object, got {type(data).__name__}")
     try:
-        return model.model_validate(data, context=validation_context(catalogue, now))
+        valid = model.model_validate(data, context=validation_context(catalogue, now))
     except ValidationError as exc:
         errs = field_errors(exc)
         return Rejection(
             "invalid record: " + "; ".join(str(e) for e in errs),
             tuple(e.as_dict() for e in errs),
         )
+    if isinstance(valid, SamplingResult):  # valid as a Python object though not as JSON text
+        return SamplingRecord.from_model(valid)
+    return valid
+
+
+@lru_cache(maxsize=8)
+def _sampling_decoder(catalogue: Catalogue) -> SamplingDecoder:
+    return SamplingDecoder(catalogue, now=datetime.now(UTC))
 
 
 def _dt(value: datetime | None) -> str | None:

@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from detectors.engine import EngineConfig, Outcome
 from schemas import Catalogue, PatrolReport, RiskWarning, SamplingResult, default_catalogue, load_catalogue
+from schemas.fastpath import SamplingRecord
 
 from .checkpoint import Checkpoint, CheckpointStore
 from .codec import Rejection, dead_letter, decode_cell_week, decode_record, encode_cell_week, encode_warning
@@ -368,7 +369,7 @@ class DetectionPipeline:
                 )
                 return
             if isinstance(state, SamplingPartition):
-                assert isinstance(record, SamplingResult)
+                assert isinstance(record, SamplingRecord)
                 outcome, warnings, cells = state.submit(record)
                 for cell in cells:
                     raw = encode_cell_week(cell)
