@@ -473,26 +473,28 @@ class SystemicStage:
                 if item not in self.detectors and (items is None or item in items):
                     self.detectors[item] = self._build(item, self._catalogue, self._config, self._labels)
             events = [c.last_event for c in week if c.last_event is not None]
+            last_event = max(events) if events else None
+            tested = [c for c in week if c.tested]
+            # an item that failed nowhere this week sees the same cells as any other such item
+            clean = tuple(ItemCell(c.region, c.industry, c.tested, 0, ()) for c in tested)
             for item in sorted(self.detectors):
                 if items is not None and item not in items:
                     continue
-                per = failures.get(item, {})
+                per = failures.get(item)
+                cells = clean
+                if per:
+                    cells = tuple(
+                        ItemCell(c.region, c.industry, c.tested, len(ids), ids)
+                        if (ids := per.get((c.region, c.industry), ()))
+                        else clean[n]
+                        for n, c in enumerate(tested)
+                    )
                 obs = ItemWeek(
                     item=item,
                     week_start=week[0].week_start,
                     week_end=week[0].week_end,
-                    cells=tuple(
-                        ItemCell(
-                            c.region,
-                            c.industry,
-                            c.tested,
-                            len(per.get((c.region, c.industry), ())),
-                            per.get((c.region, c.industry), ()),
-                        )
-                        for c in week
-                        if c.tested
-                    ),
-                    last_event=max(events) if events else None,
+                    cells=cells,
+                    last_event=last_event,
                 )
                 out += self.detectors[item].step(obs)
         return out
