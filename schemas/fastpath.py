@@ -177,12 +177,13 @@ class SamplingDecoder:
             r.reported_at = None
         elif reported is not None and (reported.tzinfo is None or reported < when):
             return False
-        rid = r.id
-        if not _clean(rid) or len(rid) > _MAX_ID:
+        rid, product, inspector = r.id, r.product, r.inspector_id
+        # non-blank and already stripped (the model strips every string; the short cut never does)
+        if not rid or rid != rid.strip() or len(rid) > _MAX_ID:
             return False
         if r.region not in self._regions or r.industry not in self._industries:
             return False
-        if not _clean(r.product) or not _clean(r.inspector_id):
+        if not product or product != product.strip() or not inspector or inspector != inspector.strip():
             return False
         code = self._enterprises.get(r.enterprise_id)
         if code is None:
@@ -213,7 +214,8 @@ class SamplingDecoder:
         if raw_items is _UNSET or not raw_items:
             if not r.passed:
                 return False  # a failure must name its items: the model says so
-            r.failed_items = []
+            if raw_items is _UNSET:
+                r.failed_items = []
         else:
             if r.passed:
                 return False  # items listed on a pass: the model says so
@@ -232,7 +234,7 @@ class SamplingDecoder:
             r.test_items = None
         elif tests is not None and not self._check_tests(tests, r.failed_items):
             return False
-        r.product = cat.normalise_product(r.product)
+        r.product = cat.normalise_product(product)
         return True
 
     def _check_tests(self, tests: list[TestItemRecord], failed_items: list[str]) -> bool:
