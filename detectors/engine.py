@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from schemas import Catalogue, PatrolReport, RiskWarning, SamplingResult
-from schemas.weeks import WEEK, week_start
+from schemas.weeks import WEEK, epoch_seconds, week_start
 
 from .base import CellWeek, ItemCell, ItemWeek, SeriesWeek
 
@@ -254,7 +254,7 @@ class RegionStage(_OrderedStage):
         closed) is written out here rather than through the general ``_drain``.
         """
         when = record.sampled_at
-        key = when.timestamp()
+        key = epoch_seconds(when)
         outcome = self._admit(record.id, when, key)
         counts = self.counts
         if outcome is not Outcome.accepted:
@@ -383,7 +383,7 @@ class PatrolStage(_OrderedStage):
 
     def submit(self, report: PatrolReport) -> tuple[Outcome, list[RiskWarning]]:
         when = report.patrolled_at
-        key = when.timestamp()
+        key = epoch_seconds(when)
         outcome = self._admit(report.id, when, key)
         self.counts[outcome] += 1
         if outcome is not Outcome.accepted:

@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.utils.random import sample_without_replacement
 
 from schemas import Level, RiskWarning, SamplingResult, Scope, WarningKind, WarningStatus
+from schemas.weeks import epoch_seconds
 
 from .base import Detector, Score, make_warning
 from .stats import binomial_upper_tail
@@ -216,7 +217,7 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
 
     # -- contract ---------------------------------------------------------------------------------
     def score(self, obs: SamplingResult) -> Score:
-        rec = self._assess(obs, obs.sampled_at.timestamp())
+        rec = self._assess(obs, epoch_seconds(obs.sampled_at))
         return Score(
             statistic=float(rec.failed),
             threshold=2.0,
@@ -227,10 +228,10 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         )
 
     def learn(self, obs: SamplingResult) -> None:
-        self._learn(obs, obs.sampled_at.timestamp())
+        self._learn(obs, epoch_seconds(obs.sampled_at))
 
     def step(self, obs: SamplingResult) -> list[RiskWarning]:
-        key = obs.sampled_at.timestamp()
+        key = epoch_seconds(obs.sampled_at)
         if obs.passed and self._firing is None and not self._could_fire(key):
             self._learn(obs, key)  # the common case: a pass that cannot raise a level
             return []

@@ -6,11 +6,29 @@ timezone-aware; nothing reads the clock.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
-__all__ = ["WEEK", "week_end", "week_start"]
+__all__ = ["WEEK", "epoch_seconds", "week_end", "week_start"]
 
 WEEK = timedelta(days=7)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCHS: dict[tzinfo, datetime] = {}  # the epoch in each fixed UTC offset seen
+
+
+def epoch_seconds(when: datetime) -> float:
+    """``when.timestamp()`` (``when`` aware), about twice as fast for a fixed UTC offset.
+
+    Subtracting two datetimes that share a ``tzinfo`` is plain arithmetic, so the epoch is kept in
+    each fixed offset seen. Only for :class:`datetime.timezone`: a zone with daylight saving time
+    changes its offset, and there ``timestamp()`` is the right answer.
+    """
+    zone = when.tzinfo
+    if zone.__class__ is timezone:
+        epoch = _EPOCHS.get(zone)  # type: ignore[arg-type]
+        if epoch is None:
+            epoch = _EPOCHS[zone] = _EPOCH.astimezone(zone)  # type: ignore[index]
+        return (when - epoch).total_seconds()
+    return when.timestamp()
 
 
 def week_start(when: datetime, zone: tzinfo) -> datetime:
