@@ -232,7 +232,7 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
 
     def step(self, obs: SamplingResult) -> list[RiskWarning]:
         key = epoch_seconds(obs.sampled_at)
-        if obs.passed and self._firing is None and not self._could_fire(key):
+        if obs.passed and self._firing is None and (not self._failures or not self._could_fire(key)):
             self._learn(obs, key)  # the common case: a pass that cannot raise a level
             return []
         rec = self._assess(obs, key)
