@@ -67,8 +67,8 @@ def _install_error_mapping(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
-        first = errors[0] if errors else {"field": None, "reason": "invalid request"}
-        return _error(422, "invalid", first["field"], first["reason"], errors=errors)
+        field, reason = (errors[0]["field"], errors[0]["reason"]) if errors else (None, "invalid request")
+        return _error(422, "invalid", field, reason, errors=errors)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -79,4 +79,8 @@ def emit(
     """
     bus: EventBus | None = session.info.get("bus")
     if bus is not None:
-        on_commit(session, lambda: bus.publish(type_, region, data() if callable(data) else data))
+
+        def publish() -> None:
+            bus.publish(type_, region, data() if callable(data) else data)
+
+        on_commit(session, publish)

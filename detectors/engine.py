@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from schemas import Catalogue, PatrolReport, RiskWarning, SamplingResult
+from schemas.fastpath import SamplingRecord
 from schemas.weeks import WEEK, epoch_seconds, week_start
 
 from .base import CellWeek, ItemCell, ItemWeek, SeriesWeek
@@ -481,9 +482,9 @@ class SystemicStage:
                 if items is not None and item not in items:
                     continue
                 per = failures.get(item)
-                cells = clean
+                item_cells = clean
                 if per:
-                    cells = tuple(
+                    item_cells = tuple(
                         ItemCell(c.region, c.industry, c.tested, len(ids), ids)
                         if (ids := per.get((c.region, c.industry), ()))
                         else clean[n]
@@ -493,7 +494,7 @@ class SystemicStage:
                     item=item,
                     week_start=week[0].week_start,
                     week_end=week[0].week_end,
-                    cells=cells,
+                    cells=item_cells,
                     last_event=last_event,
                 )
                 out += self.detectors[item].step(obs)
@@ -540,7 +541,7 @@ class DetectionEngine:
             self.industries[slug] = IndustryStage(slug, self.catalogue, cfg, self.labels)
         self.systemic = SystemicStage(self.catalogue, cfg, self.labels)
 
-    def process_sampling(self, record: SamplingResult) -> tuple[Outcome, list[RiskWarning]]:
+    def process_sampling(self, record: SamplingResult | SamplingRecord) -> tuple[Outcome, list[RiskWarning]]:
         self._ensure(record.sampled_at)
         outcome, warnings, cells = self.regions[record.region].submit(record)
         if cells:

@@ -441,7 +441,7 @@ class _Forest:
         floors = self.floors
         for k, node in enumerate(self.trees):
             while node.__class__ is tuple:
-                feature, threshold, left, right = node  # type: ignore[misc]
+                feature, threshold, left, right = node
                 node = left if x32[feature] <= threshold else right
             depth += node  # type: ignore[operator]
             if depth + floors[k + 1] > limit + margin:
@@ -597,7 +597,7 @@ def _fit_forest(
     tree_seeds = draws.randint(int32_max, size=n_estimators)
     splits = np.random.RandomState(0)
     max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
-    depths = np.zeros(n, order="f")
+    depths = np.zeros(n, order="F")
     trees: list[_Node] = []
     floors: list[float] = []
     grow = _tree_grower(max_depth)

@@ -30,7 +30,8 @@ __all__ = [
 
 def expit(x: float | np.ndarray) -> float | np.ndarray:
     """Inverse logit, numerically safe for large |x|."""
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))
+    out: float | np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))
+    return out
 
 
 def normal_sf(z: float) -> float:

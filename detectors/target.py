@@ -110,7 +110,7 @@ class PolicyTargetDetector(Detector[SeriesWeek]):
 
     def learn(self, obs: SeriesWeek) -> None:
         win = self._window(obs)
-        self._recent = win[-(self.window_weeks - 1):] if self.window_weeks > 1 else []
+        self._recent = win[-(self.window_weeks - 1) :] if self.window_weeks > 1 else []
 
     def step(self, obs: SeriesWeek) -> list[RiskWarning]:
         s = self.score(obs)
@@ -172,4 +172,3 @@ class PolicyTargetDetector(Detector[SeriesWeek]):
             observed_rate=failed / tested if tested else 0.0,
             **x,
         )
-

@@ -8,7 +8,7 @@ dead-letters the bad ones. Lines that are obviously bad are reported here too.
 from __future__ import annotations
 
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import click
 
@@ -27,7 +27,7 @@ def command(
     from stream.producer import RecordPusher
     from stream.settings import StreamSettings
 
-    overrides = {"bootstrap_servers": bootstrap_servers, "topic_prefix": topic_prefix}
+    overrides: dict[str, Any] = {"bootstrap_servers": bootstrap_servers, "topic_prefix": topic_prefix}
     settings = StreamSettings(**{k: v for k, v in overrides.items() if v is not None})
     with RecordPusher(settings) as pusher:
         report = pusher.push_lines(source, topic=topic)

@@ -6,12 +6,14 @@ options here override the most common ones.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 __all__ = ["command", "run_worker"]
 
 
-def run_worker(overrides: dict[str, object], loglevel: str = "info") -> None:
+def run_worker(overrides: dict[str, Any], loglevel: str = "info") -> None:
     """Build the settings and the faust app and run it until SIGINT/SIGTERM."""
     from faust.worker import Worker
 
@@ -30,6 +32,6 @@ def run_worker(overrides: dict[str, object], loglevel: str = "info") -> None:
 @click.option("--web-port", type=int, help="Port of the web server with /metrics (QW_WEB_PORT).")
 @click.option("--topic-prefix", help="Prefix of every topic name (QW_TOPIC_PREFIX).")
 @click.option("--loglevel", default="info", show_default=True)
-def command(loglevel: str, **overrides: object) -> None:
+def command(loglevel: str, **overrides: Any) -> None:
     """Run a stream worker: detection on qw.sampling-results / qw.patrol-reports -> qw.warnings."""
     run_worker(overrides, loglevel)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Final
 
 import msgspec
 
@@ -41,7 +41,7 @@ _ENTERPRISE_MEMO = 100_000  # checked enterprise codes remembered per decoder (b
 # Optional fields are decoded as UNSET when absent, so that an explicit null is told from an absent
 # field as the model tells them (``source`` and ``failed_items`` are not nullable); the decoder then
 # replaces UNSET with the model's default.
-_UNSET: Any = msgspec.UNSET
+_UNSET: Final = msgspec.UNSET
 _Unset = msgspec.UnsetType
 
 
@@ -211,15 +211,16 @@ class SamplingDecoder:
             r.source = source
         cat = self.catalogue
         raw_items = r.failed_items
+        items: list[str]
         if raw_items is _UNSET or not raw_items:
             if not r.passed:
                 return False  # a failure must name its items: the model says so
-            if raw_items is _UNSET:
-                r.failed_items = []
+            items = [] if raw_items is _UNSET else raw_items
+            r.failed_items = items
         else:
             if r.passed:
                 return False  # items listed on a pass: the model says so
-            items: list[str] = []
+            items = []
             for raw_item in raw_items:
                 if not _clean(raw_item):
                     return False
@@ -232,7 +233,7 @@ class SamplingDecoder:
         tests = r.test_items
         if tests is _UNSET:
             r.test_items = None
-        elif tests is not None and not self._check_tests(tests, r.failed_items):
+        elif tests is not None and not self._check_tests(tests, items):
             return False
         r.product = cat.normalise_product(product)
         return True

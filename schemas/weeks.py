@@ -24,9 +24,9 @@ def epoch_seconds(when: datetime) -> float:
     """
     zone = when.tzinfo
     if zone.__class__ is timezone:
-        epoch = _EPOCHS.get(zone)  # type: ignore[arg-type]
+        epoch = _EPOCHS.get(zone)
         if epoch is None:
-            epoch = _EPOCHS[zone] = _EPOCH.astimezone(zone)  # type: ignore[index]
+            epoch = _EPOCHS[zone] = _EPOCH.astimezone(zone)
         return (when - epoch).total_seconds()
     return when.timestamp()
 

@@ -93,7 +93,7 @@ def create_app(settings: StreamSettings, pipeline: DetectionPipeline | None = No
     pipe = pipeline or DetectionPipeline(settings, metrics=metrics)
     app.qw_pipeline = pipe  # type: ignore[attr-defined]
     detection = DetectionService(pipe, loop=None)
-    app.service(detection)
+    app.service(detection)  # type: ignore[arg-type]  # faust's stub types a class; an instance works too
 
     @app.page("/metrics")
     async def _metrics(web: Any, request: Any) -> Any:

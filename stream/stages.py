@@ -22,6 +22,7 @@ from detectors.engine import (
     SystemicStage,
 )
 from schemas import Catalogue, PatrolReport, RiskWarning, SamplingResult
+from schemas.fastpath import SamplingRecord
 
 __all__ = ["CellWeekPartition", "PatrolPartition", "SamplingPartition", "StageContext", "owner"]
 
@@ -53,7 +54,9 @@ class SamplingPartition:
         self._ctx = ctx
         self.stages: dict[str, RegionStage] = {}
 
-    def submit(self, record: SamplingResult) -> tuple[Outcome, list[RiskWarning], list[CellWeek]]:
+    def submit(
+        self, record: SamplingResult | SamplingRecord
+    ) -> tuple[Outcome, list[RiskWarning], list[CellWeek]]:
         stage = self.stages.get(record.region)
         if stage is None:
             c = self._ctx

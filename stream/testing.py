@@ -72,7 +72,7 @@ def reference_run(sampling: list[bytes], patrols: list[bytes], epoch: datetime) 
             warnings += engine.process_sampling(rec)[1]
     for raw in patrols:
         rep = decode_record(raw, PatrolReport, cat)
-        if not isinstance(rep, Rejection):
+        if isinstance(rep, PatrolReport):
             warnings += engine.process_patrol(rep)[1]
     return Reference(
         warnings={w.id: json.loads(w.model_dump_json()) for w in warnings},
@@ -250,6 +250,6 @@ def assert_parity(result: StreamResult, ref: Reference) -> None:
         "n_ref": len(ref.warnings),
     }
     for wid, doc in ref.warnings.items():
-        got = result.warnings[wid]
+        emitted = result.warnings[wid]
         for f in ("fingerprint", "level", "status", "kind", "window_start", "window_end", "evidence"):
-            assert got[f] == doc[f], (wid, f)
+            assert emitted[f] == doc[f], (wid, f)

@@ -324,7 +324,7 @@ def _with_band(weeks: list[dict[str, Any]], expected_at: dict[datetime, float]) 
 
 
 def _period_key(when: datetime, period: Period, catalogue: Catalogue) -> str:
-    local = when.astimezone(catalogue.zone)  # type: ignore[attr-defined]
+    local = when.astimezone(catalogue.zone)
     if period == "week":
         return local.date().isoformat()
     if period == "month":

@@ -334,7 +334,7 @@ def _text(value: Any) -> str:
 
 
 def _parse_time(value: Any, catalogue: Catalogue) -> datetime:
-    zone = catalogue.zone  # type: ignore[attr-defined]
+    zone = catalogue.zone
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=zone)
     if isinstance(value, date):
