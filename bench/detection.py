@@ -1,8 +1,9 @@
 """Detection quality pooled over simulator seeds: simulate -> replay -> evaluate, one table.
 
-    python bench/detection.py --seeds 10 [--years 5] [--keep DIR] [--json FILE] [--jobs 1]
+    python bench/detection.py --seeds 10 [--first-seed 1] [--years 5] [--keep DIR] [--json FILE]
 
-For each seed 1..N: simulate into a run directory, replay its events through the detection engine
+For each of the N seeds from ``--first-seed`` on (1..N by default; ``--first-seed 11`` for held-out
+seeds 11..N+10): simulate into a run directory, replay its events through the detection engine
 (``qualitywatch.replay``, the code the stream runs) into ``warnings.jsonl``, then score every run
 pooled with ``qualitywatch.evaluation`` next to the EARS and Farrington baselines.
 """
@@ -65,7 +66,8 @@ def _replay(run: Path, now: datetime) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=10, help="simulate seeds 1..N (default 10)")
+    ap.add_argument("--seeds", type=int, default=10, help="how many seeds to simulate (default 10)")
+    ap.add_argument("--first-seed", type=int, default=1, help="the first seed (default 1)")
     ap.add_argument("--years", type=int, default=5)
     ap.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         root = args.keep
     runs = []
     t0 = time.perf_counter()
-    for seed in range(1, args.seeds + 1):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         run = root / f"seed-{seed:02d}"
         cfg = SimConfig(seed=seed, years=args.years)
         if not (args.reuse and (run / "truth.json").is_file()):

@@ -79,6 +79,9 @@ class SeriesWeek:
     last_event: datetime | None = None
     #: the policy pass-rate target for this week's mix of tests (weighted by tested per industry)
     target: float | None = None
+    #: the week per (county, industry) cell: ``("region/industry", tested, failed)``, sorted; empty when
+    #: the series was not built from cells (then the rate detector models the total only)
+    cells: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def rate(self) -> float:
@@ -86,7 +89,11 @@ class SeriesWeek:
 
     @classmethod
     def combine(cls, cells: Sequence[CellWeek], targets: dict[str, float] | None = None) -> SeriesWeek:
-        """Sum cells of one week into a series observation (cells must share the week)."""
+        """Sum cells of one week into a series observation (cells must share the week).
+
+        The cells' own counts are kept too (:attr:`cells`), so a detector can weigh each cell
+        against its own baseline.
+        """
         if not cells:
             raise ValueError("combine needs at least one cell")
         tested = sum(c.tested for c in cells)
@@ -104,6 +111,7 @@ class SeriesWeek:
             failed_ids=ids,
             last_event=max(events) if events else None,
             target=target,
+            cells=tuple(sorted((f"{c.region}/{c.industry}", c.tested, c.failed) for c in cells)),
         )
 
 

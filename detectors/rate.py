@@ -3,13 +3,18 @@
 Each closed week (:class:`~detectors.base.SeriesWeek`) is compared with what the series' own history
 predicts for that week:
 
-* the baseline is a logistic model of the failure probability — intercept, a linear trend and one or
-  two yearly harmonics once there is enough history — fitted by IRLS to the failures *out of the
-  number tested* of up to ``baseline_weeks`` past weeks (flagged weeks, weeks inside an alarm and a
-  short guard band before the current week are left out). Because it models a rate, a campaign or
-  festival week that triples the volume at the same quality raises nothing;
-* overdispersion is beta-binomial: ``Var = n p (1 - p) (1 + (n - 1) rho)`` with ``rho`` estimated by
-  moments, so big weeks are not treated as more certain than the history says they are;
+* the baseline is a logistic model of the failure probability of each (county, industry) cell of the
+  series — a series-level intercept, trend and yearly harmonics, plus one shrunk log-odds offset per
+  cell — fitted by IRLS to the failures *out of the number tested* of every cell-week of up to
+  ``baseline_weeks`` past weeks (flagged weeks, weeks inside an alarm and a guard band of
+  ``guard_weeks`` before the current week are left out). The week's expected failures are the sum
+  over its cells of ``n_c p_c``: a campaign or festival week that triples the volume at the same
+  quality raises nothing, and one that triples only the cells that rarely fail lowers the expected
+  count instead of hiding a rise elsewhere. Harmonics and trend are kept only when the history
+  supports them (Wald tests), since every unneeded term is estimation noise in a series with a few
+  failures a week;
+* overdispersion is beta-binomial on the weekly total: ``Var = n p (1 - p) (1 + (n - 1) rho)`` with
+  ``rho`` estimated by moments, so big weeks are not treated as more certain than the history says;
 * the current week gets a standardised score ``z`` (the exact beta-binomial tail, the variance
   including the baseline's own estimation error) — a one-week test for sudden jumps — and a
   generalised likelihood ratio over the last ``glr_weeks`` weeks, maximised over the change point,
@@ -17,12 +22,14 @@ predicts for that week:
   catches modest sustained or slowly growing rises within a few weeks.
 
 It alarms when either crosses its threshold, emits a ``firing`` warning every week the alarm holds and
-a ``resolved`` one after ``resolve_after`` quiet weeks. Levels follow :func:`rate_level`.
+a ``resolved`` one after ``resolve_after`` quiet weeks. Levels follow :func:`rate_level`. A series
+built without its cells (``SeriesWeek.cells`` empty) is modelled as one cell: its total.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -30,18 +37,85 @@ import numpy as np
 from schemas import Level, RiskWarning, Scope, WarningKind, WarningStatus
 
 from .base import AlarmLatch, Detector, Score, SeriesWeek, make_warning
-from .stats import beta_binomial_rho, beta_binomial_upper_tail, expit, fit_binomial_glm, normal_isf
+from .stats import GlmFit, beta_binomial_rho, beta_binomial_upper_tail, expit, fit_binomial_glm, normal_isf
 
 __all__ = ["RateChangeDetector", "rate_level"]
 
 _DAY_SECONDS = 86400.0
-_Cov = tuple[tuple[float, ...], ...]
-#: a baseline fit: coefficients, their covariance (dispersion included), rho, trend centre week,
-#: whether the trend is in the model, number of yearly harmonics
-_Fit = tuple[tuple[float, ...], _Cov, float, int, bool, int]
-#: one learned week: (week index, tested, failed, yearly phase)
-_Hist = tuple[int, int, int, float]
 _YEAR_DAYS = 365.25
+#: the ridge ``fit_binomial_glm`` puts on every coefficient but the intercept; a cell's indicator column
+#: is scaled so that this ridge becomes the prior on the cell's offset (``_Baseline.cell_scale``)
+_RIDGE = 1e-6
+#: one cell of one week: (cell key, tested, failed)
+_Cell = tuple[str, int, int]
+#: one learned week: (week index, tested, failed, yearly phase, its cells with tests)
+_Hist = tuple[int, int, int, float, tuple[_Cell, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Baseline:
+    """A fitted baseline: what :meth:`RateChangeDetector.score` predicts a week with.
+
+    ``logit p(cell, week) = x(week) @ beta[:k] + offset(cell)``: the series-level terms (intercept,
+    optional trend centred on week ``centre``, ``harmonics`` yearly harmonics) and, when the series
+    has several cells, one shrunk log-odds offset per cell in ``cells`` (indicator columns of value
+    ``cell_scale``; a cell not in ``cells`` sits at the series level). ``cov`` is the coefficients'
+    covariance with the baseline's dispersion folded in, ``rho`` the beta-binomial intra-week
+    correlation of the series total.
+    """
+
+    beta: tuple[float, ...]
+    cov: tuple[tuple[float, ...], ...]
+    rho: float
+    centre: int
+    trend: bool
+    harmonics: int
+    cells: tuple[str, ...]
+    cell_scale: float
+
+    def design(self, ts: np.ndarray, phases: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Design rows for weeks ``ts`` with yearly ``phases`` of cells numbered ``cells`` (-1: none)."""
+        n_cells = len(self.cells)
+        return _design(ts, phases, cells, self.centre, self.trend, self.harmonics, n_cells, self.cell_scale)
+
+    def predict(self, t: int, phase: float, cells: tuple[_Cell, ...]) -> tuple[float, float, float]:
+        """Expected failures of a week, their binomial variance, and the variance of the expectation.
+
+        Each cell contributes ``n_c p_c`` at its own baseline probability; the estimation variance is
+        ``g' cov g`` with ``g`` the gradient of the expected total with respect to the coefficients.
+        """
+        index = {key: i for i, key in enumerate(self.cells)}
+        n = np.array([c[1] for c in cells], dtype=float)
+        rows = self.design(
+            np.full(len(cells), float(t)),
+            np.full(len(cells), phase),
+            np.array([index.get(c[0], -1) for c in cells]),
+        )
+        mu = np.asarray(expit(rows @ np.asarray(self.beta)))
+        w = n * mu * (1.0 - mu)
+        g = w @ rows
+        return float(n @ mu), float(w.sum()), float(g @ np.asarray(self.cov) @ g)
+
+
+def _design(
+    ts: np.ndarray,
+    phases: np.ndarray,
+    cells: np.ndarray,
+    centre: float,
+    trend: bool,
+    harmonics: int,
+    n_cells: int,
+    cell_scale: float,
+) -> np.ndarray:
+    cols = [np.ones_like(ts, dtype=float)]
+    if trend:
+        cols.append((ts - centre) / 52.0)
+    for j in range(1, harmonics + 1):
+        cols.append(np.cos(j * phases))
+        cols.append(np.sin(j * phases))
+    for i in range(n_cells):
+        cols.append(np.where(cells == i, cell_scale, 0.0))
+    return np.column_stack(cols)
 
 
 def rate_level(ratio: float, p_value: float, firing_weeks: int) -> Level:
@@ -65,6 +139,12 @@ def _week_index(origin: datetime, when: datetime) -> int:
 
 def _phase(when: datetime) -> float:
     return 2.0 * math.pi * (when.timetuple().tm_yday - 1) / _YEAR_DAYS
+
+
+def _cells(obs: SeriesWeek) -> tuple[_Cell, ...]:
+    """The week's cells with tests (the whole series as one cell when it carries no breakdown)."""
+    cells = tuple(c for c in obs.cells if c[1] > 0)
+    return cells or (("", obs.tested, obs.failed),)
 
 
 def _glr(recent: list[tuple[int, float, float]], t: int) -> tuple[float, int, str]:
@@ -109,7 +189,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
         label: str,
         baseline_weeks: int = 156,
         min_baseline: int = 40,
-        guard_weeks: int = 1,
+        guard_weeks: int = 4,
         trend_min_weeks: int = 104,
         season_min_weeks: int = 52,
         second_harmonic_weeks: int = 104,
@@ -119,11 +199,18 @@ class RateChangeDetector(Detector[SeriesWeek]):
         glr_cap: float = 3.0,
         hold_z: float = 1.5,
         outlier_z: float = 2.58,
+        cell_sd: float = 1.0,
+        harmonic_chi2: float = 6.0,
+        refit_weeks: int = 4,
         min_failed: int = 2,
         resolve_after: int = 2,
     ) -> None:
         if glr_weeks < 1:
             raise ValueError(f"glr_weeks must be >= 1, got {glr_weeks}")
+        if refit_weeks < 1:
+            raise ValueError(f"refit_weeks must be >= 1, got {refit_weeks}")
+        if cell_sd <= 0.0:
+            raise ValueError(f"cell_sd must be > 0, got {cell_sd}")
         if min_baseline < 4 or baseline_weeks < min_baseline:
             raise ValueError(
                 f"baseline_weeks ({baseline_weeks}) must be >= min_baseline ({min_baseline}) >= 4"
@@ -142,17 +229,20 @@ class RateChangeDetector(Detector[SeriesWeek]):
         self.glr_cap = glr_cap
         self.hold_z = hold_z
         self.outlier_z = outlier_z
+        self.cell_sd = cell_sd
+        self.harmonic_chi2 = harmonic_chi2
+        self.refit_weeks = refit_weeks
         self.min_failed = min_failed
         self.resolve_after = resolve_after
         # state (plain Python: it lives in a faust table)
         self._origin: datetime | None = None
-        self._hist: list[_Hist] = []  # (week index, tested, failed, phase)
+        self._hist: list[_Hist] = []
         #: the last ``glr_weeks`` scored weeks: (week index, capped score z, its weight c)
         self._recent: list[tuple[int, float, float]] = []
         self._last_week: int | None = None
         self._latch = AlarmLatch(resolve_after)
-        self._fit_key: tuple[int, int, int] | None = None
-        self._fit: _Fit | None = None
+        self._fit: _Baseline | None = None
+        self._fit_newest: int | None = None  # newest week of the baseline the fit was made on
 
     # -- baseline -----------------------------------------------------------------------------
     def _baseline(self, t: int) -> list[_Hist]:
@@ -167,63 +257,91 @@ class RateChangeDetector(Detector[SeriesWeek]):
             harmonics = 2 if n_weeks >= self.second_harmonic_weeks else 1
         return trend, harmonics
 
-    @staticmethod
-    def _design(ts: np.ndarray, phases: np.ndarray, centre: float, trend: bool, harmonics: int) -> np.ndarray:
-        cols = [np.ones_like(ts, dtype=float)]
-        if trend:
-            cols.append((ts - centre) / 52.0)
-        for j in range(1, harmonics + 1):
-            cols.append(np.cos(j * phases))
-            cols.append(np.sin(j * phases))
-        return np.column_stack(cols)
+    def _fit_baseline(self, base: list[_Hist]) -> _Baseline:
+        """Fit the baseline model to ``base`` (see :class:`_Baseline`).
 
-    def _fit_baseline(self, base: list[_Hist]) -> _Fit:
-        """Fit the baseline model to ``base`` (see :data:`_Fit`).
-
-        Farrington-style: a first fit, then weeks whose standardised residual exceeds
-        ``outlier_z`` are down-weighted (an unflagged outbreak week must not lift the baseline) and
-        the model is refitted; the trend is kept only when it is significant (|z| >= 2).
+        One row per cell-week, so a week's expected failures follow its mix of cells (a festival
+        that triples the tests of the cells that rarely fail lowers the series' expected rate). The
+        cells' offsets get a normal prior of sd ``cell_sd`` (a ridge), so a cell with little history
+        stays near the series level. Farrington-style: a first fit, then weeks whose standardised
+        residual (of the series total) exceeds ``outlier_z`` are down-weighted (an unflagged
+        outbreak week must not lift the baseline) and the model is refitted. The highest yearly
+        harmonic is then dropped, one at a time, while its Wald chi-square (2 degrees of freedom)
+        is below ``harmonic_chi2``, and the trend if it is not significant (|z| < 2): every term
+        not needed adds estimation noise to the expected count of a series with a few failures a
+        week. The overdispersion ``rho`` is estimated on the weekly totals' residuals.
         """
-        arr = np.asarray(base, dtype=float)
-        ts, n, y, ph = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
-        centre = int(ts[-1])
+        keys = sorted({c[0] for h in base for c in h[4]})
+        n_cells = len(keys) if len(keys) > 1 else 0
+        index = {key: i for i, key in enumerate(keys)}
+        week_of = np.array([k for k, h in enumerate(base) for _ in h[4]])
+        rows = np.array([(h[0], h[3], index[c[0]], c[1], c[2]) for h in base for c in h[4]], dtype=float)
+        ts, ph, cell, n, y = rows.T
+        weeks_n = np.array([h[1] for h in base], dtype=float)
+        weeks_y = np.array([h[2] for h in base], dtype=float)
+        centre = base[-1][0]
+        scale = self.cell_sd * math.sqrt(_RIDGE)
         trend, harmonics = self._n_terms(len(base))
-        x = self._design(ts, ph, centre, trend, harmonics)
-        fit = fit_binomial_glm(x, y, n)
-        rho = beta_binomial_rho(y, n, fit.mu, n_params=x.shape[1])
-        v = n * fit.mu * (1.0 - fit.mu)
-        r = (y - n * fit.mu) / np.sqrt(v * (1.0 + (n - 1.0) * rho) + 1e-12)
+
+        def fit(trend: bool, harmonics: int, weights: np.ndarray | None) -> tuple[int, GlmFit, np.ndarray]:
+            x = _design(ts, ph, cell, centre, trend, harmonics, n_cells, scale)
+            row_weights = None if weights is None else weights[week_of]
+            glm = fit_binomial_glm(x, y, n, weights=row_weights, ridge=_RIDGE)
+            # the expected rate of each week's total
+            mu = np.bincount(week_of, weights=n * glm.mu, minlength=len(base)) / weeks_n
+            return x.shape[1], glm, mu
+
+        n_params, glm, mu = fit(trend, harmonics, None)
+        rho = beta_binomial_rho(weeks_y, weeks_n, mu, n_params=n_params)
+        v = weeks_n * mu * (1.0 - mu)
+        r = (weeks_y - weeks_n * mu) / np.sqrt(v * (1.0 + (weeks_n - 1.0) * rho) + 1e-12)
         weights = np.where(r > self.outlier_z, (self.outlier_z / np.maximum(r, 1e-9)) ** 2, 1.0)
-        reweight = bool(np.any(weights < 1.0))
-        if reweight:
-            fit = fit_binomial_glm(x, y, n, weights=weights)
+        reweight = weights if bool(np.any(weights < 1.0)) else None
+        if reweight is not None:
+            n_params, glm, mu = fit(trend, harmonics, reweight)
+        while harmonics:
+            j = 1 + int(trend) + 2 * (harmonics - 1)  # the highest harmonic's cosine and sine columns
+            b = glm.beta[j : j + 2]
+            cov = glm.cov[j : j + 2, j : j + 2] * self._phi_bar(weeks_n, mu, rho)
+            if float(b @ np.linalg.solve(cov, b)) >= self.harmonic_chi2:
+                break
+            harmonics -= 1
+            n_params, glm, mu = fit(trend, harmonics, reweight)
         if trend:
-            w = n * fit.mu * (1.0 - fit.mu)
-            phi_bar = float(np.sum(w * (1.0 + (n - 1.0) * rho)) / max(float(np.sum(w)), 1e-12))
-            se = math.sqrt(max(float(fit.cov[1, 1]) * phi_bar, 1e-18))
-            if abs(float(fit.beta[1])) / se < 2.0:
+            se = math.sqrt(max(float(glm.cov[1, 1]) * self._phi_bar(weeks_n, mu, rho), 1e-18))
+            if abs(float(glm.beta[1])) / se < 2.0:
                 trend = False
-                x = self._design(ts, ph, centre, trend, harmonics)
-                fit = fit_binomial_glm(x, y, n, weights=weights if reweight else None)
-        rho = beta_binomial_rho(y, n, fit.mu, n_params=x.shape[1], weights=weights)
+                n_params, glm, mu = fit(trend, harmonics, reweight)
+        rho = beta_binomial_rho(weeks_y, weeks_n, mu, n_params=n_params, weights=weights)
         # the coefficients' covariance grows with the average variance inflation of the baseline
-        w = n * fit.mu * (1.0 - fit.mu)
-        phi_bar = float(np.sum(w * (1.0 + (n - 1.0) * rho)) / max(float(np.sum(w)), 1e-12))
-        beta = tuple(float(b) for b in fit.beta)
-        cov = tuple(tuple(float(c) * phi_bar for c in row) for row in fit.cov)
-        return beta, cov, rho, centre, trend, harmonics
+        phi_bar = self._phi_bar(weeks_n, mu, rho)
+        return _Baseline(
+            beta=tuple(float(b) for b in glm.beta),
+            cov=tuple(tuple(float(c) * phi_bar for c in row) for row in glm.cov),
+            rho=rho,
+            centre=centre,
+            trend=trend,
+            harmonics=harmonics,
+            cells=tuple(keys) if n_cells else (),
+            cell_scale=scale,
+        )
 
     @staticmethod
-    def _key(base: list[_Hist]) -> tuple[int, int, int]:
-        return (base[0][0], base[-1][0], len(base))
+    def _phi_bar(n: np.ndarray, mu: np.ndarray, rho: float) -> float:
+        """Mean variance inflation ``1 + (n - 1) rho`` of weekly totals, weighted by their information."""
+        w = n * mu * (1.0 - mu)
+        return float(np.sum(w * (1.0 + (n - 1.0) * rho)) / max(float(np.sum(w)), 1e-12))
 
-    def _model(self, t: int) -> tuple[*_Fit, int] | None:
+    def _fresh(self, base: list[_Hist]) -> bool:
+        """Whether the cached fit may stand for ``base`` (fewer than ``refit_weeks`` weeks newer)."""
+        return self._fit_newest is not None and base[-1][0] - self._fit_newest < self.refit_weeks
+
+    def _model(self, t: int) -> tuple[_Baseline, int] | None:
         base = self._baseline(t)
         if len(base) < self.min_baseline:
             return None
-        key = self._key(base)
-        fit = self._fit if key == self._fit_key and self._fit is not None else self._fit_baseline(base)
-        return (*fit, len(base))
+        fit = self._fit if self._fit is not None and self._fresh(base) else self._fit_baseline(base)
+        return fit, len(base)
 
     # -- contract -----------------------------------------------------------------------------
     def score(self, obs: SeriesWeek) -> Score:
@@ -238,20 +356,17 @@ class RateChangeDetector(Detector[SeriesWeek]):
                 alarm=False,
                 extra={"warmup": obs.tested > 0, "baseline_weeks": len(self._baseline(t))},
             )
-        beta, cov, rho, centre, trend, harmonics, n_base = model
-        ts, phase = np.array([float(t)]), np.array([_phase(obs.week_start)])
-        x0 = self._design(ts, phase, centre, trend, harmonics)[0]
-        b = np.asarray(beta)
-        c = np.asarray(cov)
-        mu0 = float(expit(float(x0 @ b)))
+        fit, n_base = model
+        rho = fit.rho
+        expected, v, var_expected = fit.predict(t, _phase(obs.week_start), _cells(obs))
         n0, y0 = obs.tested, obs.failed
+        mu0 = expected / n0
         infl = 1.0 + (n0 - 1) * rho
-        var_eta = float(x0 @ c @ x0)
-        v = n0 * mu0 * (1.0 - mu0)
         # the baseline's own estimation error widens the predictive distribution: fold it into an
         # effective intra-week correlation, then take the exact beta-binomial tail
-        var_y = v * infl + v * v * var_eta
-        rho_eff = (var_y / max(v, 1e-12) - 1.0) / (n0 - 1) if n0 > 1 else 0.0
+        var_y = v * infl + var_expected
+        v_total = n0 * mu0 * (1.0 - mu0)
+        rho_eff = max(0.0, (var_y / max(v_total, 1e-12) - 1.0) / (n0 - 1)) if n0 > 1 else 0.0
         p = beta_binomial_upper_tail(y0, n0, mu0, rho_eff)
         # at or below expectation a plain standardised residual (no tail needed)
         z = normal_isf(p) if y0 > n0 * mu0 else (y0 - n0 * mu0) / math.sqrt(max(var_y, 1e-12))
@@ -295,18 +410,16 @@ class RateChangeDetector(Detector[SeriesWeek]):
         self._last_week = t if self._last_week is None else max(self._last_week, t)
         if obs.tested <= 0:
             return
-        self._hist.append((t, obs.tested, obs.failed, _phase(obs.week_start)))
+        self._hist.append((t, obs.tested, obs.failed, _phase(obs.week_start), _cells(obs)))
         self._hist.sort(key=lambda h: h[0])
         keep_from = self._last_week - self.baseline_weeks - self.guard_weeks
         while self._hist and self._hist[0][0] < keep_from:
             self._hist.pop(0)
-        # cache the fit for the next week's baseline (refit only when the baseline changes)
+        # cache the fit for the next weeks' baseline (refit every ``refit_weeks`` learned weeks)
         base = self._baseline(self._last_week + 1)
-        if len(base) >= self.min_baseline:
-            key = self._key(base)
-            if key != self._fit_key:
-                self._fit = self._fit_baseline(base)
-                self._fit_key = key
+        if len(base) >= self.min_baseline and not (self._fit is not None and self._fresh(base)):
+            self._fit = self._fit_baseline(base)
+            self._fit_newest = base[-1][0]
 
     def step(self, obs: SeriesWeek) -> list[RiskWarning]:
         if self._origin is None:

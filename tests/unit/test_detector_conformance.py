@@ -94,8 +94,15 @@ def _weeks(n: int) -> list[tuple[datetime, datetime]]:
     return [(START + timedelta(weeks=k), START + timedelta(weeks=k + 1)) for k in range(n)]
 
 
-def series_stream(seed: int, *, weeks: int = 200, change: int = 160, base: float = 0.04, high: float = 0.14,
-                  target: float | None = None) -> list[SeriesWeek]:
+def series_stream(
+    seed: int,
+    *,
+    weeks: int = 200,
+    change: int = 160,
+    base: float = 0.04,
+    high: float = 0.14,
+    target: float | None = None,
+) -> list[SeriesWeek]:
     """Weekly tests of one series with a step in the failure rate at week ``change``."""
     rng = random.Random(seed)
     out = []

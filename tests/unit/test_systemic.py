@@ -107,9 +107,15 @@ def test_outbreak_in_one_industry_only_is_not_systemic() -> None:
 
 def test_new_item_is_flagged_the_week_it_appears() -> None:
     # an item never seen before: the detector is created when it first shows up (no history at all)
-    weeks = make_weeks(5, weeks=3, base=0.0, item="melamine",
-                       outbreak={("653022", "food_processing"): 0.12, ("653024", "textiles"): 0.12},
-                       start=0, end=3)
+    weeks = make_weeks(
+        5,
+        weeks=3,
+        base=0.0,
+        item="melamine",
+        outbreak={("653022", "food_processing"): 0.12, ("653024", "textiles"): 0.12},
+        start=0,
+        end=3,
+    )
     det = detector("melamine", warmup_weeks=0)
     warnings = det.step(weeks[0])
     assert len(warnings) == 1
@@ -127,8 +133,14 @@ def test_new_item_is_flagged_the_week_it_appears() -> None:
 
 
 def test_warm_up_for_an_established_item() -> None:
-    weeks = make_weeks(5, weeks=3, base=0.0, outbreak={("653022", "food_processing"): 0.12,
-                                                        ("653024", "textiles"): 0.12}, start=0, end=3)
+    weeks = make_weeks(
+        5,
+        weeks=3,
+        base=0.0,
+        outbreak={("653022", "food_processing"): 0.12, ("653024", "textiles"): 0.12},
+        start=0,
+        end=3,
+    )
     assert fired(detector(warmup_weeks=8), weeks) == []
 
 
@@ -204,8 +216,13 @@ def test_combined_gate_refuses_a_weak_chance_alignment() -> None:
     obs = make_weeks(2, weeks=61, base=0.0)[60]
     bumped = tuple(
         ItemCell(c.region, c.industry, 20, 2, ("x", "y"))
-        if (c.region, c.industry) in {("653001", "textiles"), ("653001", "food_processing"),
-                                      ("653022", "textiles"), ("653022", "food_processing")}
+        if (c.region, c.industry)
+        in {
+            ("653001", "textiles"),
+            ("653001", "food_processing"),
+            ("653022", "textiles"),
+            ("653022", "food_processing"),
+        }
         else c
         for c in obs.cells
     )

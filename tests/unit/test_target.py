@@ -19,13 +19,24 @@ START = datetime(2021, 1, 4, tzinfo=TZ)
 
 def week(i: int, tested: int, failed: int, target: float | None = 0.96) -> SeriesWeek:
     ws = START + timedelta(weeks=i)
-    return SeriesWeek(ws, ws + timedelta(weeks=1), tested, failed, tuple(f"r{i}-{k}" for k in range(failed)),
-                      ws + timedelta(days=4) if tested else None, target if tested else None)
+    return SeriesWeek(
+        ws,
+        ws + timedelta(weeks=1),
+        tested,
+        failed,
+        tuple(f"r{i}-{k}" for k in range(failed)),
+        ws + timedelta(days=4) if tested else None,
+        target if tested else None,
+    )
 
 
 def detector(**hyper: object) -> PolicyTargetDetector:
-    return PolicyTargetDetector(kind=WarningKind.industry, scope=Scope(industry="food_processing"),
-                                label="Food processing 食品加工", **hyper)  # type: ignore[arg-type]
+    return PolicyTargetDetector(
+        kind=WarningKind.industry,
+        scope=Scope(industry="food_processing"),
+        label="Food processing 食品加工",
+        **hyper,  # type: ignore[arg-type]
+    )
 
 
 def test_bounds() -> None:
@@ -116,7 +127,8 @@ def test_bad_hyper_parameters_are_refused() -> None:
         detector(confidence=0.8)
 
 
-@pytest.mark.parametrize(("gap", "level"), [(0.01, Level.blue), (0.03, Level.yellow), (0.07, Level.orange),
-                                            (0.12, Level.red)])
+@pytest.mark.parametrize(
+    ("gap", "level"), [(0.01, Level.blue), (0.03, Level.yellow), (0.07, Level.orange), (0.12, Level.red)]
+)
 def test_level_rules(gap: float, level: Level) -> None:
     assert target_level(gap) is level
