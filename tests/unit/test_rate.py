@@ -8,6 +8,7 @@ import math
 import pickle
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import numpy as np
 import pytest
@@ -173,20 +174,27 @@ def test_evidence_and_summary() -> None:
     assert "expected" in w.summary and f"[{w.level.value}]" in w.summary
 
 
-def test_score_is_pure_and_state_survives_pickling() -> None:
-    series = make_series(11, step_at=90)
+@pytest.mark.parametrize(
+    ("series", "learn"),
+    [
+        pytest.param(lambda: make_series(11, step_at=90), 85, id="total"),
+        pytest.param(lambda: make_cell_series(5, weeks=130, step_at=110), 100, id="cells"),
+    ],
+)
+def test_score_is_pure_and_state_survives_pickling(series: Any, learn: int) -> None:
+    weeks = series()
     det = detector()
-    for obs in series[:85]:
+    for obs in weeks[:learn]:
         det.step(obs)
     before = pickle.dumps(det)
     snapshot = copy.deepcopy(det.__dict__)
-    for obs in series[85:]:
+    for obs in weeks[learn:]:
         det.score(obs)
     assert pickle.dumps(det) == before
     assert det.__dict__ == snapshot
     clone = pickle.loads(before)
-    a = [x.model_dump() for obs in series[85:] for x in det.step(obs)]
-    b = [x.model_dump() for obs in series[85:] for x in clone.step(obs)]
+    a = [x.model_dump() for obs in weeks[learn:] for x in det.step(obs)]
+    b = [x.model_dump() for obs in weeks[learn:] for x in clone.step(obs)]
     assert a == b and a
 
 
@@ -337,23 +345,6 @@ def test_a_step_in_every_cell_is_flagged_at_once() -> None:
     fired = firing_weeks(run(make_cell_series(3, weeks=130, step_at=100)))
     assert fired and fired[0] == 100
     assert not [w for w in fired if w < 100]
-
-
-def test_with_cells_score_is_pure_and_state_survives_pickling() -> None:
-    series = make_cell_series(5, weeks=130, step_at=110)
-    det = detector()
-    for obs in series[:100]:
-        det.step(obs)
-    before = pickle.dumps(det)
-    snapshot = copy.deepcopy(det.__dict__)
-    for obs in series[100:]:
-        det.score(obs)
-    assert pickle.dumps(det) == before
-    assert det.__dict__ == snapshot
-    clone = pickle.loads(before)
-    a = [x.model_dump() for obs in series[100:] for x in det.step(obs)]
-    b = [x.model_dump() for obs in series[100:] for x in clone.step(obs)]
-    assert a == b and a
 
 
 def test_seasonal_terms_are_kept_only_when_the_history_shows_them() -> None:
