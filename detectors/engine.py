@@ -170,11 +170,6 @@ class _OrderedStage:
         self._open: _Week | None = None if config.epoch is None else _Week(config.epoch, zone)
         self.counts: dict[str, int] = {o: 0 for o in Outcome}  # keyed by Outcome, a str
 
-    @property
-    def _open_week(self) -> datetime | None:
-        """Start of the oldest week not yet closed (local midnight), None before the first record."""
-        return self._open.start if self._open is not None else None
-
     def _admit(self, record_id: str, when: datetime, key: float) -> Outcome:
         if record_id in self._ids:
             return Outcome.duplicate
@@ -262,10 +257,8 @@ class RegionStage(_OrderedStage):
             counts[outcome] += 1
             return outcome, _NONE, _NONE  # type: ignore[return-value]
         counts[_ACCEPTED] += 1
+        self._push(key, record.id, when, record)
         buffer = self._buffer
-        heapq.heappush(buffer, (key, record.id, when, record))
-        if key > self._watermark:
-            self._watermark = key
         horizon = self._watermark - self._lateness
         if buffer[0][0] > horizon:
             return outcome, _NONE, _NONE  # type: ignore[return-value]  # nothing to release yet
