@@ -63,6 +63,10 @@ class EngineConfig:
     #: the first week watched (Monday 00:00 local); None: the week of the first record seen
     epoch: datetime | None = None
     seed: int = 0
+    #: decide the enterprise outlier model over batches of records (``EnterpriseOutlierDetector.drain``,
+    #: at least at every week a county closes): the same warnings, later. For replays; a live
+    #: stream decides each record as it arrives
+    batch_scoring: bool = False
 
 
 @dataclass(frozen=True)
@@ -309,6 +313,8 @@ class RegionStage(_OrderedStage):
             w, c = self._close(start)
             warnings += w
             cells += c
+        if flush:
+            warnings += self.detectors.drain()
         return warnings, cells
 
     def _count(self, key: float, when: datetime, record: Any) -> None:
@@ -520,12 +526,7 @@ class DetectionEngine:
             return
         cfg = self.config
         if self._lazy_epoch:
-            cfg = EngineConfig(
-                allowed_lateness=cfg.allowed_lateness,
-                dedup_horizon=cfg.dedup_horizon,
-                epoch=week_start(when, self.catalogue.zone),
-                seed=cfg.seed,
-            )
+            cfg = replace(cfg, epoch=week_start(when, self.catalogue.zone))
             self.config = cfg
         for code in self.catalogue.region_codes:
             self.regions[code] = RegionStage(code, self.catalogue, cfg, self.labels)

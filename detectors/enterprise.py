@@ -460,6 +460,74 @@ class _Forest:
         return float(-(2.0 ** (-depth / self.denominator)))
 
 
+class _FlatForest:
+    """The trees of a :class:`_Forest` as flat arrays, to decide many rows at once with numpy.
+
+    Node ``n`` of the whole forest has ``feature[n]``, ``threshold[n]`` and children ``left[n]`` /
+    ``right[n]``; a leaf points to itself with an infinite threshold and holds its path length in
+    ``value[n]``, so ``levels`` steps of "go left when ``x[feature] <= threshold``" from the roots
+    bring every row to its leaf in every tree. The comparisons are those of :meth:`_Forest.score`
+    (the row rounded to float32, the thresholds as float64) and the path lengths are summed tree
+    after tree in the same order, so the sums, and the decisions, are the same to the last bit.
+    Built from the nested trees (a few milliseconds a fit) and never pickled: a cache.
+    """
+
+    __slots__ = ("denominator", "feature", "left", "levels", "offset", "right", "roots", "threshold", "value")
+
+    def __init__(self, forest: _Forest) -> None:
+        feature: list[int] = []
+        threshold: list[float] = []
+        left: list[int] = []
+        right: list[int] = []
+        value: list[float] = []
+        levels = 0
+
+        def add(node: _Node, depth: int) -> int:
+            nonlocal levels
+            n = len(feature)
+            feature.append(0)
+            threshold.append(math.inf)
+            left.append(n)
+            right.append(n)
+            value.append(0.0)
+            if node.__class__ is tuple:
+                f, t, lo, hi = node  # type: ignore[misc]
+                feature[n], threshold[n] = f, t
+                left[n] = add(lo, depth + 1)
+                right[n] = add(hi, depth + 1)
+            else:
+                value[n] = node  # type: ignore[assignment]
+                levels = max(levels, depth)
+            return n
+
+        self.roots = np.array([add(tree, 0) for tree in forest.trees], dtype=np.intp)
+        self.feature = np.array(feature, dtype=np.intp)
+        self.threshold = np.array(threshold, dtype=np.float64)
+        self.left = np.array(left, dtype=np.intp)
+        self.right = np.array(right, dtype=np.intp)
+        self.value = np.array(value, dtype=np.float64)
+        self.levels = levels
+        self.denominator = forest.denominator
+        self.offset = forest.offset
+
+    def depths(self, rows: np.ndarray) -> list[float]:
+        """Each row's path lengths summed over the trees, in tree order (``rows``: imputed features)."""
+        with np.errstate(over="ignore"):  # a ratio beyond float32 becomes inf, as array("f") makes it
+            x = rows.astype(np.float32).astype(np.float64)
+        index = np.arange(len(x))[:, None]
+        node = np.broadcast_to(self.roots, (len(x), len(self.roots)))
+        feature, threshold, left, right = self.feature, self.threshold, self.left, self.right
+        for _ in range(self.levels):
+            node = np.where(x[index, feature[node]] <= threshold[node], left[node], right[node])
+        # cumsum adds left to right, one tree after the other: the order of _Forest.score
+        return np.cumsum(self.value[node], axis=1)[:, -1].tolist()  # type: ignore[no-any-return]
+
+    def unusual(self, rows: np.ndarray) -> list[bool]:
+        """``_Forest.unusual`` of every row, bit for bit (the score itself in plain floats)."""
+        den, offset = self.denominator, self.offset
+        return [float(-(2.0 ** (-d / den))) < offset for d in self.depths(rows)]
+
+
 def _nest(tree: Any) -> tuple[_Node, float]:
     """A scikit-learn tree as nested tuples, and the value of its shallowest leaf.
 
@@ -660,6 +728,7 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
         contamination: float = 0.01,
         n_estimators: int = 50,
         max_samples: int = 256,
+        batch: bool = False,
     ) -> None:
         if not 0.0 < contamination < 0.5:
             raise ValueError(f"contamination must be in (0, 0.5), got {contamination}")
@@ -678,6 +747,15 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
         self._since_fit = 0
         self._forest: _Forest | None = None
         self.fits = 0
+        #: batch mode: rows waiting to be decided together (see :meth:`drain`)
+        self.batch = batch
+        self._pending: list[tuple[SamplingResult, tuple[float, ...]]] = []
+        self._flat: _FlatForest | None = None  # the forest as arrays, for drain(); a cache
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_flat"] = None  # rebuilt from the forest when needed
+        return state
 
     # -- features ---------------------------------------------------------------------------------
     def features(self, obs: SamplingResult) -> tuple[float, ...] | None:
@@ -717,11 +795,50 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
         x = self.features(obs)
         if x is None:
             return []
+        if self.batch:
+            self._pending.append((obs, x))
+            return self.drain() if len(self._pending) >= self._room() else []
         forest = self._forest
         if forest is not None and forest.unusual(self._row(x, forest)):
             return [self._warn(obs, self._score(x, forest))]
         self._learn(x)
         return []
+
+    def drain(self) -> list[RiskWarning]:
+        """Batch mode: decide the rows waiting, together; the warnings :meth:`step` would have given.
+
+        In batch mode :meth:`step` only queues a row, until as many rows wait as can be learnt
+        before the forest changes (the next fit: ``min_train`` rows, then ``refit_every``). Within
+        that many rows the forest is fixed, so they are decided at once with numpy
+        (:class:`_FlatForest`), then flagged or learnt in order: the same decisions, warnings and
+        fits as one row at a time, bit for bit. The engine drains at every week it closes and at
+        the end of input; a replay uses it, a live stream decides each row as it comes.
+        """
+        pending, self._pending = self._pending, []
+        if not pending:
+            return []
+        forest = self._forest
+        if forest is None:  # nothing to score yet: the rows fill the first training window
+            for _obs, x in pending:
+                self._learn(x)
+            return []
+        if self._flat is None:
+            self._flat = _FlatForest(forest)
+        rows = np.array([x for _obs, x in pending], dtype=np.float64)
+        rows = np.where(np.isnan(rows), np.array(forest.medians, dtype=np.float64), rows)
+        out: list[RiskWarning] = []
+        for (obs, x), flagged in zip(pending, self._flat.unusual(rows), strict=True):
+            if flagged:
+                out.append(self._warn(obs, self._score(x, forest)))
+            else:
+                self._learn(x)  # a refit can only come with the last row (see _room)
+        return out
+
+    def _room(self) -> int:
+        """How many rows may wait in batch mode: as many as can be learnt before the next fit."""
+        if self._forest is None:
+            return max(1, self.min_train - len(self._buffer))
+        return max(1, self.refit_every - self._since_fit)
 
     # -- internals --------------------------------------------------------------------------------
     @staticmethod
@@ -763,6 +880,7 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
             seed=self.seed,
         )
         self._since_fit = 0
+        self._flat = None
         self.fits += 1
 
     def _warn(self, obs: SamplingResult, s: Score) -> RiskWarning:

@@ -78,6 +78,15 @@ class KeyedDetector:
         result: list[RiskWarning] = det.step(obs)
         return result
 
+    def drain(self) -> list[RiskWarning]:
+        """What the instances that decide in batches (``drain()``) still hold back, key by key."""
+        out: list[RiskWarning] = []
+        for det in self.instances.values():
+            drain = getattr(det, "drain", None)
+            if drain is not None:
+                out += drain()
+        return out
+
 
 class DetectorSet:
     """The detectors of one stage, stepped in a fixed order."""
@@ -100,16 +109,25 @@ class DetectorSet:
                 out = found if out is None else [*out, *found]
         return out if out is not None else []
 
+    def drain(self) -> list[RiskWarning]:
+        """The warnings of record detectors that decide in batches, for the records given so far."""
+        out: list[RiskWarning] = []
+        for det in self.record:
+            drain = getattr(det, "drain", None)
+            if drain is not None:
+                out += drain()
+        return out
+
 
 def _enterprise_repeat(enterprise_id: str, *, region_label: str) -> EnterpriseRepeatDetector:
     return EnterpriseRepeatDetector(enterprise_id=enterprise_id, region_label=region_label)
 
 
 def _enterprise_outlier(
-    industry: str, *, region: str, cat_items: dict[str, tuple[str, ...]], seed: int
+    industry: str, *, region: str, cat_items: dict[str, tuple[str, ...]], seed: int, batch: bool
 ) -> EnterpriseOutlierDetector:
     return EnterpriseOutlierDetector(
-        region=region, industry=industry, items=cat_items.get(industry, ()), seed=seed
+        region=region, industry=industry, items=cat_items.get(industry, ()), seed=seed, batch=batch
     )
 
 
@@ -136,6 +154,7 @@ def build_region_detectors(region: str, cat: Catalogue, config: EngineConfig, la
                     region=region,
                     cat_items={i.slug: i.hazard_items for i in cat.industries},
                     seed=config.seed,
+                    batch=config.batch_scoring,
                 ),
             ),
         ],

@@ -259,7 +259,7 @@ def replay(
     if clock.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     context = validation_context(cat, clock)
-    cfg = config or EngineConfig()
+    cfg = config or EngineConfig(batch_scoring=True)
     stats = ReplayStats()
     files: list[IO[bytes]] = []
     try:

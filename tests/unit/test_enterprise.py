@@ -19,6 +19,7 @@ from detectors.enterprise import (
     EnterpriseRepeatDetector,
     _compile,
     _fit_forest,
+    _FlatForest,
     binomial_tail,
 )
 from schemas import Level, SamplingResult, WarningKind, WarningStatus, uscc_check_char, validation_context
@@ -332,3 +333,83 @@ def test_outlier_determinism_depends_on_the_seed_only() -> None:
 
     first = run(3)
     assert first and first == run(3)
+
+
+# -- batch mode (replays) ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_flat_forest_decides_like_the_nested_trees(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    train = rng.normal(0.5, 0.1, size=(900, 3))
+    forest = _fit_forest(
+        train, (0.5, 0.5, 0.5), n_estimators=50, max_samples=256, contamination=0.05, seed=seed
+    )
+    probe = np.vstack(
+        [
+            rng.normal(0.5, 0.1, size=(400, 3)),
+            rng.uniform(-0.5, 1.5, size=(400, 3)),
+            [[1e300, 0.5, 0.5], [-1e300, -1e300, 1e300], [0.5, 0.5, 0.5]],  # beyond float32: inf
+            train[:50],  # values at the thresholds the trees were split on
+        ]
+    )
+    flat = _FlatForest(forest)
+    depths = flat.depths(probe)
+    scores = [forest.score(tuple(row)) for row in probe.tolist()]
+    assert [float(-(2.0 ** (-d / forest.denominator))) for d in depths] == scores  # bit for bit
+    decisions = flat.unusual(probe)
+    assert decisions == [forest.unusual(tuple(row)) for row in probe.tolist()]
+    assert 0 < sum(decisions) < len(decisions)
+
+
+def _outlier_run(det: EnterpriseOutlierDetector, n: int, drain_every: int | None) -> list[str]:
+    rng = random.Random(11)
+    out: list[str] = []
+    for k in range(n):
+        ratios = normal(rng)
+        if k % 19 == 0:  # scattered unusual values (a fixed odd row would soon be learnt as normal)
+            ratios = {name: rng.uniform(0.0, 1.0) for name in ratios}
+        if k % 9 == 0:
+            ratios = {"formaldehyde": ratios["formaldehyde"], "ph": ratios["ph"]}  # imputed azo dyes
+        out += [
+            w.model_dump_json() for w in det.step(batch(k, ratios, failed=("ph",) if k % 13 == 0 else ()))
+        ]
+        if drain_every is not None and k % drain_every == drain_every - 1:
+            out += [w.model_dump_json() for w in det.drain()]
+    out += [w.model_dump_json() for w in det.drain()]
+    return out
+
+
+@pytest.mark.parametrize("drain_every", [None, 1, 37, 250])
+def test_batch_mode_gives_the_same_warnings_fits_and_state(drain_every: int | None) -> None:
+    hyper = {"min_train": 120, "refit_every": 90, "window": 300, "n_estimators": 30}
+    one_by_one = outlier(**hyper)
+    expected = _outlier_run(one_by_one, 1200, None)
+    batched = outlier(batch=True, **hyper)
+    got = _outlier_run(batched, 1200, drain_every)
+    assert got == expected  # the same warnings in the same order, whatever the drain points
+    assert sum('"enterprise_outlier"' in w for w in got) >= 10
+    assert batched.fits == one_by_one.fits >= 10
+    assert batched._forest == one_by_one._forest and list(batched._buffer) == list(one_by_one._buffer)
+    assert batched._since_fit == one_by_one._since_fit
+
+
+def test_batch_mode_holds_rows_back_until_the_next_fit_and_pickles() -> None:
+    rng = random.Random(3)
+    det = outlier(batch=True, min_train=100, refit_every=50, n_estimators=20)
+    for k in range(99):
+        assert det.step(batch(k, normal(rng))) == []
+    assert det.fits == 0 and len(det._pending) == 99
+    det.step(batch(99, normal(rng)))  # the 100th row fills the first training window
+    assert det.fits == 1 and det._pending == []
+    det.step(batch(100, ODD))
+    det.drain()  # builds the array cache
+    assert det._flat is not None
+    copy = pickle.loads(pickle.dumps(det))
+    assert copy._flat is None and copy._forest == det._forest  # the cache is not pickled
+    for k in range(101, 130):
+        row = normal(rng)
+        assert [w.model_dump_json() for w in copy.step(batch(k, row))] == [
+            w.model_dump_json() for w in det.step(batch(k, row))
+        ]
+    assert [w.model_dump_json() for w in copy.drain()] == [w.model_dump_json() for w in det.drain()]

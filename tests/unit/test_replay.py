@@ -389,3 +389,39 @@ def test_cli_writes_to_stdout_and_refuses_an_unwritable_output(
         main, ["replay", str(clean[0]), "--out", str(tmp_path / "no" / "such" / "w.jsonl")]
     )
     assert bad.exit_code == 1 and "cannot write" in bad.output
+
+
+def test_batch_scoring_gives_the_warnings_of_record_by_record_scoring(tmp_path: Path) -> None:
+    """A replay decides the outlier model in batches; a stream one record at a time: same warnings."""
+    from detectors import EngineConfig
+
+    rng = random.Random(9)
+    records = []
+    for n in range(900):
+        odd = n % 37 == 5
+        values = [rng.gauss(0.4, 0.05), rng.gauss(0.7, 0.03)]
+        if odd:
+            values = [rng.uniform(0.7, 1.0), rng.uniform(0.1, 0.5)]
+        records.append(
+            {
+                "id": f"T{n:05d}",
+                "sampled_at": (START + timedelta(minutes=25 * n)).isoformat(),
+                "region": "653022",
+                "industry": "textiles",
+                "product": "童装",
+                "enterprise_id": _enterprise(n % 40, "653022"),
+                "passed": True,
+                "failed_items": [],
+                "inspector_id": "INS-1",
+                "test_items": [
+                    {"name": "formaldehyde", "value": 75.0 * values[0], "limit": 75.0, "passed": True},
+                    {"name": "ph", "value": 7.5 * values[1], "limit": 7.5, "passed": True},
+                ],
+            }
+        )
+    path = write_lines(tmp_path / "items.jsonl", records)
+    batched, _, _ = run(path)  # the replay's default
+    single, _, _ = run(path, config=EngineConfig(batch_scoring=False))
+    outliers = [w for w in single if w.detector == "enterprise_outlier"]
+    assert len(outliers) >= 5
+    assert sorted(as_json(batched)) == sorted(as_json(single))
