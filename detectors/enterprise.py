@@ -491,7 +491,7 @@ class _FlatForest:
             right.append(n)
             value.append(0.0)
             if node.__class__ is tuple:
-                f, t, lo, hi = node  # type: ignore[misc]
+                f, t, lo, hi = node
                 feature[n], threshold[n] = f, t
                 left[n] = add(lo, depth + 1)
                 right[n] = add(hi, depth + 1)
