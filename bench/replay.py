@@ -3,6 +3,7 @@
     python bench/replay.py                      # 200,000 and 1,000,000 generated records
     python bench/replay.py --records 500000     # 200,000 and 500,000
     python bench/replay.py --events FILE        # an existing sampling file (one size)
+    python bench/replay.py --breakdown          # and the CPU per record of each detector family
 
 Each size is replayed in a fresh child process pinned to one CPU (so peak RSS is that run's own),
 with the same detector code ``qualitywatch replay`` runs, warnings serialised to JSON and discarded.
@@ -191,16 +192,60 @@ def shares(events: Path, now: datetime) -> dict[str, float]:
     }
 
 
-def _child(events: Path, now: datetime, function: str = "measure") -> Any:
+#: detector families :func:`without` can leave out, for ``--breakdown``
+FAMILIES = ("enterprise_repeat", "enterprise_outlier", "weekly")
+
+
+def without(events: Path, now: datetime, drop: str) -> dict[str, Any]:
+    """CPU seconds of a replay of ``events`` with the detector families in ``drop`` (comma-separated)
+    left out of the registry: what the rest of the pipeline costs without them."""
+    import detectors.engine as engine
+    import detectors.registry as registry
+    from qualitywatch.replay import replay
+    from schemas import default_catalogue
+
+    left_out = set(filter(None, drop.split(",")))
+    build_region = registry.build_region_detectors
+
+    def region(*args: Any, **kwargs: Any) -> Any:
+        found = build_region(*args, **kwargs)
+        found.record = [
+            d
+            for d in found.record
+            if not any(f.removeprefix("enterprise_") in str(d._factory) for f in left_out)
+        ]
+        if "weekly" in left_out:
+            found.week = []
+        return found
+
+    registry.build_region_detectors = region  # type: ignore[assignment]
+    if "weekly" in left_out:
+        registry.build_industry_detectors = lambda *a, **k: registry.DetectorSet()  # type: ignore[assignment]
+        engine.SystemicStage.submit = lambda self, cells, items=None: []  # type: ignore[method-assign]
+    written = 0
+
+    def write(w: Any) -> None:
+        nonlocal written
+        written += 1
+        w.model_dump_json()
+
+    cpu = time.process_time()
+    stats = replay(events, write=write, catalogue=default_catalogue(), now=now)
+    cpu = time.process_time() - cpu
+    return {"lines": stats.total("lines"), "warnings": written, "cpu_seconds": round(cpu, 2)}
+
+
+def _child(events: Path, now: datetime, function: str = "measure", *extra: str) -> Any:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     code = (
         "import json, os, sys; from datetime import datetime; from pathlib import Path;"
         "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]});"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import replay as b;"
-        f"print(json.dumps(b.{function}(Path(sys.argv[1]), datetime.fromisoformat(sys.argv[2]))))"
+        f"print(json.dumps(b.{function}(Path(sys.argv[1]), datetime.fromisoformat(sys.argv[2]),"
+        " *sys.argv[3:])))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(events), now.isoformat()],
+        [sys.executable, "-c", code, str(events), now.isoformat(), *extra],
         env=env,
         check=True,
         capture_output=True,
@@ -232,6 +277,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=Path, help="generate into this directory and keep the files")
     parser.add_argument(
         "--profile", action="store_true", help="also show where the CPU goes (smallest input)"
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also replay the largest input without each detector family: what each costs per record",
     )
     args = parser.parse_args(argv)
 
@@ -272,6 +322,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"where the CPU goes (cProfile, {label}):")
         for part, share in _child(path, now, "shares").items():
             print(f"  {part:<44} {share:>6.1%}")
+    if args.breakdown:
+        label, path, now = runs[-1]
+        print(f"CPU per record by part ({label}; each family's cost: the replay with it minus without it):")
+        whole = _child(path, now, "without", "")
+        bare = _child(path, now, "without", ",".join(FAMILIES))
+        lines = whole["lines"]
+        pipeline = "read, validate, dedup, order, count weeks"
+        print(f"  {pipeline:<44} {1e6 * bare['cpu_seconds'] / lines:>6.1f} µs")
+        for family in FAMILIES:
+            rest = _child(path, now, "without", family)
+            cost = whole["cpu_seconds"] - rest["cpu_seconds"]
+            print(f"  {family:<44} {1e6 * cost / lines:>6.1f} µs")
+        print(f"  {'all':<44} {1e6 * whole['cpu_seconds'] / lines:>6.1f} µs")
     tmp.cleanup()
 
 

@@ -460,6 +460,11 @@ class _Forest:
         return float(-(2.0 ** (-depth / self.denominator)))
 
 
+#: the most rows batch mode holds back per detector: enough for numpy to pay off, few enough that
+#: the records waiting stay a small part of the memory
+_BATCH_ROWS = 256
+
+
 class _FlatForest:
     """The trees of a :class:`_Forest` as flat arrays, to decide many rows at once with numpy.
 
@@ -500,11 +505,11 @@ class _FlatForest:
                 levels = max(levels, depth)
             return n
 
-        self.roots = np.array([add(tree, 0) for tree in forest.trees], dtype=np.intp)
-        self.feature = np.array(feature, dtype=np.intp)
+        self.roots = np.array([add(tree, 0) for tree in forest.trees], dtype=np.int32)
+        self.feature = np.array(feature, dtype=np.int32)
         self.threshold = np.array(threshold, dtype=np.float64)
-        self.left = np.array(left, dtype=np.intp)
-        self.right = np.array(right, dtype=np.intp)
+        self.left = np.array(left, dtype=np.int32)
+        self.right = np.array(right, dtype=np.int32)
         self.value = np.array(value, dtype=np.float64)
         self.levels = levels
         self.denominator = forest.denominator
@@ -797,7 +802,7 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
             return []
         if self.batch:
             self._pending.append((obs, x))
-            return self.drain() if len(self._pending) >= self._room() else []
+            return self.drain() if len(self._pending) >= min(self._room(), _BATCH_ROWS) else []
         forest = self._forest
         if forest is not None and forest.unusual(self._row(x, forest)):
             return [self._warn(obs, self._score(x, forest))]
@@ -808,7 +813,8 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
         """Batch mode: decide the rows waiting, together; the warnings :meth:`step` would have given.
 
         In batch mode :meth:`step` only queues a row, until as many rows wait as can be learnt
-        before the forest changes (the next fit: ``min_train`` rows, then ``refit_every``). Within
+        before the forest changes (the next fit: ``min_train`` rows, then ``refit_every``), or
+        ``_BATCH_ROWS``. Within
         that many rows the forest is fixed, so they are decided at once with numpy
         (:class:`_FlatForest`), then flagged or learnt in order: the same decisions, warnings and
         fits as one row at a time, bit for bit. The engine drains at every week it closes and at
