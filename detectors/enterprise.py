@@ -485,27 +485,33 @@ class _FlatForest:
         left: list[int] = []
         right: list[int] = []
         value: list[float] = []
+        roots: list[int] = []
         levels = 0
-
-        def add(node: _Node, depth: int) -> int:
-            nonlocal levels
-            n = len(feature)
-            feature.append(0)
-            threshold.append(math.inf)
-            left.append(n)
-            right.append(n)
-            value.append(0.0)
-            if node.__class__ is tuple:
-                f, t, lo, hi = node
-                feature[n], threshold[n] = f, t
-                left[n] = add(lo, depth + 1)
-                right[n] = add(hi, depth + 1)
-            else:
-                value[n] = node  # type: ignore[assignment]
-                levels = max(levels, depth)
-            return n
-
-        self.roots = np.array([add(tree, 0) for tree in forest.trees], dtype=np.int32)
+        # depth-first with an explicit stack (a recursive closure would be a reference cycle, and
+        # these lists would wait for the garbage collector)
+        for tree in forest.trees:
+            roots.append(len(feature))
+            stack: list[tuple[_Node, int, int, bool]] = [(tree, 0, -1, False)]
+            while stack:
+                node, depth, parent, is_right = stack.pop()
+                n = len(feature)
+                if parent >= 0:
+                    (right if is_right else left)[parent] = n
+                left.append(n)
+                right.append(n)
+                if node.__class__ is tuple:
+                    f, t, lo, hi = node
+                    feature.append(f)
+                    threshold.append(t)
+                    value.append(0.0)
+                    stack.append((hi, depth + 1, n, True))
+                    stack.append((lo, depth + 1, n, False))
+                else:  # a leaf stays where it is: an infinite threshold, itself as both children
+                    feature.append(0)
+                    threshold.append(math.inf)
+                    value.append(node)  # type: ignore[arg-type]
+                    levels = max(levels, depth)
+        self.roots = np.array(roots, dtype=np.int32)
         self.feature = np.array(feature, dtype=np.int32)
         self.threshold = np.array(threshold, dtype=np.float64)
         self.left = np.array(left, dtype=np.int32)
