@@ -10,7 +10,11 @@ Each week, a cell with at least ``min_failed`` failures is *flagged* when its fa
 1..``window_weeks`` weeks are improbable under its baseline (exact binomial tails, the smallest times
 the number of windows, at most ``alpha``). The item warns when the flagged cells span at least
 ``min_regions`` counties and ``min_industries`` industries and their Fisher combination is at most
-``max_combined_p`` (a loose cell level, a strict joint one). It emits
+``max_combined_p`` (a loose cell level, a strict joint one). A rise spread too thinly for any cell
+to be flagged is caught by the item's week as a whole (``max_total_p``): all its failures this week
+against all its cells' baselines, significant even with any one county or any one industry left out
+(``spread_p``), with the cells failing above their baselines spanning the same counties and
+industries. It emits
 ``firing`` every week that holds and ``resolved`` after ``resolve_after`` quiet weeks. Flagged cells
 are not learned while the item alarms (an outbreak does not become the new normal).
 """
@@ -66,6 +70,8 @@ class SystemicItemDetector(Detector[ItemWeek]):
         resolve_after: int = 2,
         window_weeks: int = 4,
         max_combined_p: float = 1e-4,
+        max_total_p: float | None = None,
+        spread_p: float = 0.3,
     ) -> None:
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -86,6 +92,8 @@ class SystemicItemDetector(Detector[ItemWeek]):
         self.resolve_after = resolve_after
         self.window_weeks = window_weeks
         self.max_combined_p = max_combined_p
+        self.max_total_p = max_total_p
+        self.spread_p = spread_p
         self.scope = Scope(item=item)
         # state: per cell "region|industry" -> [tested, failed] (forgotten sums); totals; alarm
         self._cells: dict[str, list[float]] = {}
@@ -129,6 +137,39 @@ class SystemicItemDetector(Detector[ItemWeek]):
                 out.append((cell, rate, p))
         return sorted(out, key=lambda c: (c[0].region, c[0].industry))
 
+    def _whole(self, obs: ItemWeek) -> tuple[float, float, list[tuple[ItemCell, float, float]]]:
+        """This week's failures of the item across every cell against their baselines.
+
+        Returns ``(p, spread_p, above)``: ``p`` the exact binomial tail of all the week's failures out
+        of all its tests at the tests' mean baseline rate; ``spread_p`` the largest such tail left
+        when any one county, or any one industry, is taken out (small only when no single county or
+        industry carries the rise); ``above`` the cells failing this week above their own baseline,
+        as (cell, expected rate, the cell's own tail), sorted by cell.
+        """
+        item_rate = self._item_rate()
+        rows = []
+        above = []
+        for cell in obs.cells:
+            if cell.tested <= 0:
+                continue
+            rate = self._cell_rate(cell, item_rate)
+            rows.append((cell.region, cell.industry, cell.tested, cell.failed, cell.tested * rate))
+            if cell.failed >= self.min_failed and cell.failed > cell.tested * rate:
+                above.append((cell, rate, binomial_upper_tail(cell.failed, cell.tested, rate)))
+
+        def tail(keep: list[tuple[str, str, int, int, float]]) -> float:
+            tested = sum(r[2] for r in keep)
+            failed = sum(r[3] for r in keep)
+            return binomial_upper_tail(failed, tested, sum(r[4] for r in keep) / tested) if failed else 1.0
+
+        p = tail(rows)
+        spread_p = 0.0
+        if p <= 1.0:
+            for n, values in ((0, {r[0] for r in rows}), (1, {r[1] for r in rows})):
+                for value in values:
+                    spread_p = max(spread_p, tail([r for r in rows if r[n] != value]))
+        return p, spread_p, sorted(above, key=lambda c: (c[0].region, c[0].industry))
+
     # -- contract -----------------------------------------------------------------------------
     def score(self, obs: ItemWeek) -> Score:
         flagged = self._flag(obs)
@@ -151,6 +192,25 @@ class SystemicItemDetector(Detector[ItemWeek]):
             p_comb = _chi2_sf_even(chi, 2 * len(flagged))
         strong = p_comb is not None and p_comb <= self.max_combined_p
         alarm = spread and strong and self._weeks >= self.warmup_weeks
+        trigger = "cells" if alarm else ""
+        if self.max_total_p is not None and not alarm and self._weeks >= self.warmup_weeks:
+            p_total, spread_p, above = self._whole(obs)
+            above_regions = sorted({c.region for c, _, _ in above})
+            above_industries = sorted({c.industry for c, _, _ in above})
+            if (
+                p_total <= self.max_total_p
+                and spread_p <= self.spread_p
+                and len(above_regions) >= self.min_regions
+                and len(above_industries) >= self.min_industries
+            ):
+                # a rise spread thinly over many cells: each cell weak, the item's week strong
+                alarm, trigger = True, "whole"
+                flagged, regions, industries = above, above_regions, above_industries
+                tested = sum(c.tested for c, _, _ in flagged)
+                failed = sum(c.failed for c, _, _ in flagged)
+                expected_failures = sum(c.tested * r for c, r, _ in flagged)
+                expected_rate = expected_failures / tested
+                p_comb = p_total
         return Score(
             statistic=float(min(len(regions), len(industries))),
             threshold=float(min(self.min_regions, self.min_industries)),
@@ -176,6 +236,7 @@ class SystemicItemDetector(Detector[ItemWeek]):
                 "expected_failures": expected_failures,
                 "cell_alpha": self.alpha,
                 "item_baseline_rate": item_rate,
+                "trigger": trigger,
             },
         )
 
@@ -230,6 +291,8 @@ class SystemicItemDetector(Detector[ItemWeek]):
             )
             exp_txt = f"{expected:.1f} expected" if expected >= 0.1 else "almost none expected"
             p_txt = f"p={s.p_value:.2g}" if s.p_value is not None else ""
+            if x.get("trigger") == "whole":
+                p_txt += " for the item's week across all cells (no county or industry alone)"
             summary = (
                 f"{self.label} failing in {len(x['regions'])} counties and {len(x['industries'])} industries "
                 f"this week: {failed} failures vs {exp_txt} ({where}), {p_txt} [{level.value}]"
