@@ -35,8 +35,9 @@ __all__ = [
 
 
 #: regional_rate / industry_rate, per kind: the one-week score threshold, the GLR window (weeks),
-#: threshold and per-week cap, and the week's own score needed to hold a GLR alarm (the baseline's
-#: guard band and refit interval keep the class defaults, 4 weeks each). A county sums 8 industries
+#: threshold and per-week cap, and the week's own score needed to open (``onset_z``) and to hold
+#: (``hold_z``) a GLR alarm (the baseline's guard band and refit interval keep the class defaults,
+#: 4 weeks each). A county sums 8 industries
 #: (5-8 failures a week), an industry 4 counties (2-4 a week): the county alarms on one week sooner,
 #: the industry needs a stronger single week and leans on the GLR. Tuned together on 10 simulated
 #: seeds for the pooled false-alarm budget and the median delay (docs/benchmarks.md, "Detection
@@ -47,7 +48,8 @@ RATE_CHANGE_PARAMS: dict[WarningKind, dict[str, Any]] = {
         "glr_weeks": 8,
         "glr_threshold": 3.0,
         "glr_cap": 2.0,
-        "hold_z": 1.5,
+        "onset_z": 0.5,
+        "hold_z": 1.2,
     },
     WarningKind.industry: {
         "z_threshold": 3.4,
