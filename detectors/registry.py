@@ -54,9 +54,10 @@ RATE_CHANGE_PARAMS: dict[WarningKind, dict[str, Any]] = {
     WarningKind.industry: {
         "z_threshold": 3.4,
         "glr_weeks": 8,
-        "glr_threshold": 2.5,
-        "glr_cap": 2.0,
-        "hold_z": 1.5,
+        "glr_threshold": 2.7,
+        "glr_cap": 2.5,
+        "onset_z": 0.5,
+        "hold_z": 1.8,
     },
 }
 #: systemic_item: per-cell level over windows of 1..4 weeks, and the combined (Fisher) p-value the
