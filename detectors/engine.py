@@ -403,12 +403,17 @@ class PatrolStage(_OrderedStage):
 
 
 class _Barrier:
-    """Collects cell-weeks from every county; yields a week once all counties have closed it."""
+    """Collects cell-weeks from every county; yields a week once every one of its cells has arrived.
 
-    def __init__(self, regions: tuple[str, ...]) -> None:
-        self._regions = frozenset(regions)
+    A county closes a week with one cell per industry of the catalogue (untested ones included), so a
+    week is complete when it holds every (county, industry) cell the stage expects. Waiting for a
+    county's first cell is not enough: the stream delivers the cells one at a time, and releasing the
+    week then would drop the county's other cells of it.
+    """
+
+    def __init__(self, regions: Iterable[str], industries: Iterable[str]) -> None:
+        self._keys = frozenset((r, i) for r in regions for i in industries)
         self._pending: dict[datetime, dict[tuple[str, str], CellWeek]] = {}
-        self._seen: dict[datetime, set[str]] = {}
         self._done: datetime | None = None  # start of the newest week already released
 
     def add(self, cells: Iterable[CellWeek]) -> list[list[CellWeek]]:
@@ -416,12 +421,10 @@ class _Barrier:
             if self._done is not None and c.week_start <= self._done:
                 continue  # a cell re-sent after its week was stepped (a restarted producer): ignore
             self._pending.setdefault(c.week_start, {})[(c.region, c.industry)] = c
-            self._seen.setdefault(c.week_start, set()).add(c.region)
         ready = []
         for start in sorted(self._pending):
-            if self._seen[start] >= self._regions:
+            if self._pending[start].keys() >= self._keys:
                 ready.append(sorted(self._pending.pop(start).values(), key=lambda c: (c.region, c.industry)))
-                del self._seen[start]
                 self._done = start
             else:
                 break
@@ -435,7 +438,7 @@ class IndustryStage:
         from .registry import build_industry_detectors
 
         self.industry = industry
-        self._barrier = _Barrier(catalogue.region_codes)
+        self._barrier = _Barrier(catalogue.region_codes, (industry,))
         self._target = {industry: catalogue.target_for_industry(industry)}
         self.detectors = build_industry_detectors(industry, catalogue, config, labels)
 
@@ -455,7 +458,7 @@ class SystemicStage:
         self._catalogue = catalogue
         self._config = config
         self._labels = labels
-        self._barrier = _Barrier(catalogue.region_codes)
+        self._barrier = _Barrier(catalogue.region_codes, catalogue.industry_slugs)
         self.detectors: dict[str, Any] = {}
         for item in sorted({i for ind in catalogue.industries for i in ind.hazard_items}):
             self.detectors[item] = build_systemic_detector(item, catalogue, config, labels)

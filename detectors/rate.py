@@ -22,8 +22,14 @@ predicts for that week:
   catches modest sustained or slowly growing rises within a few weeks.
 
 It alarms when either crosses its threshold, emits a ``firing`` warning every week the alarm holds and
-a ``resolved`` one after ``resolve_after`` quiet weeks. Levels follow :func:`rate_level`. A series
-built without its cells (``SeriesWeek.cells`` empty) is modelled as one cell: its total.
+a ``resolved`` one after ``resolve_after`` quiet weeks. A GLR alarm also needs the week itself to be
+raised: ``z >= onset_z`` to open an alarm, ``z >= hold_z`` to keep one open. The two differ because
+the evidence differs: before an alarm the GLR window holds only unflagged weeks, so a crossing is
+new evidence and the week need only not contradict it (a ramp's last week is often ordinary by
+chance); once an alarm is open its window still holds the weeks that opened it, so the GLR says
+nothing new and only a raised week may hold it (otherwise one chance episode fires for weeks).
+Levels follow :func:`rate_level`. A series built without its cells (``SeriesWeek.cells`` empty) is
+modelled as one cell: its total.
 """
 
 from __future__ import annotations
@@ -198,6 +204,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
         glr_threshold: float = 2.9,
         glr_cap: float = 3.0,
         hold_z: float = 1.5,
+        onset_z: float | None = None,
         outlier_z: float = 2.58,
         cell_sd: float = 1.0,
         harmonic_chi2: float = 6.0,
@@ -228,6 +235,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
         self.glr_threshold = glr_threshold
         self.glr_cap = glr_cap
         self.hold_z = hold_z
+        self.onset_z = hold_z if onset_z is None else onset_z
         self.outlier_z = outlier_z
         self.cell_sd = cell_sd
         self.harmonic_chi2 = harmonic_chi2
@@ -377,7 +385,10 @@ class RateChangeDetector(Detector[SeriesWeek]):
         glr, glr_weeks, shape = _glr(recent, t)
         enough = y0 >= self.min_failed
         by_week = enough and z >= self.z_threshold
-        by_glr = enough and glr_weeks > 1 and glr >= self.glr_threshold and z >= self.hold_z
+        # a GLR crossing opens an alarm when the week is at least ``onset_z``, holds one at ``hold_z``
+        # (module docstring: while an alarm is open the window still holds the weeks that opened it)
+        need_z = self.hold_z if self._latch.active else self.onset_z
+        by_glr = enough and glr_weeks > 1 and glr >= self.glr_threshold and z >= need_z
         trigger = "week+glr" if by_week and by_glr else "week" if by_week else "glr" if by_glr else ""
         return Score(
             statistic=z,

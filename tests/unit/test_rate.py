@@ -102,6 +102,27 @@ def test_modest_sustained_rise_is_caught_by_the_glr() -> None:
     assert any("glr" in t for _, t in triggers)
 
 
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_a_glr_alarm_opens_at_onset_z_and_holds_at_hold_z(seed: int) -> None:
+    """A GLR-only firing week needs z >= onset_z when it opens an alarm, z >= hold_z when one is open."""
+    assert detector().onset_z == detector().hold_z  # onset_z defaults to hold_z
+    series = make_series(seed, weeks=110, step_at=80, odds=1.7)
+    first: dict[float, int] = {}
+    for onset in (1.5, 0.0):
+        det = detector(onset_z=onset, hold_z=1.5)
+        for w, obs in enumerate(series):
+            was_open = det._latch.active
+            for x in det.step(obs):
+                if x.status is not WarningStatus.firing:
+                    continue
+                first.setdefault(onset, w)
+                ev = x.evidence
+                assert ev.statistic is not None
+                if (ev.model_extra or {})["trigger"] == "glr":
+                    assert ev.statistic >= (det.hold_z if was_open else det.onset_z)
+    assert 0.0 in first and first[0.0] <= first.get(1.5, len(series))  # a lower onset opens no later
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_volume_swings_at_the_same_rate_raise_nothing(seed: int) -> None:
     # every 5th week is a campaign that triples the number tested at the same quality

@@ -172,3 +172,17 @@ def test_settings_profiles_and_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
         StreamSettings()
     with pytest.raises(ValueError, match="epoch"):
         StreamSettings(epoch="2021-01-05T00:00:00+08:00")
+
+
+def test_the_barrier_releases_a_week_only_when_every_cell_of_it_is_in() -> None:
+    """Cells one at a time (as the stream sends them): a county's first cell does not complete the week."""
+    from detectors.engine import _Barrier
+
+    barrier = _Barrier(CAT.region_codes, CAT.industry_slugs)
+    end = EPOCH + timedelta(weeks=1)
+    cells = [CellWeek(r, i, EPOCH, end, 1, 0) for r in reversed(CAT.region_codes) for i in CAT.industry_slugs]
+    for c in cells[:-1]:
+        assert barrier.add([c]) == []
+    (week,) = barrier.add([cells[-1]])
+    assert {(c.region, c.industry) for c in week} == {(c.region, c.industry) for c in cells}
+    assert barrier.add([cells[0]]) == []  # re-sent after its week was released: ignored
