@@ -144,30 +144,34 @@ class SystemicItemDetector(Detector[ItemWeek]):
         of all its tests at the tests' mean baseline rate; ``spread_p`` the largest such tail left
         when any one county, or any one industry, is taken out (small only when no single county or
         industry carries the rise); ``above`` the cells failing this week above their own baseline,
-        as (cell, expected rate, the cell's own tail), sorted by cell.
+        as (cell, expected rate, the cell's own tail), sorted by cell. When ``p`` is above
+        ``max_total_p`` (nearly every week) the rest is not computed: ``(p, 1.0, [])``.
         """
+        if obs.failed <= 0:
+            return 1.0, 1.0, []
         item_rate = self._item_rate()
-        rows = []
-        above = []
-        for cell in obs.cells:
-            if cell.tested <= 0:
-                continue
-            rate = self._cell_rate(cell, item_rate)
-            rows.append((cell.region, cell.industry, cell.tested, cell.failed, cell.tested * rate))
-            if cell.failed >= self.min_failed and cell.failed > cell.tested * rate:
-                above.append((cell, rate, binomial_upper_tail(cell.failed, cell.tested, rate)))
+        rates = [(cell, self._cell_rate(cell, item_rate)) for cell in obs.cells if cell.tested > 0]
+        rows = [(cell, cell.tested * rate) for cell, rate in rates]
 
-        def tail(keep: list[tuple[str, str, int, int, float]]) -> float:
-            tested = sum(r[2] for r in keep)
-            failed = sum(r[3] for r in keep)
-            return binomial_upper_tail(failed, tested, sum(r[4] for r in keep) / tested) if failed else 1.0
+        def tail(keep: list[tuple[ItemCell, float]]) -> float:
+            tested = sum(c.tested for c, _ in keep)
+            failed = sum(c.failed for c, _ in keep)
+            return binomial_upper_tail(failed, tested, sum(e for _, e in keep) / tested) if failed else 1.0
 
         p = tail(rows)
-        spread_p = 0.0
-        if p <= 1.0:
-            for n, values in ((0, {r[0] for r in rows}), (1, {r[1] for r in rows})):
-                for value in values:
-                    spread_p = max(spread_p, tail([r for r in rows if r[n] != value]))
+        if self.max_total_p is None or p > self.max_total_p:
+            return p, 1.0, []
+        regions = {c.region for c, _ in rows}
+        industries = {c.industry for c, _ in rows}
+        spread_p = max(
+            [tail([r for r in rows if r[0].region != region]) for region in regions]
+            + [tail([r for r in rows if r[0].industry != industry]) for industry in industries]
+        )
+        above = [
+            (c, rate, binomial_upper_tail(c.failed, c.tested, rate))
+            for c, rate in rates
+            if c.failed >= self.min_failed and c.failed > c.tested * rate
+        ]
         return p, spread_p, sorted(above, key=lambda c: (c[0].region, c[0].industry))
 
     # -- contract -----------------------------------------------------------------------------
