@@ -63,9 +63,9 @@ class EngineConfig:
     #: the first week watched (Monday 00:00 local); None: the week of the first record seen
     epoch: datetime | None = None
     seed: int = 0
-    #: decide the enterprise outlier model over batches of records (``EnterpriseOutlierDetector.drain``,
-    #: at least at every week a county closes): the same warnings, later. For replays; a live
-    #: stream decides each record as it arrives
+    #: decide the enterprise outlier model over batches of records (``EnterpriseOutlierDetector.drain``:
+    #: up to 256 records of a county and industry, the rest at the end of input): the same warnings,
+    #: later. For replays; a live stream decides each record as it arrives
     batch_scoring: bool = False
 
 

@@ -820,11 +820,10 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
 
         In batch mode :meth:`step` only queues a row, until as many rows wait as can be learnt
         before the forest changes (the next fit: ``min_train`` rows, then ``refit_every``), or
-        ``_BATCH_ROWS``. Within
-        that many rows the forest is fixed, so they are decided at once with numpy
-        (:class:`_FlatForest`), then flagged or learnt in order: the same decisions, warnings and
-        fits as one row at a time, bit for bit. The engine drains at every week it closes and at
-        the end of input; a replay uses it, a live stream decides each row as it comes.
+        ``_BATCH_ROWS``. Within that many rows the forest is fixed, so they are decided at once
+        with numpy (:class:`_FlatForest`), then flagged or learnt in order: the same decisions,
+        warnings and fits as one row at a time, bit for bit. The engine drains what is left at the
+        end of input; a replay uses batch mode, a live stream decides each row as it comes.
         """
         pending, self._pending = self._pending, []
         if not pending:

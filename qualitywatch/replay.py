@@ -252,6 +252,8 @@ def replay(
     ``write`` receives every warning in the order the engine emits them. ``now`` is the validation
     clock (records later than it or older than ``schemas.records.MAX_AGE`` before it are refused;
     default: the wall clock, UTC). ``flush`` closes the weeks still open at the end of the input.
+    ``config`` defaults to ``EngineConfig(batch_scoring=True)``: the outlier model decides records in
+    batches, which gives the warnings a stream would give, some of them later in the output.
     Raises :class:`ReplayError` when a file cannot be opened or read.
     """
     cat = catalogue or default_catalogue()
