@@ -77,6 +77,10 @@ class SystemicItemDetector(Detector[ItemWeek]):
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         if window_weeks < 1:
             raise ValueError(f"window_weeks must be >= 1, got {window_weeks}")
+        if max_total_p is not None and not 0.0 < max_total_p < 1.0:
+            raise ValueError(f"max_total_p must be in (0, 1) or None, got {max_total_p}")
+        if not 0.0 < spread_p <= 1.0:
+            raise ValueError(f"spread_p must be in (0, 1], got {spread_p}")
         self.item, self.label = item, label
         self.region_labels = dict(region_labels)
         self.industry_labels = dict(industry_labels)

@@ -237,6 +237,14 @@ def test_bad_window_is_refused() -> None:
         detector(window_weeks=0)
 
 
+@pytest.mark.parametrize(
+    ("hyper", "name"), [({"max_total_p": 0.0}, "max_total_p"), ({"spread_p": 0.0}, "spread_p")]
+)
+def test_bad_whole_week_levels_are_refused(hyper: dict[str, float], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        detector(**hyper)
+
+
 def _thin_week(seed: int, week: int, raised: dict[tuple[str, str], int], *, base: float = 0.001) -> ItemWeek:
     """A week of 16 cells at ``base``, where the ``raised`` cells fail exactly that many times."""
     rng = np.random.default_rng(seed * 1000 + week)
