@@ -6,7 +6,7 @@ to the conformance suite, and build it in the stage whose key it watches below.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -92,12 +92,7 @@ class KeyedDetector:
 
     def drain(self) -> list[RiskWarning]:
         """What the instances that decide in batches (``drain()``) still hold back, key by key."""
-        out: list[RiskWarning] = []
-        for det in self.instances.values():
-            drain = getattr(det, "drain", None)
-            if drain is not None:
-                out += drain()
-        return out
+        return _drain_all(self.instances.values())
 
 
 class DetectorSet:
@@ -123,12 +118,17 @@ class DetectorSet:
 
     def drain(self) -> list[RiskWarning]:
         """The warnings of record detectors that decide in batches, for the records given so far."""
-        out: list[RiskWarning] = []
-        for det in self.record:
-            drain = getattr(det, "drain", None)
-            if drain is not None:
-                out += drain()
-        return out
+        return _drain_all(self.record)
+
+
+def _drain_all(detectors: Iterable[Any]) -> list[RiskWarning]:
+    """``drain()`` of every detector that has one (batch scoring), in order."""
+    out: list[RiskWarning] = []
+    for det in detectors:
+        drain = getattr(det, "drain", None)
+        if drain is not None:
+            out += drain()
+    return out
 
 
 def _enterprise_repeat(enterprise_id: str, *, region_label: str) -> EnterpriseRepeatDetector:
