@@ -98,36 +98,39 @@ class Labels:
 class _IdWindow:
     """Record ids seen within ``horizon`` of event time (bounded memory).
 
-    Ids are forgotten in arrival order once their event time is older than the newest one minus
-    the horizon (arrival order is event-time order up to ``allowed_lateness``, far shorter than the
-    horizon, so an id may be kept a little longer, never forgotten early).
+    Ids are remembered in batches, in arrival order. When a batch closes (``expire``) it is stamped
+    with the newest event time received so far, an upper bound of its ids' event times; it is
+    forgotten whole once that stamp is older than the newest event time minus the horizon. So an id
+    may be kept a little longer than the horizon, never forgotten early, and remembering one costs
+    a set insertion and a list append (the stage's hot path does both itself: ``seen``, ``batch``).
     """
 
     def __init__(self, horizon: timedelta) -> None:
         self._horizon = horizon.total_seconds()
-        self._seen: dict[str, float] = {}
-        self._keys: deque[float] = deque()  # event times (POSIX seconds), in arrival order
-        self._order: deque[str] = deque()  # the ids, in the same order
+        self.seen: set[str] = set()
+        self.batch: list[str] = []  # the ids added since the last expire, in arrival order
+        self._closed: deque[tuple[float, list[str]]] = deque()  # (stamp, ids), oldest first
 
     def __contains__(self, record_id: str) -> bool:
-        return record_id in self._seen
+        return record_id in self.seen
 
-    def add(self, record_id: str, key: float) -> None:
-        self._seen[record_id] = key
-        self._keys.append(key)
-        self._order.append(record_id)
+    def add(self, record_id: str) -> None:
+        self.seen.add(record_id)
+        self.batch.append(record_id)
 
     def expire(self, watermark: float) -> None:
+        """Close the open batch (stamped ``watermark``, the newest event time received) and forget
+        the batches stamped before ``watermark - horizon``."""
+        if self.batch:
+            self._closed.append((watermark, self.batch))
+            self.batch = []
         cutoff = watermark - self._horizon
-        keys = self._keys
-        while keys and keys[0] < cutoff:
-            key = keys.popleft()
-            rid = self._order.popleft()
-            if self._seen.get(rid) == key:
-                del self._seen[rid]
+        closed, seen = self._closed, self.seen
+        while closed and closed[0][0] < cutoff:
+            seen.difference_update(closed.popleft()[1])
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return len(self.seen)
 
 
 class _Bucket:
@@ -184,7 +187,7 @@ class _OrderedStage:
             return Outcome.before_epoch if epoch is None or when < epoch else Outcome.late
         # a record older than what was already released (out of order beyond the buffer) still
         # counts while its week is open; only per-record detectors see it out of order
-        self._ids.add(record_id, key)
+        self._ids.add(record_id)
         return Outcome.accepted
 
     def _push(self, key: float, record_id: str, when: datetime, record: Any) -> None:
@@ -226,8 +229,8 @@ def _next_week(start: datetime, zone: Any) -> datetime:
 
 _NONE: tuple[()] = ()
 _ACCEPTED = Outcome.accepted
-#: how many new ids may be remembered between two expiry passes on the hot path
-_ID_CHECK_EVERY = 1024
+#: how many new ids may be remembered between two expiry passes on the hot path (an id batch)
+_ID_BATCH = 1024
 
 
 class RegionStage(_OrderedStage):
@@ -242,7 +245,6 @@ class RegionStage(_OrderedStage):
         self._labels = labels
         self._buckets: dict[datetime, dict[str, _Bucket]] = {}
         self._count_week: tuple[float, float, dict[str, _Bucket]] | None = None  # the week counted last
-        self._ids_check = _ID_CHECK_EVERY  # expire remembered ids when they grow past this
         self.detectors = build_region_detectors(region, catalogue, config, labels)
 
     def submit(self, record: Any) -> tuple[Outcome, list[RiskWarning], list[CellWeek]]:
@@ -255,39 +257,48 @@ class RegionStage(_OrderedStage):
         """
         when = record.sampled_at
         key = epoch_seconds(when)
-        outcome = self._admit(record.id, when, key)
-        counts = self.counts
-        if outcome is not Outcome.accepted:
-            counts[outcome] += 1
-            return outcome, _NONE, _NONE  # type: ignore[return-value]
-        counts[_ACCEPTED] += 1
-        self._push(key, record.id, when, record)
+        rid = record.id
+        ids = self._ids
+        week = self._open
+        if rid in ids.seen or week is None or key < week.start_key:
+            # a duplicate, the stage's first record, or one before the open week: the general path
+            outcome = self._admit(rid, when, key)
+            if outcome is not _ACCEPTED:
+                self.counts[outcome] += 1
+                return outcome, _NONE, _NONE  # type: ignore[return-value]
+            week = self._open
+            assert week is not None  # set by _admit
+        else:  # accepted: remember its id (what _admit does)
+            ids.seen.add(rid)
+            ids.batch.append(rid)
+        self.counts[_ACCEPTED] += 1
         buffer = self._buffer
+        heapq.heappush(buffer, (key, rid, when, record))
+        if key > self._watermark:
+            self._watermark = key
         horizon = self._watermark - self._lateness
         if buffer[0][0] > horizon:
-            return outcome, _NONE, _NONE  # type: ignore[return-value]  # nothing to release yet
-        week = self._open
-        assert week is not None  # set by _admit
+            return _ACCEPTED, _NONE, _NONE  # type: ignore[return-value]  # nothing to release yet
         if buffer[0][0] >= week.end_key or (self._released is not None and self._released >= week.end_key):
             warnings, cells = self._drain(flush=False)  # a week may close: the general path
-            return outcome, warnings, cells
+            return _ACCEPTED, warnings, cells
         found: list[RiskWarning] | None = None
         on_record = self.detectors.on_record
+        count = self._count
         while buffer and buffer[0][0] <= horizon and buffer[0][0] < week.end_key:
             released, _rid, released_at, ready = heapq.heappop(buffer)
             if self._released is None or released > self._released:
                 self._released = released
-            self._count(released, released_at, ready)
-            emitted = on_record(ready)
+            count(released, released_at, ready)
+            emitted = on_record(ready, released)
             if emitted:
                 found = [*found, *emitted] if found else list(emitted)
         if buffer and buffer[0][0] <= horizon:
             warnings, cells = self._drain(flush=False)  # the rest crosses into the next week
-            return outcome, [*(found or ()), *warnings], cells
-        if len(self._ids) > self._ids_check:
-            self._ids.expire(self._watermark)
-            self._ids_check = len(self._ids) + _ID_CHECK_EVERY
-        return outcome, found or _NONE, _NONE  # type: ignore[return-value]
+            return _ACCEPTED, [*(found or ()), *warnings], cells
+        if len(ids.batch) >= _ID_BATCH:
+            ids.expire(self._watermark)
+        return _ACCEPTED, found or _NONE, _NONE  # type: ignore[return-value]
 
     def flush(self) -> tuple[list[RiskWarning], list[CellWeek]]:
         """Release everything buffered and close every week up to the newest record (end of a replay)."""
@@ -305,7 +316,7 @@ class RegionStage(_OrderedStage):
                     warnings += w
                     cells += c
             self._count(key, when, record)
-            found = on_record(record)
+            found = on_record(record, key)
             if found:
                 warnings += found
         self._ids.expire(self._watermark)
@@ -397,7 +408,7 @@ class PatrolStage(_OrderedStage):
     def _drain(self, flush: bool) -> list[RiskWarning]:
         out: list[RiskWarning] = []
         while (ready := self._pop_ready(flush)) is not None:
-            out += self.detectors.on_record(ready[2])
+            out += self.detectors.on_record(ready[2], ready[0])
         self._ids.expire(self._watermark)
         return out
 
@@ -539,7 +550,8 @@ class DetectionEngine:
         self.systemic = SystemicStage(self.catalogue, cfg, self.labels)
 
     def process_sampling(self, record: SamplingResult | SamplingRecord) -> tuple[Outcome, list[RiskWarning]]:
-        self._ensure(record.sampled_at)
+        if not self.regions:
+            self._ensure(record.sampled_at)
         outcome, warnings, cells = self.regions[record.region].submit(record)
         if cells:
             warnings = [*warnings, *self._downstream(cells)]

@@ -230,8 +230,9 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
     def learn(self, obs: SamplingResult) -> None:
         self._learn(obs, epoch_seconds(obs.sampled_at))
 
-    def step(self, obs: SamplingResult) -> list[RiskWarning]:
-        key = epoch_seconds(obs.sampled_at)
+    def step(self, obs: SamplingResult, at: float | None = None) -> list[RiskWarning]:
+        """``at``: ``obs.sampled_at`` in POSIX seconds when the caller has it (the engine does)."""
+        key = epoch_seconds(obs.sampled_at) if at is None else at
         if obs.passed and self._firing is None and (not self._failures or not self._could_fire(key)):
             self._learn(obs, key)  # the common case: a pass that cannot raise a level
             return []
@@ -800,7 +801,8 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
         if x is not None:
             self._learn(x)
 
-    def step(self, obs: SamplingResult) -> list[RiskWarning]:
+    def step(self, obs: SamplingResult, at: float | None = None) -> list[RiskWarning]:
+        """``at`` (the event time in POSIX seconds) is accepted like every record detector's; unused."""
         if not obs.passed or not obs.test_items:  # the common case: nothing to score or learn
             return []
         x = self.features(obs)

@@ -144,7 +144,8 @@ class PatrolDetector(Detector[PatrolReport]):
     def learn(self, obs: PatrolReport) -> None:
         self._learn(obs, baseline=True)
 
-    def step(self, obs: PatrolReport) -> list[RiskWarning]:
+    def step(self, obs: PatrolReport, at: float | None = None) -> list[RiskWarning]:
+        """``at`` (the event time in POSIX seconds) is accepted like every record detector's; unused."""
         out = self._expire(obs)
         cluster = self._cluster_at(obs)
         if obs.severity is Severity.major:

@@ -75,28 +75,46 @@ SYSTEMIC_PARAMS: dict[str, Any] = {
 
 
 class KeyedDetector:
-    """One detector instance per key (an enterprise, an industry), created on first sight."""
+    """One detector instance per key (an enterprise, an industry), created on first sight.
 
-    def __init__(self, key: Callable[[Any], str], factory: Callable[[str], Any]) -> None:
+    ``only``: a cheap test of the record (``attrgetter("test_items")``); records it finds falsy
+    never reach an instance (nor create one), for a detector that ignores them anyway.
+    """
+
+    def __init__(
+        self,
+        key: Callable[[Any], str],
+        factory: Callable[[str], Any],
+        *,
+        only: Callable[[Any], Any] | None = None,
+    ) -> None:
         self._key = key
         self._factory = factory
+        self._only = only
         self.instances: dict[str, Any] = {}
 
-    def step(self, obs: Any) -> list[RiskWarning]:
+    def step(self, obs: Any, at: float | None = None) -> list[RiskWarning]:
+        """``step`` of the instance for ``obs``'s key; ``at``: the event time in POSIX seconds, if known."""
+        if self._only is not None and not self._only(obs):
+            return []
         k = self._key(obs)
         det = self.instances.get(k)
         if det is None:
             det = self.instances[k] = self._factory(k)
-        result: list[RiskWarning] = det.step(obs)
+        result: list[RiskWarning] = det.step(obs, at)
         return result
 
     def drain(self) -> list[RiskWarning]:
-        """What the instances that decide in batches (``drain()``) still hold back, key by key."""
-        return _drain_all(self.instances.values())
+        """What the instances that decide in batches (``drain()``) still hold back, in key order."""
+        return _drain_all(self.instances[k] for k in sorted(self.instances))
 
 
 class DetectorSet:
-    """The detectors of one stage, stepped in a fixed order."""
+    """The detectors of one stage, stepped in a fixed order.
+
+    Record detectors take the record and, optionally, its event time in POSIX seconds (``at``),
+    which the engine has already computed: ``step(record, at)``.
+    """
 
     def __init__(self, week: Sequence[Any] = (), record: Sequence[Any] = ()) -> None:
         self.week = list(week)
@@ -108,10 +126,10 @@ class DetectorSet:
             out += det.step(obs)
         return out
 
-    def on_record(self, record: Any) -> list[RiskWarning]:
+    def on_record(self, record: Any, at: float | None = None) -> list[RiskWarning]:
         out: list[RiskWarning] | None = None
         for det in self.record:
-            found = det.step(record)
+            found = det.step(record, at)
             if found:
                 out = found if out is None else [*out, *found]
         return out if out is not None else []
@@ -161,7 +179,8 @@ def build_region_detectors(region: str, cat: Catalogue, config: EngineConfig, la
             KeyedDetector(attrgetter("enterprise_id"), partial(_enterprise_repeat, region_label=label)),
             KeyedDetector(
                 attrgetter("industry"),
-                partial(
+                only=attrgetter("test_items"),  # the outlier model reads test-item values only
+                factory=partial(
                     _enterprise_outlier,
                     region=region,
                     cat_items={i.slug: i.hazard_items for i in cat.industries},

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, tzinfo
-from typing import Final
 
 import msgspec
 
@@ -38,27 +37,29 @@ __all__ = ["SamplingDecoder", "SamplingRecord", "TestItemRecord"]
 
 _MAX_ID = 128  # SamplingResult.id max_length
 _ENTERPRISE_MEMO = 100_000  # checked enterprise codes remembered per decoder (bounded)
-# Optional fields are decoded as UNSET when absent, so that an explicit null is told from an absent
-# field as the model tells them (``source`` and ``failed_items`` are not nullable); the decoder then
-# replaces UNSET with the model's default.
-_UNSET: Final = msgspec.UNSET
-_Unset = msgspec.UnsetType
+# An optional field that the model makes nullable defaults to None here too (absent and null give
+# the same value); one the model does not make nullable (``source``, ``failed_items``) is typed
+# without None, so an explicit null fails the decode and the line goes to the model, which says why.
 
 
-class TestItemRecord(msgspec.Struct, forbid_unknown_fields=True):
+class TestItemRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """One tested item (the fields of :class:`~schemas.records.TestItem`)."""
 
     __test__ = False  # not a pytest class
 
     name: str
-    value: float | _Unset | None = _UNSET
-    limit: float | _Unset | None = _UNSET
-    unit: str | _Unset | None = _UNSET
-    passed: bool | _Unset | None = _UNSET
+    value: float | None = None
+    limit: float | None = None
+    unit: str | None = None
+    passed: bool | None = None
 
 
-class SamplingRecord(msgspec.Struct, forbid_unknown_fields=True):
-    """A validated sampling result as the detection engine holds it (see the module docstring)."""
+class SamplingRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A validated sampling result as the detection engine holds it (see the module docstring).
+
+    ``gc=False``: a record refers to strings, numbers and its own lists only, never back to itself,
+    so the garbage collector need not track the millions a replay makes.
+    """
 
     id: str
     sampled_at: datetime
@@ -68,12 +69,12 @@ class SamplingRecord(msgspec.Struct, forbid_unknown_fields=True):
     enterprise_id: str
     passed: bool
     inspector_id: str
-    reported_at: datetime | _Unset | None = _UNSET
-    enterprise_name: str | _Unset | None = _UNSET
-    failed_items: list[str] | _Unset = _UNSET
-    test_items: list[TestItemRecord] | _Unset | None = _UNSET
-    lab_id: str | _Unset | None = _UNSET
-    source: str | _Unset = _UNSET
+    reported_at: datetime | None = None
+    enterprise_name: str | None = None
+    failed_items: list[str] = msgspec.field(default_factory=list)
+    test_items: list[TestItemRecord] | None = None
+    lab_id: str | None = None
+    source: SamplingSource = SamplingSource.supervision_sampling
 
     @classmethod
     def from_model(cls, model: SamplingResult) -> SamplingRecord:
@@ -104,15 +105,10 @@ def _clean(text: str) -> bool:
     return bool(text) and text == text.strip()
 
 
-def _spaced(text: str | None) -> bool:
-    return text is not None and text != text.strip()
-
-
-_SOURCES = {s.value: s for s in SamplingSource}
-#: a time of day with more than six fractional digits (anywhere in the line: a false hit only costs
-#: the model's slower path)
-_LONG_FRACTION = re.compile(rb":[0-9]{2}[.,][0-9]{7}")
-_DEFAULT_SOURCE = SamplingSource.supervision_sampling
+#: a fraction of a second with more than six digits (anywhere in the line: a false hit only costs the
+#: model's slower path). A comma as the decimal sign needs no look: msgspec refuses it, and the
+#: line goes to the model anyway
+_LONG_FRACTION = re.compile(rb"\.[0-9]{7}")
 
 
 class SamplingDecoder:
@@ -164,21 +160,20 @@ class SamplingDecoder:
     def _check(self, r: SamplingRecord) -> bool:
         """Check ``r`` like the model and normalise it in place; False: let the model decide."""
         when = r.sampled_at
-        zone = when.tzinfo
-        bounds = self._bounds.get(zone)
+        bounds = self._bounds.get(when.tzinfo)
         if bounds is None:
+            zone = when.tzinfo
             if zone is None:
                 return False
             bounds = self._bounds[zone] = (self._earliest.astimezone(zone), self._latest.astimezone(zone))
         if not bounds[0] <= when <= bounds[1]:
             return False
         reported = r.reported_at
-        if reported is _UNSET:
-            r.reported_at = None
-        elif reported is not None and (reported.tzinfo is None or reported < when):
+        if reported is not None and (reported.tzinfo is None or reported < when):
             return False
+        # every string non-blank (where the model says so) and already stripped: the model strips
+        # every string, the short cut never does
         rid, product, inspector = r.id, r.product, r.inspector_id
-        # non-blank and already stripped (the model strips every string; the short cut never does)
         if not rid or rid != rid.strip() or len(rid) > _MAX_ID:
             return False
         if r.region not in self._regions or r.industry not in self._industries:
@@ -194,48 +189,31 @@ class SamplingDecoder:
             if len(self._enterprises) < _ENTERPRISE_MEMO:
                 self._enterprises[raw] = code
         r.enterprise_id = code
-        if r.enterprise_name is _UNSET:
-            r.enterprise_name = None
-        elif _spaced(r.enterprise_name):
+        name, lab = r.enterprise_name, r.lab_id
+        if (name is not None and name != name.strip()) or (lab is not None and lab != lab.strip()):
             return False
-        if r.lab_id is _UNSET:
-            r.lab_id = None
-        elif _spaced(r.lab_id):
-            return False
-        if r.source is _UNSET:
-            r.source = _DEFAULT_SOURCE
-        else:
-            source = _SOURCES.get(r.source)
-            if source is None:
-                return False
-            r.source = source
-        cat = self.catalogue
         raw_items = r.failed_items
-        items: list[str]
-        if raw_items is _UNSET or not raw_items:
+        if not raw_items:
             if not r.passed:
                 return False  # a failure must name its items: the model says so
-            items = [] if raw_items is _UNSET else raw_items
-            r.failed_items = items
+        elif r.passed:
+            return False  # items listed on a pass: the model says so
         else:
-            if r.passed:
-                return False  # items listed on a pass: the model says so
-            items = []
+            normalise = self.catalogue.normalise_item
+            items: list[str] = []
             for raw_item in raw_items:
-                if not _clean(raw_item):
+                if not raw_item or raw_item != raw_item.strip():
                     return False
-                name = cat.normalise_item(raw_item)
-                if not name:
+                item = normalise(raw_item)
+                if not item:
                     return False
-                if name not in items:
-                    items.append(name)
+                if item not in items:
+                    items.append(item)
             r.failed_items = items
         tests = r.test_items
-        if tests is _UNSET:
-            r.test_items = None
-        elif tests is not None and not self._check_tests(tests, items):
+        if tests is not None and not self._check_tests(tests, r.failed_items):
             return False
-        r.product = cat.normalise_product(product)
+        r.product = self.catalogue.normalise_product(product)
         return True
 
     def _check_tests(self, tests: list[TestItemRecord], failed_items: list[str]) -> bool:
@@ -245,16 +223,9 @@ class SamplingDecoder:
                 return False
             name = normalise(t.name)
             t.name = name
-            if t.value is _UNSET:
-                t.value = None
-            if t.limit is _UNSET:
-                t.limit = None
-            if t.unit is _UNSET:
-                t.unit = None
-            elif _spaced(t.unit):
+            unit = t.unit
+            if unit is not None and unit != unit.strip():
                 return False
-            if t.passed is _UNSET:
-                t.passed = None
-            elif t.passed is False and name not in failed_items:
+            if t.passed is False and name not in failed_items:
                 return False  # failed but not listed in failed_items: the model says so
         return True
