@@ -415,18 +415,155 @@ def _average_path_length(n: int) -> float:
 _Node = tuple[int, float, "_Node", "_Node"] | float
 
 
-@dataclass(frozen=True, slots=True)
-class _Forest:
-    """A fitted isolation forest reduced to nested tuples: small to pickle, quick to score one row."""
+@lru_cache(maxsize=16)
+def _path_length_table(n: int) -> np.ndarray:
+    """``_average_path_length(k)`` for ``k`` in ``0..n``, as an array (the same floats, bit for bit)."""
+    return np.array([_average_path_length(k) for k in range(n + 1)], dtype=np.float64)
 
-    trees: tuple[_Node, ...]
-    denominator: float
-    offset: float
-    medians: tuple[float, ...]
-    min_train_score: float
-    n_train: int
-    #: ``floors[k]``: the least depth trees ``k:`` can add (their shallowest leaves), for :meth:`unusual`
-    floors: tuple[float, ...]
+
+class _Forest:
+    """A fitted isolation forest as flat arrays: compact to hold and pickle, quick to decide many rows.
+
+    Node ``n`` of the whole forest (the trees one after the other) has ``feature[n]``,
+    ``threshold[n]`` and children ``left[n]`` / ``right[n]``; a leaf points to itself with an
+    infinite threshold and holds its path length (its depth plus the expected path length of the
+    training points it holds) in ``value[n]``. So ``levels`` steps of "go left when
+    ``x[feature] <= threshold``" from the ``roots`` bring a row to its leaf in every tree, which is
+    how :meth:`depths` decides many rows at once with numpy (a replay's batch mode).
+
+    One row at a time (a live stream) walks the same trees as nested tuples (:attr:`trees`, built
+    from the arrays on first use and never pickled: a cache). Both compare the row rounded to
+    float32 with the thresholds as float64, and add the path lengths tree after tree in the same
+    order, so they give the same depths, scores and decisions to the last bit.
+    """
+
+    __slots__ = (
+        "_trees",
+        "denominator",
+        "feature",
+        "floors",
+        "left",
+        "levels",
+        "medians",
+        "min_train_score",
+        "n_train",
+        "offset",
+        "right",
+        "roots",
+        "threshold",
+        "value",
+    )
+    _ARRAYS = ("feature", "threshold", "left", "right", "value", "roots")
+    _SCALARS = ("levels", "denominator", "offset", "medians", "min_train_score", "n_train", "floors")
+
+    def __init__(
+        self,
+        *,
+        trees: list[Any],
+        denominator: float,
+        offset: float,
+        medians: tuple[float, ...],
+        min_train_score: float,
+        n_train: int,
+    ) -> None:
+        """``trees``: fitted scikit-learn ``Tree`` objects (their arrays are copied, not kept)."""
+        feature: list[np.ndarray] = []
+        threshold: list[np.ndarray] = []
+        left: list[np.ndarray] = []
+        right: list[np.ndarray] = []
+        value: list[np.ndarray] = []
+        roots: list[int] = []
+        floors: list[float] = []
+        start = levels = 0
+        for tree in trees:
+            lo = tree.children_left.astype(np.int64)
+            leaf = lo == -1
+            own = np.arange(start, start + len(lo))
+            depth = tree.compute_node_depths() - 1  # the root is at depth 0
+            counts = tree.n_node_samples
+            lengths = np.zeros(len(lo), dtype=np.float64)
+            lengths[leaf] = depth[leaf] + _path_length_table(int(counts.max()))[counts[leaf]]
+            roots.append(start)
+            feature.append(np.where(leaf, 0, tree.feature))
+            threshold.append(np.where(leaf, math.inf, tree.threshold))
+            left.append(np.where(leaf, own, lo + start))
+            right.append(np.where(leaf, own, tree.children_right + start))
+            value.append(lengths)
+            floors.append(float(lengths[leaf].min()))
+            levels = max(levels, int(depth[leaf].max()))
+            start += len(lo)
+        self.feature = np.concatenate(feature).astype(np.int32)
+        self.threshold = np.concatenate(threshold).astype(np.float64)
+        self.left = np.concatenate(left).astype(np.int32)
+        self.right = np.concatenate(right).astype(np.int32)
+        self.value = np.concatenate(value)
+        self.roots = np.array(roots, dtype=np.int32)
+        self.levels = levels
+        self.denominator = denominator
+        self.offset = offset
+        self.medians = medians
+        self.min_train_score = min_train_score
+        self.n_train = n_train
+        #: ``floors[k]``: the least depth trees ``k:`` can add (their shallowest leaves), for :meth:`unusual`
+        self.floors = _floors(floors)
+        self._trees: tuple[_Node, ...] | None = None
+
+    # -- state: the arrays and numbers, not the nested trees ---------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in (*self._ARRAYS, *self._SCALARS)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, v in state.items():
+            setattr(self, name, v)
+        self._trees = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Forest):
+            return NotImplemented
+        return all(np.array_equal(getattr(self, a), getattr(other, a)) for a in self._ARRAYS) and all(
+            getattr(self, s) == getattr(other, s) for s in self._SCALARS
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- many rows at once (numpy) -----------------------------------------------------------------
+    def depths(self, rows: np.ndarray) -> list[float]:
+        """Each row's path lengths summed over the trees, in tree order (``rows``: imputed features)."""
+        with np.errstate(over="ignore"):  # a ratio beyond float32 becomes inf, as array("f") makes it
+            x = rows.astype(np.float32).astype(np.float64)
+        index = np.arange(len(x))[:, None]
+        node = np.broadcast_to(self.roots, (len(x), len(self.roots)))
+        feature, threshold, left, right = self.feature, self.threshold, self.left, self.right
+        for _ in range(self.levels):
+            node = np.where(x[index, feature[node]] <= threshold[node], left[node], right[node])
+        # cumsum adds left to right, one tree after the other: the order of score()
+        return np.cumsum(self.value[node], axis=1)[:, -1].tolist()  # type: ignore[no-any-return]
+
+    def score_of(self, depth: float) -> float:
+        """The score of a row whose path lengths sum to ``depth`` (lower is more abnormal)."""
+        return float(-(2.0 ** (-depth / self.denominator)))
+
+    # -- one row at a time (nested tuples) ---------------------------------------------------------
+    @property
+    def trees(self) -> tuple[_Node, ...]:
+        """The trees as nested tuples (see ``_Node``), built from the arrays on first use."""
+        if self._trees is None:
+            feature = self.feature.tolist()
+            threshold = self.threshold.tolist()
+            left = self.left.tolist()
+            right = self.right.tolist()
+            value = self.value.tolist()
+            # nodes are numbered in depth-first pre-order (children after their parent), so
+            # building them from the last to the first finds both children of every node built
+            built: list[_Node] = [0.0] * len(left)
+            for node in range(len(left) - 1, -1, -1):
+                lo = left[node]
+                if lo == node:
+                    built[node] = value[node]
+                else:
+                    built[node] = (feature[node], threshold[node], built[lo], built[right[node]])
+            self._trees = tuple(built[r] for r in self.roots.tolist())
+        return self._trees
 
     def unusual(self, x: tuple[float, ...]) -> bool:
         """``score(x) < offset``, stopping as soon as the trees left cannot make it so.
@@ -447,7 +584,7 @@ class _Forest:
             depth += node  # type: ignore[operator]
             if depth + floors[k + 1] > limit + margin:
                 return False
-        return float(-(2.0 ** (-depth / self.denominator))) < self.offset
+        return self.score_of(depth) < self.offset
 
     def score(self, x: tuple[float, ...]) -> float:
         """``IsolationForest.score_samples`` of one row (lower is more abnormal)."""
@@ -458,111 +595,12 @@ class _Forest:
                 feature, threshold, left, right = node
                 node = left if x32[feature] <= threshold else right
             depth += node  # type: ignore[operator]
-        return float(-(2.0 ** (-depth / self.denominator)))
+        return self.score_of(depth)
 
 
 #: the most rows batch mode holds back per detector: enough for numpy to pay off, few enough that
 #: the records waiting stay a small part of the memory
 _BATCH_ROWS = 256
-
-
-class _FlatForest:
-    """The trees of a :class:`_Forest` as flat arrays, to decide many rows at once with numpy.
-
-    Node ``n`` of the whole forest has ``feature[n]``, ``threshold[n]`` and children ``left[n]`` /
-    ``right[n]``; a leaf points to itself with an infinite threshold and holds its path length in
-    ``value[n]``, so ``levels`` steps of "go left when ``x[feature] <= threshold``" from the roots
-    bring every row to its leaf in every tree. The comparisons are those of :meth:`_Forest.score`
-    (the row rounded to float32, the thresholds as float64) and the path lengths are summed tree
-    after tree in the same order, so the sums, and the decisions, are the same to the last bit.
-    Built from the nested trees (a few milliseconds a fit) and never pickled: a cache.
-    """
-
-    __slots__ = ("denominator", "feature", "left", "levels", "offset", "right", "roots", "threshold", "value")
-
-    def __init__(self, forest: _Forest) -> None:
-        feature: list[int] = []
-        threshold: list[float] = []
-        left: list[int] = []
-        right: list[int] = []
-        value: list[float] = []
-        roots: list[int] = []
-        levels = 0
-        # depth-first with an explicit stack (a recursive closure would be a reference cycle, and
-        # these lists would wait for the garbage collector)
-        for tree in forest.trees:
-            roots.append(len(feature))
-            stack: list[tuple[_Node, int, int, bool]] = [(tree, 0, -1, False)]
-            while stack:
-                node, depth, parent, is_right = stack.pop()
-                n = len(feature)
-                if parent >= 0:
-                    (right if is_right else left)[parent] = n
-                left.append(n)
-                right.append(n)
-                if node.__class__ is tuple:
-                    f, t, lo, hi = node
-                    feature.append(f)
-                    threshold.append(t)
-                    value.append(0.0)
-                    stack.append((hi, depth + 1, n, True))
-                    stack.append((lo, depth + 1, n, False))
-                else:  # a leaf stays where it is: an infinite threshold, itself as both children
-                    feature.append(0)
-                    threshold.append(math.inf)
-                    value.append(node)  # type: ignore[arg-type]
-                    levels = max(levels, depth)
-        self.roots = np.array(roots, dtype=np.int32)
-        self.feature = np.array(feature, dtype=np.int32)
-        self.threshold = np.array(threshold, dtype=np.float64)
-        self.left = np.array(left, dtype=np.int32)
-        self.right = np.array(right, dtype=np.int32)
-        self.value = np.array(value, dtype=np.float64)
-        self.levels = levels
-        self.denominator = forest.denominator
-        self.offset = forest.offset
-
-    def depths(self, rows: np.ndarray) -> list[float]:
-        """Each row's path lengths summed over the trees, in tree order (``rows``: imputed features)."""
-        with np.errstate(over="ignore"):  # a ratio beyond float32 becomes inf, as array("f") makes it
-            x = rows.astype(np.float32).astype(np.float64)
-        index = np.arange(len(x))[:, None]
-        node = np.broadcast_to(self.roots, (len(x), len(self.roots)))
-        feature, threshold, left, right = self.feature, self.threshold, self.left, self.right
-        for _ in range(self.levels):
-            node = np.where(x[index, feature[node]] <= threshold[node], left[node], right[node])
-        # cumsum adds left to right, one tree after the other: the order of _Forest.score
-        return np.cumsum(self.value[node], axis=1)[:, -1].tolist()  # type: ignore[no-any-return]
-
-    def unusual(self, rows: np.ndarray) -> list[bool]:
-        """``_Forest.unusual`` of every row, bit for bit (the score itself in plain floats)."""
-        den, offset = self.denominator, self.offset
-        return [float(-(2.0 ** (-d / den))) < offset for d in self.depths(rows)]
-
-
-def _nest(tree: Any) -> tuple[_Node, float]:
-    """A scikit-learn tree as nested tuples, and the value of its shallowest leaf.
-
-    Nodes are numbered in depth-first pre-order (children after their parent), so building them
-    from the last to the first finds both children of every node already built.
-    """
-    left = tree.children_left.tolist()
-    right = tree.children_right.tolist()
-    feature = tree.feature.tolist()
-    threshold = tree.threshold.tolist()
-    counts = tree.n_node_samples.tolist()
-    depth = (tree.compute_node_depths() - 1).tolist()  # the root is at depth 0
-    built: list[_Node] = [0.0] * len(left)
-    floor = math.inf
-    for node in range(len(left) - 1, -1, -1):
-        if left[node] == -1:
-            value = depth[node] + _average_path_length(counts[node])
-            built[node] = value
-            if value < floor:
-                floor = value
-        else:
-            built[node] = (feature[node], threshold[node], built[left[node]], built[right[node]])
-    return built[0], floor
 
 
 def _floors(floors: list[float]) -> tuple[float, ...]:
@@ -574,16 +612,14 @@ def _floors(floors: list[float]) -> tuple[float, ...]:
 
 
 def _compile(forest: Any, medians: tuple[float, ...], train: np.ndarray) -> _Forest:
-    nested = [_nest(est.tree_) for est in forest.estimators_]
-    trees = tuple(tree for tree, _ in nested)
+    """A fitted ``IsolationForest`` as a :class:`_Forest` (the tests hold :func:`_fit_forest` to it)."""
     return _Forest(
-        trees=trees,
-        denominator=len(trees) * _average_path_length(int(forest.max_samples_)),
+        trees=[est.tree_ for est in forest.estimators_],
+        denominator=len(forest.estimators_) * _average_path_length(int(forest.max_samples_)),
         offset=float(forest.offset_),
         medians=medians,
         min_train_score=float(np.min(forest.score_samples(train))),
         n_train=len(train),
-        floors=_floors([floor for _, floor in nested]),
     )
 
 
@@ -678,8 +714,7 @@ def _fit_forest(
     splits = np.random.RandomState(0)
     max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
     depths = np.zeros(n, order="F")
-    trees: list[_Node] = []
-    floors: list[float] = []
+    trees: list[Any] = []
     grow = _tree_grower(max_depth)
     for tree_seed in tree_seeds:
         draws.seed(tree_seed)
@@ -691,19 +726,16 @@ def _fit_forest(
         leaves = fitted.apply(x)
         lengths = _path_lengths(fitted.n_node_samples)
         depths += fitted.compute_node_depths()[leaves] + lengths[leaves] - 1.0
-        tree, floor = _nest(fitted)
-        trees.append(tree)
-        floors.append(floor)
+        trees.append(fitted)
     denominator = n_estimators * _path_lengths(np.array([max_samples]))
     scores = -(2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)))
     return _Forest(
-        trees=tuple(trees),
+        trees=trees,
         denominator=n_estimators * _average_path_length(max_samples),
         offset=float(np.percentile(scores, 100.0 * contamination)),
         medians=medians,
         min_train_score=float(np.min(scores)),
         n_train=n,
-        floors=_floors(floors),
     )
 
 
@@ -762,12 +794,6 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
         #: batch mode: rows waiting to be decided together (see :meth:`drain`)
         self.batch = batch
         self._pending: list[tuple[SamplingResult, tuple[float, ...]]] = []
-        self._flat: _FlatForest | None = None  # the forest as arrays, for drain(); a cache
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_flat"] = None  # rebuilt from the forest when needed
-        return state
 
     # -- features ---------------------------------------------------------------------------------
     def features(self, obs: SamplingResult) -> tuple[float, ...] | None:
@@ -823,7 +849,7 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
         In batch mode :meth:`step` only queues a row, until as many rows wait as can be learnt
         before the forest changes (the next fit: ``min_train`` rows, then ``refit_every``), or
         ``_BATCH_ROWS``. Within that many rows the forest is fixed, so they are decided at once
-        with numpy (:class:`_FlatForest`), then flagged or learnt in order: the same decisions,
+        with numpy (:meth:`_Forest.depths`), then flagged or learnt in order: the same decisions,
         warnings and fits as one row at a time, bit for bit. The engine drains what is left at the
         end of input; a replay uses batch mode, a live stream decides each row as it comes.
         """
@@ -835,14 +861,14 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
             for _obs, x in pending:
                 self._learn(x)
             return []
-        if self._flat is None:
-            self._flat = _FlatForest(forest)
         rows = np.array([x for _obs, x in pending], dtype=np.float64)
         rows = np.where(np.isnan(rows), np.array(forest.medians, dtype=np.float64), rows)
         out: list[RiskWarning] = []
-        for (obs, x), flagged in zip(pending, self._flat.unusual(rows), strict=True):
-            if flagged:
-                out.append(self._warn(obs, self._score(x, forest)))
+        offset = forest.offset
+        for (obs, x), depth in zip(pending, forest.depths(rows), strict=True):
+            score = forest.score_of(depth)
+            if score < offset:
+                out.append(self._warn(obs, self._score(x, forest, score)))
             else:
                 self._learn(x)  # a refit can only come with the last row (see _room)
         return out
@@ -859,8 +885,9 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
         """The features with untested items imputed by the training medians."""
         return tuple(m if math.isnan(v) else v for v, m in zip(x, forest.medians, strict=True))
 
-    def _score(self, x: tuple[float, ...], forest: _Forest) -> Score:
-        s = forest.score(self._row(x, forest))
+    def _score(self, x: tuple[float, ...], forest: _Forest, score: float | None = None) -> Score:
+        """The :class:`Score` of features ``x``; ``score``: the forest's score of them, if known."""
+        s = forest.score(self._row(x, forest)) if score is None else score
         alarm = s < forest.offset
         return Score(
             statistic=s,
@@ -893,7 +920,6 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
             seed=self.seed,
         )
         self._since_fit = 0
-        self._flat = None
         self.fits += 1
 
     def _warn(self, obs: SamplingResult, s: Score) -> RiskWarning:

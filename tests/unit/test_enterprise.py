@@ -19,7 +19,6 @@ from detectors.enterprise import (
     EnterpriseRepeatDetector,
     _compile,
     _fit_forest,
-    _FlatForest,
     binomial_tail,
 )
 from schemas import Level, SamplingResult, WarningKind, WarningStatus, uscc_check_char, validation_context
@@ -353,11 +352,11 @@ def test_flat_forest_decides_like_the_nested_trees(seed: int) -> None:
             train[:50],  # values at the thresholds the trees were split on
         ]
     )
-    flat = _FlatForest(forest)
-    depths = flat.depths(probe)
-    scores = [forest.score(tuple(row)) for row in probe.tolist()]
-    assert [float(-(2.0 ** (-d / forest.denominator))) for d in depths] == scores  # bit for bit
-    decisions = flat.unusual(probe)
+    depths = forest.depths(probe)  # the arrays, all rows at once
+    assert forest._trees is None  # the nested trees are not needed for that
+    scores = [forest.score(tuple(row)) for row in probe.tolist()]  # the nested trees, row by row
+    assert [forest.score_of(d) for d in depths] == scores  # bit for bit
+    decisions = [forest.score_of(d) < forest.offset for d in depths]
     assert decisions == [forest.unusual(tuple(row)) for row in probe.tolist()]
     assert 0 < sum(decisions) < len(decisions)
 
@@ -403,10 +402,14 @@ def test_batch_mode_holds_rows_back_until_the_next_fit_and_pickles() -> None:
     det.step(batch(99, normal(rng)))  # the 100th row fills the first training window
     assert det.fits == 1 and det._pending == []
     det.step(batch(100, ODD))
-    det.drain()  # builds the array cache
-    assert det._flat is not None
+    det.drain()
+    forest = det._forest
+    assert forest is not None and forest._trees is None  # batch mode never builds the nested trees
+    forest.score((0.5, 0.5, 0.5))  # one row at a time builds them (a cache)
+    assert forest._trees is not None
     copy = pickle.loads(pickle.dumps(det))
-    assert copy._flat is None and copy._forest == det._forest  # the cache is not pickled
+    assert copy._forest is not None and copy._forest._trees is None  # the cache is not pickled
+    assert copy._forest == det._forest
     for k in range(101, 130):
         row = normal(rng)
         assert [w.model_dump_json() for w in copy.step(batch(k, row))] == [
