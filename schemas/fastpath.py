@@ -36,7 +36,7 @@ from .uscc import uscc_problem
 __all__ = ["SamplingDecoder", "SamplingRecord", "TestItemRecord"]
 
 _MAX_ID = 128  # SamplingResult.id max_length
-_ENTERPRISE_MEMO = 100_000  # checked enterprise codes remembered per decoder (bounded)
+_MEMO = 100_000  # checked values remembered per decoder and field (bounded)
 # An optional field that the model makes nullable defaults to None here too (absent and null give
 # the same value); one the model does not make nullable (``source``, ``failed_items``) is typed
 # without None, so an explicit null fails the decode and the line goes to the model, which says why.
@@ -126,6 +126,8 @@ class SamplingDecoder:
         self._regions = frozenset(self.catalogue.region_codes)
         self._industries = frozenset(self.catalogue.industry_slugs)
         self._enterprises: dict[str, str] = {}  # spelling on the wire -> checked code
+        self._products: dict[str, str] = {}  # spelling on the wire -> catalogue name
+        self._inspectors: set[str] = set()  # inspector ids already found clean
         #: lines that went the model's way (valid but unusual, or invalid)
         self.slow = 0
 
@@ -178,15 +180,25 @@ class SamplingDecoder:
             return False
         if r.region not in self._regions or r.industry not in self._industries:
             return False
-        if not product or product != product.strip() or not inspector or inspector != inspector.strip():
-            return False
+        canonical = self._products.get(product)  # the checked and normalised spellings seen
+        if canonical is None:
+            if not product or product != product.strip():
+                return False
+            canonical = self.catalogue.normalise_product(product)
+            if len(self._products) < _MEMO:
+                self._products[product] = canonical
+        if inspector not in self._inspectors:
+            if not inspector or inspector != inspector.strip():
+                return False
+            if len(self._inspectors) < _MEMO:
+                self._inspectors.add(inspector)
         code = self._enterprises.get(r.enterprise_id)
         if code is None:
             raw = r.enterprise_id
             code = raw.upper()
             if raw != raw.strip() or uscc_problem(code) is not None:
                 return False
-            if len(self._enterprises) < _ENTERPRISE_MEMO:
+            if len(self._enterprises) < _MEMO:
                 self._enterprises[raw] = code
         r.enterprise_id = code
         name, lab = r.enterprise_name, r.lab_id
@@ -213,7 +225,7 @@ class SamplingDecoder:
         tests = r.test_items
         if tests is not None and not self._check_tests(tests, r.failed_items):
             return False
-        r.product = self.catalogue.normalise_product(product)
+        r.product = canonical
         return True
 
     def _check_tests(self, tests: list[TestItemRecord], failed_items: list[str]) -> bool:
