@@ -156,13 +156,54 @@ class _Week:
         self.end_key = self.end.timestamp()
 
 
+class _Buffer:
+    """Records waiting for release in event-time order, keyed by event time in POSIX seconds.
+
+    ``heap`` holds the keys only (plain floats: a heap of them is several times cheaper to keep than
+    one of tuples), ``held`` the record of each key. Records that share a key, rare, wait in
+    ``shared`` and leave in id order, so the order never depends on arrival. The stage's hot path
+    uses ``heap`` and ``held`` directly for the common case (see :meth:`RegionStage.submit`).
+    """
+
+    __slots__ = ("heap", "held", "shared")
+
+    def __init__(self) -> None:
+        self.heap: list[float] = []
+        self.held: dict[float, Any] = {}
+        self.shared: dict[float, list[Any]] = {}  # the records of a key beyond the one in ``held``
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+    def push(self, key: float, record: Any) -> None:
+        heapq.heappush(self.heap, key)
+        if key in self.held:
+            self.shared.setdefault(key, []).append(record)
+        else:
+            self.held[key] = record
+
+    def pop(self) -> tuple[float, Any]:
+        """The record with the smallest key (the smallest id among those that share it)."""
+        key = heapq.heappop(self.heap)
+        if key in self.shared:
+            return key, self.take_shared(key)
+        return key, self.held.pop(key)
+
+    def take_shared(self, key: float) -> Any:
+        """The first in id order of the records that share ``key`` (the heap has popped ``key``)."""
+        waiting = sorted([self.held[key], *self.shared.pop(key)], key=lambda r: r.id)
+        self.held[key] = waiting[1]
+        if len(waiting) > 2:
+            self.shared[key] = waiting[2:]
+        return waiting[0]
+
+
 class _OrderedStage:
     """Dedup + reorder buffer + week clock shared by the per-county stages.
 
     Event times are keyed as POSIX seconds (``datetime.timestamp()``): the same instants in the same
-    order, and far cheaper to compare and hold than aware datetimes. The buffer is a heap of
-    ``(key, id, event time, record)``; ids are unique in it (duplicates never enter), so records
-    themselves are never compared.
+    order, and far cheaper to compare and hold than aware datetimes. The buffer (:class:`_Buffer`)
+    releases records by key, then id; ids are unique in it (duplicates never enter).
     """
 
     def __init__(self, region: str, zone: Any, config: EngineConfig) -> None:
@@ -171,7 +212,7 @@ class _OrderedStage:
         self._config = config
         self._lateness = config.allowed_lateness.total_seconds()
         self._ids = _IdWindow(config.dedup_horizon)
-        self._buffer: list[tuple[float, str, datetime, Any]] = []
+        self._buffer = _Buffer()
         self._watermark = -math.inf  # newest event time received
         self._released: float | None = None  # newest event time released to the detectors
         self._open: _Week | None = None if config.epoch is None else _Week(config.epoch, zone)
@@ -190,20 +231,20 @@ class _OrderedStage:
         self._ids.add(record_id)
         return Outcome.accepted
 
-    def _push(self, key: float, record_id: str, when: datetime, record: Any) -> None:
-        heapq.heappush(self._buffer, (key, record_id, when, record))
+    def _push(self, key: float, record: Any) -> None:
+        self._buffer.push(key, record)
         if key > self._watermark:
             self._watermark = key
 
-    def _pop_ready(self, flush: bool) -> tuple[float, datetime, Any] | None:
+    def _pop_ready(self, flush: bool) -> tuple[float, Any] | None:
         """The next buffered record older than watermark - lateness (any, when flushing), or None."""
-        buffer = self._buffer
-        if not buffer or (not flush and buffer[0][0] > self._watermark - self._lateness):
+        heap = self._buffer.heap
+        if not heap or (not flush and heap[0] > self._watermark - self._lateness):
             return None
-        key, _rid, when, record = heapq.heappop(buffer)
+        key, record = self._buffer.pop()
         if self._released is None or key > self._released:
             self._released = key
-        return key, when, record
+        return key, record
 
     def _weeks_to_close(self, flush: bool = False) -> list[datetime]:
         """Starts of the weeks that the released event time has passed (all when flushing)."""
@@ -273,27 +314,33 @@ class RegionStage(_OrderedStage):
             ids.batch.append(rid)
         self.counts[_ACCEPTED] += 1
         buffer = self._buffer
-        heapq.heappush(buffer, (key, rid, when, record))
+        heap, held, shared = buffer.heap, buffer.held, buffer.shared
+        heapq.heappush(heap, key)  # what buffer.push does, written out for the common case
+        if key in held:
+            shared.setdefault(key, []).append(record)
+        else:
+            held[key] = record
         if key > self._watermark:
             self._watermark = key
         horizon = self._watermark - self._lateness
-        if buffer[0][0] > horizon:
+        if heap[0] > horizon:
             return _ACCEPTED, _NONE, _NONE  # type: ignore[return-value]  # nothing to release yet
-        if buffer[0][0] >= week.end_key or (self._released is not None and self._released >= week.end_key):
+        if heap[0] >= week.end_key or (self._released is not None and self._released >= week.end_key):
             warnings, cells = self._drain(flush=False)  # a week may close: the general path
             return _ACCEPTED, warnings, cells
         found: list[RiskWarning] | None = None
         on_record = self.detectors.on_record
         count = self._count
-        while buffer and buffer[0][0] <= horizon and buffer[0][0] < week.end_key:
-            released, _rid, released_at, ready = heapq.heappop(buffer)
+        while heap and heap[0] <= horizon and heap[0] < week.end_key:
+            released = heapq.heappop(heap)
+            ready = buffer.take_shared(released) if shared and released in shared else held.pop(released)
             if self._released is None or released > self._released:
                 self._released = released
-            count(released, released_at, ready)
+            count(released, ready.sampled_at, ready)
             emitted = on_record(ready, released)
             if emitted:
                 found = [*found, *emitted] if found else list(emitted)
-        if buffer and buffer[0][0] <= horizon:
+        if heap and heap[0] <= horizon:
             warnings, cells = self._drain(flush=False)  # the rest crosses into the next week
             return _ACCEPTED, [*(found or ()), *warnings], cells
         if len(ids.batch) >= _ID_BATCH:
@@ -309,7 +356,8 @@ class RegionStage(_OrderedStage):
         cells: list[CellWeek] = []
         on_record = self.detectors.on_record
         while (ready := self._pop_ready(flush)) is not None:
-            key, when, record = ready
+            key, record = ready
+            when = record.sampled_at
             if self._released >= self._open.end_key:  # type: ignore[operator, union-attr]
                 for start in self._weeks_to_close():
                     w, c = self._close(start)
@@ -399,7 +447,7 @@ class PatrolStage(_OrderedStage):
         self.counts[outcome] += 1
         if outcome is not Outcome.accepted:
             return outcome, []
-        self._push(key, report.id, when, report)
+        self._push(key, report)
         return outcome, self._drain(False)
 
     def flush(self) -> list[RiskWarning]:
@@ -408,7 +456,7 @@ class PatrolStage(_OrderedStage):
     def _drain(self, flush: bool) -> list[RiskWarning]:
         out: list[RiskWarning] = []
         while (ready := self._pop_ready(flush)) is not None:
-            out += self.detectors.on_record(ready[2], ready[0])
+            out += self.detectors.on_record(ready[1], ready[0])
         self._ids.expire(self._watermark)
         return out
 
