@@ -124,6 +124,28 @@ def _design(
     return np.column_stack(cols)
 
 
+class _Columns:
+    """A design matrix (:func:`_design`) from which the designs with fewer terms are taken.
+
+    ``select(trend, harmonics)`` returns what ``_design`` would build with that trend and number of
+    harmonics (and the same cells): the same values in the same C-ordered layout, so a fit on it is
+    identical to the bit, without recomputing the harmonics' cosines and sines for every refit.
+    """
+
+    def __init__(self, x: np.ndarray, trend: bool, harmonics: int) -> None:
+        self.x, self.trend, self.harmonics = x, trend, harmonics
+
+    def select(self, trend: bool, harmonics: int) -> np.ndarray:
+        if trend == self.trend and harmonics == self.harmonics:
+            return self.x
+        if (trend and not self.trend) or harmonics > self.harmonics:
+            raise ValueError("_Columns.select: only terms of the full design can be selected")
+        first = 1 + int(self.trend)  # the first harmonic's cosine column
+        cols = [0, *([1] if trend else []), *range(first, first + 2 * harmonics)]
+        cols += range(first + 2 * self.harmonics, self.x.shape[1])  # the cells' columns
+        return np.ascontiguousarray(self.x[:, cols])
+
+
 def rate_level(ratio: float, p_value: float, firing_weeks: int) -> Level:
     """Four-colour level of a rate alarm (documented in ``docs/detectors.md``, "Level rules").
 
@@ -279,20 +301,31 @@ class RateChangeDetector(Detector[SeriesWeek]):
         not needed adds estimation noise to the expected count of a series with a few failures a
         week. The overdispersion ``rho`` is estimated on the weekly totals' residuals.
         """
-        keys = sorted({c[0] for h in base for c in h[4]})
+        per_week = [len(h[4]) for h in base]
+        flat = [c for h in base for c in h[4]]
+        names = [c[0] for c in flat]
+        keys = sorted(set(names))
         n_cells = len(keys) if len(keys) > 1 else 0
         index = {key: i for i, key in enumerate(keys)}
-        week_of = np.array([k for k, h in enumerate(base) for _ in h[4]])
-        rows = np.array([(h[0], h[3], index[c[0]], c[1], c[2]) for h in base for c in h[4]], dtype=float)
+        week_of = np.repeat(np.arange(len(base)), per_week)
+        # one row per cell-week: (week, phase, cell number, tested, failed), filled column by column
+        rows = np.empty((len(names), 5))
+        rows[:, 0] = np.repeat([h[0] for h in base], per_week)
+        rows[:, 1] = np.repeat([h[3] for h in base], per_week)
+        rows[:, 2] = [index[name] for name in names]
+        rows[:, 3] = [c[1] for c in flat]
+        rows[:, 4] = [c[2] for c in flat]
         ts, ph, cell, n, y = rows.T
         weeks_n = np.array([h[1] for h in base], dtype=float)
         weeks_y = np.array([h[2] for h in base], dtype=float)
         centre = base[-1][0]
         scale = self.cell_sd * math.sqrt(_RIDGE)
         trend, harmonics = self._n_terms(len(base))
+        # the terms are only ever dropped below: every fit's design is a choice of this one's columns
+        full = _Columns(_design(ts, ph, cell, centre, trend, harmonics, n_cells, scale), trend, harmonics)
 
         def fit(trend: bool, harmonics: int, weights: np.ndarray | None) -> tuple[int, GlmFit, np.ndarray]:
-            x = _design(ts, ph, cell, centre, trend, harmonics, n_cells, scale)
+            x = full.select(trend, harmonics)
             row_weights = None if weights is None else weights[week_of]
             glm = fit_binomial_glm(x, y, n, weights=row_weights, ridge=_RIDGE)
             # the expected rate of each week's total

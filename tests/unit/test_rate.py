@@ -425,3 +425,21 @@ def test_tails_match_scipys_distributions_to_the_bit() -> None:
         expected, got = float(norm.isf(q)), normal_isf(float(q))
         assert got == expected and math.copysign(1.0, got) == math.copysign(1.0, expected)
 
+
+def test_design_with_fewer_terms_is_a_choice_of_the_full_designs_columns() -> None:
+    from detectors.rate import _Columns, _design
+
+    rng = np.random.default_rng(4)
+    ts = rng.integers(0, 150, 60).astype(float)
+    ph = rng.uniform(0, 2 * math.pi, 60)
+    cells = rng.integers(0, 5, 60).astype(float)
+    for trend0, h0 in [(True, 2), (False, 2), (True, 1), (False, 0)]:
+        full = _Columns(_design(ts, ph, cells, 70.0, trend0, h0, 5, 1e-3), trend0, h0)
+        for trend in {False, trend0}:
+            for h in range(h0 + 1):
+                x = full.select(trend, h)
+                expected = _design(ts, ph, cells, 70.0, trend, h, 5, 1e-3)
+                assert x.flags.c_contiguous and x.shape == expected.shape
+                assert np.array_equal(x, expected)
+        with pytest.raises(ValueError):
+            full.select(True, h0 + 1)
