@@ -35,6 +35,7 @@ modelled as one cell: its total.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -161,6 +162,10 @@ def rate_level(ratio: float, p_value: float, firing_weeks: int) -> Level:
     return Level.blue
 
 
+def _week_of(h: _Hist) -> int:
+    return h[0]
+
+
 def _week_index(origin: datetime, when: datetime) -> int:
     return round((when - origin).total_seconds() / (7 * _DAY_SECONDS))
 
@@ -276,9 +281,14 @@ class RateChangeDetector(Detector[SeriesWeek]):
 
     # -- baseline -----------------------------------------------------------------------------
     def _baseline(self, t: int) -> list[_Hist]:
+        """The learned weeks in ``[t - guard_weeks - baseline_weeks, t - guard_weeks)``.
+
+        ``_hist`` is sorted by week (``learn`` keeps it so), so the range is a slice.
+        """
         hi = t - self.guard_weeks  # exclusive
         lo = hi - self.baseline_weeks
-        return [h for h in self._hist if lo <= h[0] < hi]
+        hist = self._hist
+        return hist[bisect_left(hist, lo, key=_week_of) : bisect_left(hist, hi, key=_week_of)]
 
     def _n_terms(self, n_weeks: int) -> tuple[bool, int]:
         trend = n_weeks >= self.trend_min_weeks
@@ -455,7 +465,8 @@ class RateChangeDetector(Detector[SeriesWeek]):
         if obs.tested <= 0:
             return
         self._hist.append((t, obs.tested, obs.failed, _phase(obs.week_start), _cells(obs)))
-        self._hist.sort(key=lambda h: h[0])
+        if len(self._hist) > 1 and self._hist[-2][0] > t:  # older than the newest learned week
+            self._hist.sort(key=_week_of)  # (stable: an already sorted history never reorders)
         keep_from = self._last_week - self.baseline_weeks - self.guard_weeks
         while self._hist and self._hist[0][0] < keep_from:
             self._hist.pop(0)

@@ -99,13 +99,19 @@ def fit_binomial_glm(
     beta = np.zeros(k)
     beta[0] = math.log(p0 / (1.0 - p0))
     penalty = np.diag(pen)
+    # the working weights are ``pw * n * mu * (1 - mu)``; without ``weights`` (pw = 1, so pw * n is n
+    # exactly) they equal the working response's denominator, to the bit, and are not recomputed
+    pwn = None if weights is None else pw * n
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
         eta = x @ beta
         mu = _expit_array(eta)
-        w = pw * n * mu * (1.0 - mu) + 1e-12
-        z = eta + (y - n * mu) / (n * mu * (1.0 - mu) + 1e-12)
+        n_mu = n * mu
+        one_minus = 1.0 - mu
+        var = n_mu * one_minus + 1e-12
+        w = var if pwn is None else pwn * mu * one_minus + 1e-12
+        z = eta + (y - n_mu) / var
         xw = x * w[:, None]
         info = x.T @ xw + penalty
         new = np.linalg.solve(info, xw.T @ z)
@@ -117,7 +123,7 @@ def fit_binomial_glm(
             converged = True
             break
     mu = _expit_array(x @ beta)
-    w = pw * n * mu * (1.0 - mu) + 1e-12
+    w = (n * mu if pwn is None else pwn * mu) * (1.0 - mu) + 1e-12
     info = x.T @ (x * w[:, None]) + penalty
     cov = np.linalg.inv(info)
     return GlmFit(beta=beta, cov=cov, mu=np.asarray(mu), converged=converged, iterations=it)
