@@ -142,11 +142,24 @@ class SystemicItemDetector(Detector[ItemWeek]):
         if rates is None:
             rates = self._cell_rates(obs)
         out = []
+        # a cell is flagged when one of its windows' tails, times the number of windows, is at most
+        # alpha: a cell whose every window is certainly above that (_may_be_at_most) is not flagged,
+        # whatever the exact tails, and they are not computed (nearly every cell, nearly every week)
+        log_limit = math.log(self.alpha / (len(self._recent) + 1))
         for cell, rate in zip(obs.cells, rates, strict=True):
             if cell.tested <= 0 or cell.failed < self.min_failed:
                 continue
             key = f"{cell.region}|{cell.industry}"
             tested, failed = cell.tested, cell.failed
+            if not _may_be_at_most(failed, tested, rate, log_limit):
+                for past in reversed(self._recent):
+                    n, f = past.get(key, (0, 0))
+                    tested, failed = tested + n, failed + f
+                    if _may_be_at_most(failed, tested, rate, log_limit):
+                        break
+                else:
+                    continue
+                tested, failed = cell.tested, cell.failed
             p = binomial_upper_tail(failed, tested, rate)
             for past in reversed(self._recent):
                 n, f = past.get(key, (0, 0))
@@ -369,6 +382,34 @@ class SystemicItemDetector(Detector[ItemWeek]):
             firing_weeks=self._latch.firing_weeks,
             **x,
         )
+
+
+#: how far (log scale: 1 %) the screen of ``_may_be_at_most`` stays from its limit, far beyond the
+#: rounding of either the point probability or the exact tail
+_SCREEN_MARGIN = math.log(1.01)
+
+
+def _may_be_at_most(k: int, n: int, p: float, log_limit: float) -> bool:
+    """False when ``binomial_upper_tail(k, n, p)`` is certainly above ``exp(log_limit)``; else True.
+
+    A cheap screen before the exact tail: ``P(X >= k) >= P(X = k)``, and the point probability takes
+    a few ``math`` calls where the exact tail (an incomplete beta function) costs ~5x that. A point
+    probability above the limit by the margin (``_SCREEN_MARGIN``) puts the exact tail above it
+    too, as computed; anything else (including arguments the bound does not cover) says True, and
+    the caller computes the exact tails.
+    """
+    if k <= 0:
+        return log_limit >= 0.0  # the tail is 1
+    if k > n or not 0.0 < p < 1.0:
+        return True
+    log_pmf = (
+        math.lgamma(n + 1)
+        - math.lgamma(k + 1)
+        - math.lgamma(n - k + 1)
+        + k * math.log(p)
+        + (n - k) * math.log1p(-p)
+    )
+    return log_pmf <= log_limit + _SCREEN_MARGIN
 
 
 def _chi2_sf_even(x: float, dof: int) -> float:
