@@ -367,8 +367,8 @@ class RateChangeDetector(Detector[SeriesWeek]):
         # the coefficients' covariance grows with the average variance inflation of the baseline
         phi_bar = self._phi_bar(weeks_n, mu, rho)
         return _Baseline(
-            beta=tuple(float(b) for b in glm.beta),
-            cov=tuple(tuple(float(c) * phi_bar for c in row) for row in glm.cov),
+            beta=tuple(glm.beta.tolist()),
+            cov=tuple(map(tuple, (glm.cov * phi_bar).tolist())),  # the same products, elementwise
             rho=rho,
             centre=centre,
             trend=trend,

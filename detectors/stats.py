@@ -28,15 +28,12 @@ __all__ = [
 
 
 def expit(x: float | np.ndarray) -> float | np.ndarray:
-    """Inverse logit, numerically safe for large |x|."""
-    out: float | np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))
-    return out
+    """Inverse logit, numerically safe for large |x| (clipped to [-40, 40]).
 
-
-def _expit_array(x: np.ndarray) -> np.ndarray:
-    """:func:`expit` of a float array, without ``np.clip``'s Python-level dispatch (same values:
-    clipping is a max and a min, exact)."""
-    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(x, -40.0), 40.0)))
+    The clip is written as a max and a min (exact, the same values as ``np.clip``), which skips
+    ``np.clip``'s Python-level dispatch: this runs in every iteration of every GLM fit.
+    """
+    out: float | np.ndarray = 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(x, -40.0), 40.0)))
     return out
 
 
@@ -106,7 +103,7 @@ def fit_binomial_glm(
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
         eta = x @ beta
-        mu = _expit_array(eta)
+        mu = expit(eta)
         n_mu = n * mu
         one_minus = 1.0 - mu
         var = n_mu * one_minus + 1e-12
@@ -122,7 +119,7 @@ def fit_binomial_glm(
         if step < tol:
             converged = True
             break
-    mu = _expit_array(x @ beta)
+    mu = expit(x @ beta)
     w = (n * mu if pwn is None else pwn * mu) * (1.0 - mu) + 1e-12
     info = x.T @ (x * w[:, None]) + penalty
     cov = np.linalg.inv(info)
