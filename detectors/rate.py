@@ -120,8 +120,9 @@ def _design(
     for j in range(1, harmonics + 1):
         cols.append(np.cos(j * phases))
         cols.append(np.sin(j * phases))
-    for i in range(n_cells):
-        cols.append(np.where(cells == i, cell_scale, 0.0))
+    if n_cells:
+        # one indicator column per cell, built as one block (column_stack keeps a 2-D block as is)
+        cols.append(np.where(cells[:, None] == np.arange(n_cells), cell_scale, 0.0))
     return np.column_stack(cols)
 
 
