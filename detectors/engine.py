@@ -539,18 +539,21 @@ class SystemicStage:
             tested = [c for c in week if c.tested]
             # an item that failed nowhere this week sees the same cells as any other such item
             clean = tuple(ItemCell(c.region, c.industry, c.tested, 0, ()) for c in tested)
+            position = {(c.region, c.industry): n for n, c in enumerate(tested)}
             for item in sorted(self.detectors):
                 if items is not None and item not in items:
                     continue
                 per = failures.get(item)
                 item_cells = clean
                 if per:
-                    item_cells = tuple(
-                        ItemCell(c.region, c.industry, c.tested, len(ids), ids)
-                        if (ids := per.get((c.region, c.industry), ()))
-                        else clean[n]
-                        for n, c in enumerate(tested)
-                    )
+                    # the clean cells, with the ones where the item failed replaced
+                    changed = list(clean)
+                    for cell_key, ids in per.items():
+                        n = position.get(cell_key)
+                        if n is not None and ids:
+                            c = tested[n]
+                            changed[n] = ItemCell(c.region, c.industry, c.tested, len(ids), ids)
+                    item_cells = tuple(changed)
                 obs = ItemWeek(
                     item=item,
                     week_start=week[0].week_start,

@@ -35,6 +35,7 @@ modelled as one cell: its total.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -119,9 +120,32 @@ def _design(
     for j in range(1, harmonics + 1):
         cols.append(np.cos(j * phases))
         cols.append(np.sin(j * phases))
-    for i in range(n_cells):
-        cols.append(np.where(cells == i, cell_scale, 0.0))
+    if n_cells:
+        # one indicator column per cell, built as one block (column_stack keeps a 2-D block as is)
+        cols.append(np.where(cells[:, None] == np.arange(n_cells), cell_scale, 0.0))
     return np.column_stack(cols)
+
+
+class _Columns:
+    """A design matrix (:func:`_design`) from which the designs with fewer terms are taken.
+
+    ``select(trend, harmonics)`` returns what ``_design`` would build with that trend and number of
+    harmonics (and the same cells): the same values in the same C-ordered layout, so a fit on it is
+    identical to the bit, without recomputing the harmonics' cosines and sines for every refit.
+    """
+
+    def __init__(self, x: np.ndarray, trend: bool, harmonics: int) -> None:
+        self.x, self.trend, self.harmonics = x, trend, harmonics
+
+    def select(self, trend: bool, harmonics: int) -> np.ndarray:
+        if trend == self.trend and harmonics == self.harmonics:
+            return self.x
+        if (trend and not self.trend) or harmonics > self.harmonics:
+            raise ValueError("_Columns.select: only terms of the full design can be selected")
+        first = 1 + int(self.trend)  # the first harmonic's cosine column
+        cols = [0, *([1] if trend else []), *range(first, first + 2 * harmonics)]
+        cols += range(first + 2 * self.harmonics, self.x.shape[1])  # the cells' columns
+        return np.ascontiguousarray(self.x[:, cols])
 
 
 def rate_level(ratio: float, p_value: float, firing_weeks: int) -> Level:
@@ -137,6 +161,10 @@ def rate_level(ratio: float, p_value: float, firing_weeks: int) -> Level:
     if (ratio >= 1.5 and p_value <= 1e-3) or firing_weeks >= 2:
         return Level.yellow
     return Level.blue
+
+
+def _week_of(h: _Hist) -> int:
+    return h[0]
 
 
 def _week_index(origin: datetime, when: datetime) -> int:
@@ -254,9 +282,14 @@ class RateChangeDetector(Detector[SeriesWeek]):
 
     # -- baseline -----------------------------------------------------------------------------
     def _baseline(self, t: int) -> list[_Hist]:
+        """The learned weeks in ``[t - guard_weeks - baseline_weeks, t - guard_weeks)``.
+
+        ``_hist`` is sorted by week (``learn`` keeps it so), so the range is a slice.
+        """
         hi = t - self.guard_weeks  # exclusive
         lo = hi - self.baseline_weeks
-        return [h for h in self._hist if lo <= h[0] < hi]
+        hist = self._hist
+        return hist[bisect_left(hist, lo, key=_week_of) : bisect_left(hist, hi, key=_week_of)]
 
     def _n_terms(self, n_weeks: int) -> tuple[bool, int]:
         trend = n_weeks >= self.trend_min_weeks
@@ -279,20 +312,31 @@ class RateChangeDetector(Detector[SeriesWeek]):
         not needed adds estimation noise to the expected count of a series with a few failures a
         week. The overdispersion ``rho`` is estimated on the weekly totals' residuals.
         """
-        keys = sorted({c[0] for h in base for c in h[4]})
+        per_week = [len(h[4]) for h in base]
+        flat = [c for h in base for c in h[4]]
+        names = [c[0] for c in flat]
+        keys = sorted(set(names))
         n_cells = len(keys) if len(keys) > 1 else 0
         index = {key: i for i, key in enumerate(keys)}
-        week_of = np.array([k for k, h in enumerate(base) for _ in h[4]])
-        rows = np.array([(h[0], h[3], index[c[0]], c[1], c[2]) for h in base for c in h[4]], dtype=float)
+        week_of = np.repeat(np.arange(len(base)), per_week)
+        # one row per cell-week: (week, phase, cell number, tested, failed), filled column by column
+        rows = np.empty((len(names), 5))
+        rows[:, 0] = np.repeat([h[0] for h in base], per_week)
+        rows[:, 1] = np.repeat([h[3] for h in base], per_week)
+        rows[:, 2] = [index[name] for name in names]
+        rows[:, 3] = [c[1] for c in flat]
+        rows[:, 4] = [c[2] for c in flat]
         ts, ph, cell, n, y = rows.T
         weeks_n = np.array([h[1] for h in base], dtype=float)
         weeks_y = np.array([h[2] for h in base], dtype=float)
         centre = base[-1][0]
         scale = self.cell_sd * math.sqrt(_RIDGE)
         trend, harmonics = self._n_terms(len(base))
+        # the terms are only ever dropped below: every fit's design is a choice of this one's columns
+        full = _Columns(_design(ts, ph, cell, centre, trend, harmonics, n_cells, scale), trend, harmonics)
 
         def fit(trend: bool, harmonics: int, weights: np.ndarray | None) -> tuple[int, GlmFit, np.ndarray]:
-            x = _design(ts, ph, cell, centre, trend, harmonics, n_cells, scale)
+            x = full.select(trend, harmonics)
             row_weights = None if weights is None else weights[week_of]
             glm = fit_binomial_glm(x, y, n, weights=row_weights, ridge=_RIDGE)
             # the expected rate of each week's total
@@ -324,8 +368,8 @@ class RateChangeDetector(Detector[SeriesWeek]):
         # the coefficients' covariance grows with the average variance inflation of the baseline
         phi_bar = self._phi_bar(weeks_n, mu, rho)
         return _Baseline(
-            beta=tuple(float(b) for b in glm.beta),
-            cov=tuple(tuple(float(c) * phi_bar for c in row) for row in glm.cov),
+            beta=tuple(glm.beta.tolist()),
+            cov=tuple(map(tuple, (glm.cov * phi_bar).tolist())),  # the same products, elementwise
             rho=rho,
             centre=centre,
             trend=trend,
@@ -422,7 +466,8 @@ class RateChangeDetector(Detector[SeriesWeek]):
         if obs.tested <= 0:
             return
         self._hist.append((t, obs.tested, obs.failed, _phase(obs.week_start), _cells(obs)))
-        self._hist.sort(key=lambda h: h[0])
+        if len(self._hist) > 1 and self._hist[-2][0] > t:  # older than the newest learned week
+            self._hist.sort(key=_week_of)  # (stable: an already sorted history never reorders)
         keep_from = self._last_week - self.baseline_weeks - self.guard_weeks
         while self._hist and self._hist[0][0] < keep_from:
             self._hist.pop(0)

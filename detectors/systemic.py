@@ -116,21 +116,50 @@ class SystemicItemDetector(Detector[ItemWeek]):
         t, f = self._cells.get(f"{cell.region}|{cell.industry}", (0.0, 0.0))
         return (f + self.cell_prior_tests * item_rate) / (t + self.cell_prior_tests)
 
-    def _flag(self, obs: ItemWeek) -> list[tuple[ItemCell, float, float]]:
+    def _cell_rates(self, obs: ItemWeek) -> list[float]:
+        """The baseline rate of each of ``obs.cells`` (in order): :meth:`_cell_rate`, all at once.
+
+        ``score`` reads each cell's rate up to three times (the flagged cells, the whole week, the
+        expected rate); it computes them once here and hands them on.
+        """
+        prior = self.cell_prior_tests
+        prior_failed = prior * self._item_rate()
+        cells = self._cells
+        out = []
+        for cell in obs.cells:
+            t, f = cells.get(f"{cell.region}|{cell.industry}", (0.0, 0.0))
+            out.append((f + prior_failed) / (t + prior))
+        return out
+
+    def _flag(self, obs: ItemWeek, rates: list[float] | None = None) -> list[tuple[ItemCell, float, float]]:
         """(cell, expected rate, p-value) of every significantly high cell, sorted by cell.
 
         A cell with at least ``min_failed`` failures this week is tested over the windows of the
         last 1..``window_weeks`` weeks (this one included); its p-value is the smallest window tail
         times the number of windows (Bonferroni), so a longer look does not buy chance flags.
+        ``rates``: the cells' baseline rates (:meth:`_cell_rates`), when already at hand.
         """
-        item_rate = self._item_rate()
+        if rates is None:
+            rates = self._cell_rates(obs)
         out = []
-        for cell in obs.cells:
+        # a cell is flagged when one of its windows' tails, times the number of windows, is at most
+        # alpha: a cell whose every window is certainly above that (_may_be_at_most) is not flagged,
+        # whatever the exact tails, and they are not computed (nearly every cell, nearly every week)
+        log_limit = math.log(self.alpha / (len(self._recent) + 1))
+        for cell, rate in zip(obs.cells, rates, strict=True):
             if cell.tested <= 0 or cell.failed < self.min_failed:
                 continue
-            rate = self._cell_rate(cell, item_rate)
             key = f"{cell.region}|{cell.industry}"
             tested, failed = cell.tested, cell.failed
+            if not _may_be_at_most(failed, tested, rate, log_limit):
+                for past in reversed(self._recent):
+                    n, f = past.get(key, (0, 0))
+                    tested, failed = tested + n, failed + f
+                    if _may_be_at_most(failed, tested, rate, log_limit):
+                        break
+                else:
+                    continue
+                tested, failed = cell.tested, cell.failed
             p = binomial_upper_tail(failed, tested, rate)
             for past in reversed(self._recent):
                 n, f = past.get(key, (0, 0))
@@ -141,7 +170,9 @@ class SystemicItemDetector(Detector[ItemWeek]):
                 out.append((cell, rate, p))
         return sorted(out, key=lambda c: (c[0].region, c[0].industry))
 
-    def _whole(self, obs: ItemWeek) -> tuple[float, float, list[tuple[ItemCell, float, float]]]:
+    def _whole(
+        self, obs: ItemWeek, rates: list[float] | None = None
+    ) -> tuple[float, float, list[tuple[ItemCell, float, float]]]:
         """This week's failures of the item across every cell against their baselines.
 
         Returns ``(p, spread_p, above)``: ``p`` the exact binomial tail of all the week's failures out
@@ -149,13 +180,15 @@ class SystemicItemDetector(Detector[ItemWeek]):
         when any one county, or any one industry, is taken out (small only when no single county or
         industry carries the rise); ``above`` the cells failing this week above their own baseline,
         as (cell, expected rate, the cell's own tail), sorted by cell. When ``p`` is above
-        ``max_total_p`` (nearly every week) the rest is not computed: ``(p, 1.0, [])``.
+        ``max_total_p`` (nearly every week) the rest is not computed: ``(p, 1.0, [])``. ``rates``:
+        the cells' baseline rates (:meth:`_cell_rates`), when already at hand.
         """
         if obs.failed <= 0:
             return 1.0, 1.0, []
-        item_rate = self._item_rate()
-        rates = [(cell, self._cell_rate(cell, item_rate)) for cell in obs.cells if cell.tested > 0]
-        rows = [(cell, cell.tested * rate) for cell, rate in rates]
+        if rates is None:
+            rates = self._cell_rates(obs)
+        tested_rates = [(cell, rate) for cell, rate in zip(obs.cells, rates, strict=True) if cell.tested > 0]
+        rows = [(cell, cell.tested * rate) for cell, rate in tested_rates]
 
         def tail(keep: list[tuple[ItemCell, float]]) -> float:
             tested = sum(c.tested for c, _ in keep)
@@ -173,26 +206,29 @@ class SystemicItemDetector(Detector[ItemWeek]):
         )
         above = [
             (c, rate, binomial_upper_tail(c.failed, c.tested, rate))
-            for c, rate in rates
+            for c, rate in tested_rates
             if c.failed >= self.min_failed and c.failed > c.tested * rate
         ]
         return p, spread_p, sorted(above, key=lambda c: (c[0].region, c[0].industry))
 
     # -- contract -----------------------------------------------------------------------------
     def score(self, obs: ItemWeek) -> Score:
-        flagged = self._flag(obs)
+        rates = self._cell_rates(obs)
+        flagged = self._flag(obs, rates)
         regions = sorted({c.region for c, _, _ in flagged})
         industries = sorted({c.industry for c, _, _ in flagged})
         tested = sum(c.tested for c, _, _ in flagged)
         failed = sum(c.failed for c, _, _ in flagged)
         expected_failures = sum(c.tested * r for c, r, _ in flagged)
         item_rate = self._item_rate()
-        all_expected = sum(c.tested * self._cell_rate(c, item_rate) for c in obs.cells)
         spread = len(regions) >= self.min_regions and len(industries) >= self.min_industries
         if tested:
             expected_rate: float | None = expected_failures / tested
+        elif obs.tested:
+            all_expected = sum(c.tested * r for c, r in zip(obs.cells, rates, strict=True))
+            expected_rate = all_expected / obs.tested
         else:
-            expected_rate = all_expected / obs.tested if obs.tested else None
+            expected_rate = None
         # combined tail over the flagged cells (Fisher), reported as the p-value
         p_comb = None
         if flagged:
@@ -202,7 +238,7 @@ class SystemicItemDetector(Detector[ItemWeek]):
         alarm = spread and strong and self._weeks >= self.warmup_weeks
         trigger = "cells" if alarm else ""
         if self.max_total_p is not None and not alarm and self._weeks >= self.warmup_weeks:
-            p_total, spread_p, above = self._whole(obs)
+            p_total, spread_p, above = self._whole(obs, rates)
             above_regions = sorted({c.region for c, _, _ in above})
             above_industries = sorted({c.industry for c, _, _ in above})
             if (
@@ -251,22 +287,31 @@ class SystemicItemDetector(Detector[ItemWeek]):
     def learn(self, obs: ItemWeek, skip: frozenset[tuple[str, str]] = frozenset()) -> None:
         """Forget a little, then add this week's cells (except the ``skip`` ones: flagged cells)."""
         d = self.decay
-        for v in self._cells.values():
+        cells = self._cells
+        for v in cells.values():
             v[0] *= d
             v[1] *= d
-        self._total[0] *= d
-        self._total[1] *= d
+        total_tested = self._total[0] * d
+        total_failed = self._total[1] * d
+        week: dict[str, tuple[int, int]] = {}  # this week's cells with tests, for the windows
         for cell in obs.cells:
-            if (cell.region, cell.industry) in skip or cell.tested <= 0:
+            if cell.tested <= 0:
                 continue
-            v = self._cells.setdefault(f"{cell.region}|{cell.industry}", [0.0, 0.0])
-            v[0] += cell.tested
-            v[1] += cell.failed
-            self._total[0] += cell.tested
-            self._total[1] += cell.failed
+            key = f"{cell.region}|{cell.industry}"
+            week[key] = (cell.tested, cell.failed)
+            if skip and (cell.region, cell.industry) in skip:
+                continue
+            sums = cells.get(key)
+            if sums is None:
+                sums = cells[key] = [0.0, 0.0]
+            sums[0] += cell.tested
+            sums[1] += cell.failed
+            total_tested += cell.tested
+            total_failed += cell.failed
+        self._total[0] = total_tested
+        self._total[1] = total_failed
         self._weeks += 1
         if self.window_weeks > 1:
-            week = {f"{c.region}|{c.industry}": (c.tested, c.failed) for c in obs.cells if c.tested > 0}
             self._recent = [*self._recent, week][-(self.window_weeks - 1) :]
 
     def step(self, obs: ItemWeek) -> list[RiskWarning]:
@@ -337,6 +382,34 @@ class SystemicItemDetector(Detector[ItemWeek]):
             firing_weeks=self._latch.firing_weeks,
             **x,
         )
+
+
+#: how far (log scale: 1 %) the screen of ``_may_be_at_most`` stays from its limit, far beyond the
+#: rounding of either the point probability or the exact tail
+_SCREEN_MARGIN = math.log(1.01)
+
+
+def _may_be_at_most(k: int, n: int, p: float, log_limit: float) -> bool:
+    """False when ``binomial_upper_tail(k, n, p)`` is certainly above ``exp(log_limit)``; else True.
+
+    A cheap screen before the exact tail: ``P(X >= k) >= P(X = k)``, and the point probability takes
+    a few ``math`` calls where the exact tail (an incomplete beta function) costs ~5x that. A point
+    probability above the limit by the margin (``_SCREEN_MARGIN``) puts the exact tail above it
+    too, as computed; anything else (including arguments the bound does not cover) says True, and
+    the caller computes the exact tails.
+    """
+    if k <= 0:
+        return log_limit >= 0.0  # the tail is 1
+    if k > n or not 0.0 < p < 1.0:
+        return True
+    log_pmf = (
+        math.lgamma(n + 1)
+        - math.lgamma(k + 1)
+        - math.lgamma(n - k + 1)
+        + k * math.log(p)
+        + (n - k) * math.log1p(-p)
+    )
+    return log_pmf <= log_limit + _SCREEN_MARGIN
 
 
 def _chi2_sf_even(x: float, dof: int) -> float:

@@ -404,3 +404,42 @@ def test_the_registry_gives_each_kind_its_operating_point() -> None:
         assert isinstance(det, RateChangeDetector) and det.kind is kind
         for key, value in RATE_CHANGE_PARAMS[kind].items():
             assert getattr(det, key) == value
+
+
+def test_tails_match_scipys_distributions_to_the_bit() -> None:
+    """The fast tails in ``detectors.stats`` compute exactly what scipy's distributions do."""
+    from scipy.stats import betabinom, norm
+
+    from detectors.stats import beta_binomial_upper_tail, normal_isf
+
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        n = int(rng.choice([rng.integers(1, 20), rng.integers(1, 3000)]))
+        k = int(rng.integers(1, n + 1))
+        p = float(10 ** rng.uniform(-6, 0) * 0.999)
+        rho = float(10 ** rng.uniform(-8, 0))
+        r = min(rho, 0.999)
+        a, b = p * (1.0 - r) / r, (1.0 - p) * (1.0 - r) / r
+        assert beta_binomial_upper_tail(k, n, p, rho) == float(betabinom.sf(k - 1, n, a, b))
+    for q in [0.5, 1e-300, 1.0 - 1e-16, *rng.uniform(0, 1, 500), *(10 ** rng.uniform(-300, 0, 500))]:
+        expected, got = float(norm.isf(q)), normal_isf(float(q))
+        assert got == expected and math.copysign(1.0, got) == math.copysign(1.0, expected)
+
+
+def test_design_with_fewer_terms_is_a_choice_of_the_full_designs_columns() -> None:
+    from detectors.rate import _Columns, _design
+
+    rng = np.random.default_rng(4)
+    ts = rng.integers(0, 150, 60).astype(float)
+    ph = rng.uniform(0, 2 * math.pi, 60)
+    cells = rng.integers(0, 5, 60).astype(float)
+    for trend0, h0 in [(True, 2), (False, 2), (True, 1), (False, 0)]:
+        full = _Columns(_design(ts, ph, cells, 70.0, trend0, h0, 5, 1e-3), trend0, h0)
+        for trend in {False, trend0}:
+            for h in range(h0 + 1):
+                x = full.select(trend, h)
+                expected = _design(ts, ph, cells, 70.0, trend, h, 5, 1e-3)
+                assert x.flags.c_contiguous and x.shape == expected.shape
+                assert np.array_equal(x, expected)
+        with pytest.raises(ValueError):
+            full.select(True, h0 + 1)

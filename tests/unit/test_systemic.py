@@ -312,3 +312,38 @@ def test_the_whole_week_test_rarely_fires_on_a_quiet_item() -> None:
         if s == "firing"
     ]
     assert len(firing) <= 4  # of 4 x 92 monitored weeks, as without it
+
+
+def _flag_exhaustively(det: SystemicItemDetector, obs: ItemWeek) -> list[tuple[ItemCell, float, float]]:
+    """``_flag`` without the screen: every window's exact tail for every cell with failures."""
+    from detectors.stats import binomial_upper_tail
+
+    out = []
+    for cell, rate in zip(obs.cells, det._cell_rates(obs), strict=True):
+        if cell.tested <= 0 or cell.failed < det.min_failed:
+            continue
+        tested, failed = cell.tested, cell.failed
+        p = binomial_upper_tail(failed, tested, rate)
+        for past in reversed(det._recent):
+            n, f = past.get(f"{cell.region}|{cell.industry}", (0, 0))
+            tested, failed = tested + n, failed + f
+            p = min(p, binomial_upper_tail(failed, tested, rate))
+        p = min(1.0, p * (len(det._recent) + 1))
+        if p <= det.alpha:
+            out.append((cell, rate, p))
+    return sorted(out, key=lambda c: (c[0].region, c[0].industry))
+
+
+@pytest.mark.parametrize("alpha", [0.02, 0.1, 0.5, 0.9])
+def test_screened_flags_equal_the_exhaustive_ones(alpha: float) -> None:
+    """The point-probability screen in ``_flag`` never changes which cells are flagged, nor their p."""
+    flagged = 0
+    for seed in range(3):
+        det = detector(alpha=alpha, min_failed=1 + seed % 2)
+        weeks = make_weeks(seed, 60, base=0.02, outbreak=SPREAD, start=30, end=36)
+        for obs in weeks:
+            expected = _flag_exhaustively(det, obs)
+            assert det._flag(obs) == expected
+            flagged += len(expected)
+            det.step(obs)
+    assert flagged > 0
