@@ -8,13 +8,19 @@ broker's end offsets or committed offsets. SQLite by default, PostgreSQL in prod
 A write never moves a partition backwards: processing is deterministic, so the state at offset *n*
 is the same whoever computed it, and keeping the furthest one makes a late write from a worker
 that has already lost the partition harmless.
+
+The state is stored with the version of its shape (:data:`STATE_VERSION`, :func:`encode_state`); a
+worker refuses a checkpoint of another version with :class:`CheckpointVersionError`, which says what
+to do, rather than failing later inside a detector on an attribute the old pickle lacks.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -32,7 +38,51 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-__all__ = ["Checkpoint", "CheckpointStore"]
+__all__ = [
+    "STATE_VERSION",
+    "Checkpoint",
+    "CheckpointStore",
+    "CheckpointVersionError",
+    "decode_state",
+    "encode_state",
+]
+
+#: The shape of the stage state a checkpoint holds: every class pickled into one (the partitions of
+#: ``stream.stages``, the stages of ``detectors.engine`` and the detectors inside them). Raise it in
+#: the change that alters any of them (an attribute added, removed or re-meant), and say so in the
+#: changelog; ``tests/unit/test_checkpoint_version.py`` fails when the shape changes without it.
+#: 1: checkpoints written before the version was recorded.
+STATE_VERSION = 2
+_MAGIC = b"QW-STATE"
+_HEADER = len(_MAGIC) + 4  # the magic, then the version as 4 bytes big-endian
+
+
+class CheckpointVersionError(RuntimeError):
+    """A checkpoint holds stage state of another version than this release's."""
+
+
+def encode_state(state: Any) -> bytes:
+    """The bytes a checkpoint stores for ``state``: a header with :data:`STATE_VERSION`, then the pickle."""
+    return _MAGIC + STATE_VERSION.to_bytes(4, "big") + pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def state_version(blob: bytes) -> int:
+    """The version of the state in ``blob`` (1: written before the version was recorded)."""
+    return int.from_bytes(blob[len(_MAGIC) : _HEADER], "big") if blob.startswith(_MAGIC) else 1
+
+
+def decode_state(blob: bytes, where: str = "checkpoint") -> Any:
+    """The state in ``blob``; :class:`CheckpointVersionError` when it is not of :data:`STATE_VERSION`."""
+    version = state_version(blob)
+    if version != STATE_VERSION:
+        raise CheckpointVersionError(
+            f"{where}: the checkpoint holds stage state version {version}, this release reads version "
+            f"{STATE_VERSION}. Start the workers on a fresh checkpoint store (an empty "
+            "QW_CHECKPOINT_URL database, or delete the group's stream_checkpoints rows) and let them "
+            "replay the input topics: docs/operations.md, 'Upgrades with migrations'."
+        )
+    return pickle.loads(blob[_HEADER:])
+
 
 _meta = MetaData()
 checkpoints = Table(

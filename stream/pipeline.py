@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from detectors.engine import EngineConfig, Outcome
 from schemas import Catalogue, PatrolReport, RiskWarning, SamplingResult, default_catalogue, load_catalogue
 from schemas.fastpath import SamplingRecord
 
-from .checkpoint import Checkpoint, CheckpointStore
+from .checkpoint import Checkpoint, CheckpointStore, CheckpointVersionError, decode_state, encode_state
 from .codec import Rejection, dead_letter, decode_cell_week, decode_record, encode_cell_week, encode_warning
 from .metrics import StreamMetrics
 from .settings import StreamSettings
@@ -152,6 +151,7 @@ class DetectionPipeline:
         self._persisting: asyncio.Task[None] | None = None  # the periodic checkpoint in flight
         self._sends: list[asyncio.Future[Any]] = []  # delivery futures since the last snapshot
         self._stopping = asyncio.Event()
+        self._fatal: Exception | None = None  # why run() must stop the worker (a checkpoint it cannot read)
         self._topic_metrics: dict[str, tuple[Any, Any]] = {}
         self.processed = 0
 
@@ -204,6 +204,8 @@ class DetectionPipeline:
                         self.processed += 1
                 self._update_lag()
                 self._periodic_checkpoint()
+        if self._fatal is not None:
+            raise self._fatal
 
     def _periodic_checkpoint(self) -> None:
         """Every ``checkpoint_interval_s``: snapshot now, save in the background (one at a time)."""
@@ -254,7 +256,16 @@ class DetectionPipeline:
                     part = _Part(self._new_state(tp), 0)
                     await self._consumer.seek_to_beginning(tp)
                 else:
-                    part = _Part(pickle.loads(cp.state), cp.next_offset)
+                    try:
+                        state = decode_state(cp.state, f"{tp.topic}[{tp.partition}]")
+                    except CheckpointVersionError as exc:
+                        # an exception here would be swallowed by the consumer's rebalance: stop the
+                        # worker from run() instead, without touching the old checkpoint
+                        log.error("%s", exc)
+                        self._fatal = exc
+                        self._stopping.set()
+                        return
+                    part = _Part(state, cp.next_offset)
                     self._consumer.seek(tp, cp.next_offset)
                 self._parts[tp] = part
                 self.metrics.restore_seconds.labels(tp.topic, str(tp.partition)).set(time.perf_counter() - t0)
@@ -304,7 +315,7 @@ class DetectionPipeline:
             return None
         items = []
         for tp, part in dirty:
-            blob = pickle.dumps(part.state, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = encode_state(part.state)
             items.append(Checkpoint(tp.topic, tp.partition, part.next_offset, blob))
             part.dirty = False
         sends, self._sends = self._sends, []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from detectors.base import CellWeek
 from detectors.engine import DetectionEngine, EngineConfig
 from schemas import PatrolReport, SamplingResult, default_catalogue
 
-from .checkpoint import CheckpointStore
+from .checkpoint import CheckpointStore, decode_state
 from .codec import Rejection, decode_cell_week, decode_record
 from .readback import read_topic
 from .settings import StreamSettings
@@ -212,7 +211,7 @@ def collect(settings: StreamSettings) -> StreamResult:
     cells_seen: dict[int, int] = {}
     try:
         for cp in store.load_all():
-            state = pickle.loads(cp.state)
+            state = decode_state(cp.state)
             if isinstance(state, SamplingPartition):
                 region_counts.update({k: dict(v.counts) for k, v in state.stages.items()})
             elif isinstance(state, PatrolPartition):

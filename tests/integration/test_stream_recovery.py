@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 
 import pytest
 from conftest import StreamData
 
+from stream.checkpoint import Checkpoint, CheckpointStore, CheckpointVersionError, checkpoints, decode_state
 from stream.pipeline import DetectionPipeline
 from stream.producer import RecordPusher
 from stream.settings import StreamSettings
@@ -58,3 +60,41 @@ def test_restart_reads_only_what_came_after_the_checkpoint(
     assert _read(second, sampling_topic) == len(later)
     counted = sum(c["accepted"] + c["duplicate"] for c in collect(settings).region_counts.values())
     assert counted == len(history) + len(later)
+
+
+def test_a_checkpoint_of_another_state_version_stops_the_worker_and_is_kept(
+    settings: StreamSettings, stream_data: StreamData
+) -> None:
+    with RecordPusher(settings) as pusher:
+        ends = pusher.push_lines(stream_data.sampling[:500], wait=True).end_offsets
+    asyncio.run(_run_until_checkpointed(settings, ends))
+    # rewrite every checkpoint as a release before state versions would have written it
+    store = CheckpointStore(settings.checkpoint_url, settings.group_id)
+    try:
+        old = [
+            Checkpoint(cp.topic, cp.partition, cp.next_offset, pickle.dumps(decode_state(cp.state)))
+            for cp in store.load_all()
+        ]
+        with store.engine.begin() as conn:
+            conn.execute(checkpoints.delete().where(checkpoints.c.group_id == settings.group_id))
+        store.save(old)
+    finally:
+        store.close()
+
+    async def restart() -> None:
+        pipe = DetectionPipeline(settings)
+        await pipe.start()
+        try:
+            await asyncio.wait_for(pipe.run(), timeout=60)
+        finally:
+            await pipe.stop()
+
+    with pytest.raises(CheckpointVersionError, match="stage state version 1, this release reads version"):
+        asyncio.run(restart())
+    store = CheckpointStore(settings.checkpoint_url, settings.group_id)
+    try:
+        assert sorted(store.load_all(), key=lambda c: (c.topic, c.partition)) == sorted(
+            old, key=lambda c: (c.topic, c.partition)
+        )  # nothing overwritten: the operator decides
+    finally:
+        store.close()
