@@ -63,6 +63,10 @@ class EngineConfig:
     #: the first week watched (Monday 00:00 local); None: the week of the first record seen
     epoch: datetime | None = None
     seed: int = 0
+    #: the stream's industry and systemic stages release a week without the counties that have sent
+    #: nothing once a later week has waited this long by the worker's clock (``_Barrier``); None: wait
+    #: for every county (a replay, which has no clock, always waits)
+    idle_release: timedelta | None = None
     #: decide the enterprise outlier model over batches of records (``EnterpriseOutlierDetector.drain``:
     #: up to 256 records of a county and industry, the rest at the end of input): the same warnings,
     #: later. For replays; a live stream decides each record as it arrives
@@ -468,26 +472,62 @@ class _Barrier:
     week is complete when it holds every (county, industry) cell the stage expects. Waiting for a
     county's first cell is not enough: the stream delivers the cells one at a time, and releasing the
     week then would drop the county's other cells of it.
+
+    A county that sends nothing closes no week, and would hold every later week back for good. With
+    ``idle_release`` (the stream's setting; a replay has no clock and always waits), an incomplete
+    week is released once a later week has been waiting that long by the clock passed to :meth:`add`:
+    the event time has moved on everywhere else, and the silent counties' cells of it count as
+    untested. Their cells that come after all are then ignored (``ignored``), as re-sent ones are;
+    each county's own detectors still see all of its records.
     """
 
-    def __init__(self, regions: Iterable[str], industries: Iterable[str]) -> None:
+    def __init__(
+        self, regions: Iterable[str], industries: Iterable[str], idle_release: timedelta | None = None
+    ) -> None:
         self._keys = frozenset((r, i) for r in regions for i in industries)
+        self._idle = idle_release
         self._pending: dict[datetime, dict[tuple[str, str], CellWeek]] = {}
+        self._since: dict[datetime, datetime] = {}  # when (clock) each pending week's first cell came
         self._done: datetime | None = None  # start of the newest week already released
+        #: weeks released without some counties' cells (``idle_release``), and the counties missing
+        self.incomplete: list[tuple[datetime, tuple[str, ...]]] = []
+        #: cells that came after their week was released (re-sent, or from a county released without)
+        self.ignored = 0
 
-    def add(self, cells: Iterable[CellWeek]) -> list[list[CellWeek]]:
+    def add(self, cells: Iterable[CellWeek], now: datetime | None = None) -> list[list[CellWeek]]:
+        """Take ``cells``; the weeks now released, oldest first. ``now``: the clock (the stream's)."""
         for c in cells:
             if self._done is not None and c.week_start <= self._done:
-                continue  # a cell re-sent after its week was stepped (a restarted producer): ignore
-            self._pending.setdefault(c.week_start, {})[(c.region, c.industry)] = c
+                self.ignored += 1  # its week was stepped already (a restarted producer, a late county)
+                continue
+            week = self._pending.get(c.week_start)
+            if week is None:
+                week = self._pending[c.week_start] = {}
+                if now is not None:
+                    self._since[c.week_start] = now
+            week[(c.region, c.industry)] = c
         ready = []
         for start in sorted(self._pending):
-            if self._pending[start].keys() >= self._keys:
-                ready.append(sorted(self._pending.pop(start).values(), key=lambda c: (c.region, c.industry)))
-                self._done = start
-            else:
-                break
+            week = self._pending[start]
+            if not week.keys() >= self._keys:
+                if not self._overdue(start, now):
+                    break
+                missing = self._keys - week.keys()
+                end = next(iter(week.values())).week_end
+                for region, industry in missing:
+                    week[(region, industry)] = CellWeek(region, industry, start, end, 0, 0)
+                self.incomplete.append((start, tuple(sorted({r for r, _ in missing}))))
+            del self._pending[start]
+            self._since.pop(start, None)
+            ready.append(sorted(week.values(), key=lambda c: (c.region, c.industry)))
+            self._done = start
         return ready
+
+    def _overdue(self, start: datetime, now: datetime | None) -> bool:
+        """Whether the incomplete week ``start`` may go: a later week has waited ``idle_release``."""
+        if self._idle is None or now is None:
+            return False
+        return any(s > start and now - since >= self._idle for s, since in self._since.items())
 
 
 class IndustryStage:
@@ -497,13 +537,14 @@ class IndustryStage:
         from .registry import build_industry_detectors
 
         self.industry = industry
-        self._barrier = _Barrier(catalogue.region_codes, (industry,))
+        self._barrier = _Barrier(catalogue.region_codes, (industry,), config.idle_release)
         self._target = {industry: catalogue.target_for_industry(industry)}
         self.detectors = build_industry_detectors(industry, catalogue, config, labels)
 
-    def submit(self, cells: Iterable[CellWeek]) -> list[RiskWarning]:
+    def submit(self, cells: Iterable[CellWeek], now: datetime | None = None) -> list[RiskWarning]:
+        """Step the detectors for each week every county has closed (``now``: see ``_Barrier``)."""
         out: list[RiskWarning] = []
-        for week in self._barrier.add(c for c in cells if c.industry == self.industry):
+        for week in self._barrier.add((c for c in cells if c.industry == self.industry), now):
             out += self.detectors.on_week(SeriesWeek.combine(week, self._target))
         return out
 
@@ -517,16 +558,24 @@ class SystemicStage:
         self._catalogue = catalogue
         self._config = config
         self._labels = labels
-        self._barrier = _Barrier(catalogue.region_codes, catalogue.industry_slugs)
+        self._barrier = _Barrier(catalogue.region_codes, catalogue.industry_slugs, config.idle_release)
         self.detectors: dict[str, Any] = {}
         for item in sorted({i for ind in catalogue.industries for i in ind.hazard_items}):
             self.detectors[item] = build_systemic_detector(item, catalogue, config, labels)
         self._build = build_systemic_detector
 
-    def submit(self, cells: Iterable[CellWeek], items: Container[str] | None = None) -> list[RiskWarning]:
-        """Step every tracked item (or only ``items``) for each week all counties have closed."""
+    @property
+    def incomplete_weeks(self) -> list[tuple[datetime, tuple[str, ...]]]:
+        """Weeks released without the counties that sent nothing (``EngineConfig.idle_release``)."""
+        return self._barrier.incomplete
+
+    def submit(
+        self, cells: Iterable[CellWeek], items: Container[str] | None = None, now: datetime | None = None
+    ) -> list[RiskWarning]:
+        """Step every tracked item (or only ``items``) for each week all counties have closed
+        (``now``: see ``_Barrier``)."""
         out: list[RiskWarning] = []
-        for week in self._barrier.add(cells):
+        for week in self._barrier.add(cells, now):
             failures: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {}
             for c in week:
                 for item, ids in c.item_failures:

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -62,7 +62,12 @@ def stage_context(settings: StreamSettings, catalogue: Catalogue | None = None) 
         raise ValueError(
             "epoch: QW_EPOCH must be set (a Monday 00:00 with its UTC offset, the first week watched)"
         )
-    config = EngineConfig(epoch=settings.epoch.astimezone(cat.zone), seed=settings.seed)
+    idle = settings.idle_county_release_hours
+    config = EngineConfig(
+        epoch=settings.epoch.astimezone(cat.zone),
+        seed=settings.seed,
+        idle_release=timedelta(hours=idle) if idle > 0 else None,
+    )
     return StageContext.create(cat, config)
 
 
@@ -360,7 +365,19 @@ class DetectionPipeline:
             if isinstance(cell, Rejection):
                 await self._dead_letter(msg, cell)
                 return
-            warnings = state.submit(cell)
+            incomplete = state.incomplete_weeks
+            warnings = state.submit(cell, now=self._clock())
+            for start, counties in state.incomplete_weeks[len(incomplete) :]:
+                log.warning(
+                    "%s[%d]: week of %s released without counties %s (nothing from them for %.0f h while "
+                    "later weeks waited); their late cells of it will be ignored",
+                    tp.topic,
+                    tp.partition,
+                    start.date().isoformat(),
+                    ", ".join(counties),
+                    self.settings.idle_county_release_hours,
+                )
+                self.metrics.incomplete_weeks.inc()
         else:
             model: type[SamplingResult] | type[PatrolReport] = (
                 SamplingResult if isinstance(state, SamplingPartition) else PatrolReport

@@ -82,6 +82,9 @@ class StreamSettings(BaseSettings):
     epoch: AwareDatetime | None = None
     catalogue_path: str | None = None
     seed: int = 0
+    #: the industry and systemic stages release a week without a county that has sent nothing once a
+    #: later week has waited this many hours (worker clock); 0: wait for every county, however long
+    idle_county_release_hours: float = Field(default=72.0, ge=0)
 
     # faust app: web server (serves /metrics) and its identity
     app_id: str = "qualitywatch"

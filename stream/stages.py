@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from datetime import datetime
 
 from detectors.base import CellWeek
 from detectors.engine import (
@@ -106,11 +107,16 @@ class CellWeekPartition:
         self.systemic = SystemicStage(c.catalogue, c.config, c.labels)
         self.cells_seen = 0
 
-    def submit(self, cell: CellWeek) -> list[RiskWarning]:
+    def submit(self, cell: CellWeek, now: datetime | None = None) -> list[RiskWarning]:
+        """``now``: the worker's clock, for releasing weeks a silent county holds back (``_Barrier``)."""
         self.cells_seen += 1
         out: list[RiskWarning] = []
-        stage = self.industries.get(cell.industry)
-        if stage is not None:
-            out += stage.submit([cell])
-        out += self.systemic.submit([cell], items=self._items)
+        for stage in self.industries.values():  # every one: a silent county's week may be due anywhere
+            out += stage.submit([cell] if cell.industry == stage.industry else [], now)
+        out += self.systemic.submit([cell], items=self._items, now=now)
         return out
+
+    @property
+    def incomplete_weeks(self) -> list[tuple[datetime, tuple[str, ...]]]:
+        """The weeks the systemic stage released without some counties, and which (oldest first)."""
+        return list(self.systemic.incomplete_weeks)
