@@ -365,9 +365,9 @@ class DetectionPipeline:
             if isinstance(cell, Rejection):
                 await self._dead_letter(msg, cell)
                 return
-            incomplete = state.incomplete_weeks
+            known = len(state.incomplete_weeks)
             warnings = state.submit(cell, now=self._clock())
-            for start, counties in state.incomplete_weeks[len(incomplete) :]:
+            for start, counties in state.incomplete_weeks[known:]:
                 log.warning(
                     "%s[%d]: week of %s released without counties %s (nothing from them for %.0f h while "
                     "later weeks waited); their late cells of it will be ignored",

@@ -119,4 +119,4 @@ class CellWeekPartition:
     @property
     def incomplete_weeks(self) -> list[tuple[datetime, tuple[str, ...]]]:
         """The weeks the systemic stage released without some counties, and which (oldest first)."""
-        return list(self.systemic.incomplete_weeks)
+        return self.systemic.incomplete_weeks
