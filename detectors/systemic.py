@@ -112,12 +112,9 @@ class SystemicItemDetector(Detector[ItemWeek]):
         t, f = self._total
         return (f + self.item_prior_tests * self.prior_rate) / (t + self.item_prior_tests)
 
-    def _cell_rate(self, cell: ItemCell, item_rate: float) -> float:
-        t, f = self._cells.get(f"{cell.region}|{cell.industry}", (0.0, 0.0))
-        return (f + self.cell_prior_tests * item_rate) / (t + self.cell_prior_tests)
-
     def _cell_rates(self, obs: ItemWeek) -> list[float]:
-        """The baseline rate of each of ``obs.cells`` (in order): :meth:`_cell_rate`, all at once.
+        """The baseline rate of each of ``obs.cells`` (in order): the cell's forgotten sums shrunk
+        towards the item's rate by a prior of ``cell_prior_tests`` tests at that rate.
 
         ``score`` reads each cell's rate up to three times (the flagged cells, the whole week, the
         expected rate); it computes them once here and hands them on.

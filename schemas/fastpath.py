@@ -214,7 +214,7 @@ class SamplingDecoder:
             normalise = self.catalogue.normalise_item
             items: list[str] = []
             for raw_item in raw_items:
-                if not raw_item or raw_item != raw_item.strip():
+                if not _clean(raw_item):
                     return False
                 item = normalise(raw_item)
                 if not item:

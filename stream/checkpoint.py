@@ -45,6 +45,7 @@ __all__ = [
     "CheckpointVersionError",
     "decode_state",
     "encode_state",
+    "state_version",
 ]
 
 #: The shape of the stage state a checkpoint holds: every class pickled into one (the partitions of

@@ -111,8 +111,13 @@ class CellWeekPartition:
         """``now``: the worker's clock, for releasing weeks a silent county holds back (``_Barrier``)."""
         self.cells_seen += 1
         out: list[RiskWarning] = []
-        for stage in self.industries.values():  # every one: a silent county's week may be due anywhere
-            out += stage.submit([cell] if cell.industry == stage.industry else [], now)
+        stage = self.industries.get(cell.industry)
+        if stage is not None:
+            out += stage.submit([cell], now)
+        if now is not None:  # with a clock, a silent county's week may fall due in any industry
+            for other in self.industries.values():
+                if other is not stage:
+                    out += other.submit([], now)
         out += self.systemic.submit([cell], items=self._items, now=now)
         return out
 
