@@ -147,6 +147,13 @@ class _Bucket:
         self.last_event: datetime | None = None
         self.last_key = -math.inf  # last_event in POSIX seconds
 
+    def failed(self, record: Any) -> None:
+        """Count the failure ``record`` (its ``tested`` is counted by the caller)."""
+        rid = record.id
+        self.failed_ids.append(rid)
+        for item in record.failed_items:
+            self.items.setdefault(item, []).append(rid)
+
 
 class _Week:
     """One event-time week: its local start and end, and both as POSIX seconds (cheap to compare)."""
@@ -333,17 +340,33 @@ class RegionStage(_OrderedStage):
             warnings, cells = self._drain(flush=False)  # a week may close: the general path
             return _ACCEPTED, warnings, cells
         found: list[RiskWarning] | None = None
-        on_record = self.detectors.on_record
-        count = self._count
+        record_detectors = self.detectors.record
+        # every record released here belongs to the open week (an older one is refused as late), so
+        # it is counted in the open week's buckets: what _count does, written out
+        count_week = self._count_week
+        buckets = count_week[2] if count_week is not None and count_week[0] == week.start_key else None
         while heap and heap[0] <= horizon and heap[0] < week.end_key:
             released = heapq.heappop(heap)
             ready = buffer.take_shared(released) if shared and released in shared else held.pop(released)
             if self._released is None or released > self._released:
                 self._released = released
-            count(released, ready.sampled_at, ready)
-            emitted = on_record(ready, released)
-            if emitted:
-                found = [*found, *emitted] if found else list(emitted)
+            if buckets is None:
+                self._count(released, ready.sampled_at, ready)
+                buckets = self._count_week[2]  # type: ignore[index]  # set by _count
+            else:
+                bucket = buckets.get(ready.industry)
+                if bucket is None:
+                    bucket = buckets[ready.industry] = _Bucket()
+                bucket.tested += 1
+                if not ready.passed:
+                    bucket.failed(ready)
+                if released > bucket.last_key:
+                    bucket.last_event = ready.sampled_at
+                    bucket.last_key = released
+            for detector in record_detectors:  # what DetectorSet.on_record does
+                emitted = detector.step(ready, released)
+                if emitted:
+                    found = [*found, *emitted] if found else list(emitted)
         if heap and heap[0] <= horizon:
             warnings, cells = self._drain(flush=False)  # the rest crosses into the next week
             return _ACCEPTED, [*(found or ()), *warnings], cells
@@ -393,10 +416,7 @@ class RegionStage(_OrderedStage):
             bucket = buckets[record.industry] = _Bucket()
         bucket.tested += 1
         if not record.passed:
-            rid = record.id
-            bucket.failed_ids.append(rid)
-            for item in record.failed_items:
-                bucket.items.setdefault(item, []).append(rid)
+            bucket.failed(record)
         if key > bucket.last_key:
             bucket.last_event = when
             bucket.last_key = key

@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache, partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sklearn.utils.random import sample_without_replacement
@@ -53,6 +53,9 @@ _DEFAULT_SEVERE = frozenset(DEFAULT_SEVERE_ITEMS)  # shared by every instance (a
 binomial_tail = binomial_upper_tail  # P(X >= failed) for X ~ Binomial(tested, rate)
 #: the same, remembered: an enterprise's counts are small integers that repeat across enterprises
 _tail = lru_cache(maxsize=8192)(binomial_upper_tail)
+#: what a record detector's ``step`` returns when it has nothing to say: an empty tuple (nothing to
+#: allocate, nothing a caller could append to by mistake) typed as the list callers test and iterate
+_NONE = cast("list[RiskWarning]", ())
 
 
 def _days(n: float) -> timedelta:
@@ -120,19 +123,46 @@ def _prune_keys(keys: list[float], cutoff: float, keep: int) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class _Record:
-    """What the repeat detector sees of the window, ``obs`` included (the result of ``score``)."""
+    """What the repeat detector sees of the window, ``obs`` included (the result of ``_assess``).
 
-    tested: int
-    failed: int
-    failed_ids: tuple[str, ...]
-    items: tuple[str, ...]
-    repeated_items: tuple[str, ...]
-    severe_items: tuple[str, ...]
-    p_value: float
-    level: Level | None
-    passes_in_row: int
+    A plain slotted class: built for one record in ten, and a frozen dataclass's ``__init__`` pays
+    an ``object.__setattr__`` call per field.
+    """
+
+    __slots__ = (
+        "failed",
+        "failed_ids",
+        "items",
+        "level",
+        "p_value",
+        "passes_in_row",
+        "repeated_items",
+        "severe_items",
+        "tested",
+    )
+
+    def __init__(
+        self,
+        tested: int,
+        failed: int,
+        failed_ids: tuple[str, ...],
+        items: tuple[str, ...],
+        repeated_items: tuple[str, ...],
+        severe_items: tuple[str, ...],
+        p_value: float,
+        level: Level | None,
+        passes_in_row: int,
+    ) -> None:
+        self.tested = tested
+        self.failed = failed
+        self.failed_ids = failed_ids
+        self.items = items
+        self.repeated_items = repeated_items
+        self.severe_items = severe_items
+        self.p_value = p_value
+        self.level = level
+        self.passes_in_row = passes_in_row
 
 
 class EnterpriseRepeatDetector(Detector[SamplingResult]):
@@ -234,8 +264,22 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         """``at``: ``obs.sampled_at`` in POSIX seconds when the caller has it (the engine does)."""
         key = epoch_seconds(obs.sampled_at) if at is None else at
         if obs.passed and self._firing is None and (not self._failures or not self._could_fire(key)):
-            self._learn(obs, key)  # the common case: a pass that cannot raise a level
-            return []
+            # the common case, a pass that cannot raise a level: what _learn does for a pass
+            tests = self._tests
+            tests.append(key)
+            self._passes_in_row += 1
+            if obs.enterprise_name:
+                self._label = obs.enterprise_name
+            if self._where is None:
+                self._where = (obs.region, obs.industry)
+            rules = self.rules
+            cutoff = key - rules.window_s
+            if tests[0] <= cutoff or len(tests) > rules.max_tests:
+                _prune_keys(tests, cutoff, rules.max_tests)
+            failures = self._failures
+            if failures and failures[0][0] <= cutoff:
+                _prune(failures, cutoff)
+            return _NONE
         rec = self._assess(obs, key)
         self._learn(obs, key)
         out: list[RiskWarning] = []
@@ -338,15 +382,15 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         elif severe:
             level = Level.blue
         return _Record(
-            tested=tested,
-            failed=failed,
-            failed_ids=tuple(rid for rid, _ in failures),
-            items=tuple(sorted(seen)),
-            repeated_items=repeated,
-            severe_items=severe,
-            p_value=p_value,
-            level=level,
-            passes_in_row=self._passes_in_row + 1 if obs.passed else 0,
+            tested,
+            failed,
+            tuple(rid for rid, _ in failures),
+            tuple(sorted(seen)),
+            repeated,
+            severe,
+            p_value,
+            level,
+            self._passes_in_row + 1 if obs.passed else 0,
         )
 
     def _warn(

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from itertools import chain
+from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
@@ -52,8 +52,9 @@ __all__ = [
     "replay",
 ]
 
-#: bytes read between two progress callbacks (a callback per line would cost more than the line)
-PROGRESS_CHUNK = 1 << 20
+#: bytes of whole lines read and validated at a time (several hundred records), and so between two
+#: progress callbacks (a callback per line would cost more than the line)
+PROGRESS_CHUNK = 1 << 18
 #: read buffer of the input files
 _BUFFER = 1 << 20
 #: at most this many records are held to find the first week (see the module docstring)
@@ -151,36 +152,36 @@ def _bad_line(source: str, lineno: int, line: bytes, exc: ValidationError) -> Ba
     return BadLine(source=source, line=lineno, errors=errors, text=text[:_TEXT_LIMIT])
 
 
-def _valid_records(
+def _valid_chunks(
     fh: IO[bytes],
     stats: SourceStats,
     validate: Callable[[bytes], Any],
     on_bad_line: Callable[[BadLine], None] | None,
     on_progress: Callable[[int], None] | None,
-) -> Iterator[Any]:
-    """Yield the valid records of one file; report the others. The hot loop of a replay."""
-    lineno = 0
-    pending = 0
+) -> Iterator[list[Any]]:
+    """Yield the valid records of one file, a list per read of about ``PROGRESS_CHUNK`` bytes; report
+    the others. The hot loop of a replay: a list per read rather than a generator step per record."""
+    lineno = 0  # lines read before this list
     try:
-        for lineno, line in enumerate(fh, 1):
-            pending += len(line)
-            if pending >= PROGRESS_CHUNK and on_progress is not None:
-                on_progress(pending)
-                pending = 0
-            try:
-                record = validate(line)
-            except ValidationError as exc:
-                stats.rejected += 1
-                if on_bad_line is not None:
-                    on_bad_line(_bad_line(stats.path, lineno, line, exc))
-                continue
-            yield record
+        while lines := fh.readlines(PROGRESS_CHUNK):
+            valid: list[Any] = []
+            keep = valid.append
+            for n, line in enumerate(lines, lineno + 1):
+                try:
+                    keep(validate(line))
+                except ValidationError as exc:
+                    stats.rejected += 1
+                    if on_bad_line is not None:
+                        on_bad_line(_bad_line(stats.path, n, line, exc))
+            lineno += len(lines)
+            stats.lines = lineno
+            if on_progress is not None:
+                on_progress(sum(map(len, lines)))
+            yield valid
     except OSError as exc:
         raise ReplayError(f"{stats.path}: read failed after line {lineno}: {exc.strerror or exc}") from exc
     finally:
         stats.lines = lineno
-        if pending and on_progress is not None:
-            on_progress(pending)
 
 
 def _sampling_time(record: SamplingResult) -> datetime:
@@ -199,22 +200,34 @@ def _tagged(
 
 
 def _first_week(
-    stream: Iterator[Any], when: Callable[[Any], datetime], catalogue: Catalogue, config: EngineConfig
-) -> tuple[datetime | None, Iterator[Any]]:
-    """The first week to watch, and the stream with the records read to find it put back in front."""
-    head: list[Any] = []
+    chunks: Iterator[list[Any]], when: Callable[[Any], datetime], catalogue: Catalogue, config: EngineConfig
+) -> tuple[datetime | None, Iterator[list[Any]]]:
+    """The first week to watch, and the lists of records with those read to find it put back in front."""
+    head: list[list[Any]] = []
     first = earliest = None
-    for item in stream:
-        head.append(item)
-        t = when(item)
-        if first is None:
-            first = earliest = t
-        elif t < earliest:  # type: ignore[operator]
-            earliest = t
-        if t > first + config.allowed_lateness or len(head) >= _EPOCH_LOOKAHEAD:
-            break
+    seen = 0
+    for chunk in chunks:
+        head.append(chunk)
+        for item in chunk:
+            t = when(item)
+            if first is None:
+                first = earliest = t
+            elif t < earliest:  # type: ignore[operator]
+                earliest = t
+            seen += 1
+            if t > first + config.allowed_lateness or seen >= _EPOCH_LOOKAHEAD:
+                break
+        else:
+            continue
+        break
     epoch = week_start(earliest, ZoneInfo(catalogue.timezone)) if earliest is not None else None
-    return epoch, chain(head, stream)
+    return epoch, chain(head, chunks)
+
+
+def _in_lists(items: Iterator[Any], size: int = 512) -> Iterator[list[Any]]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    while chunk := list(islice(items, size)):
+        yield chunk
 
 
 @contextmanager
@@ -265,7 +278,7 @@ def replay(
     stats = ReplayStats()
     files: list[IO[bytes]] = []
     try:
-        streams: list[tuple[Iterator[Any], SourceStats]] = []
+        streams: list[tuple[Iterator[list[Any]], SourceStats]] = []
         validators: tuple[Callable[[bytes], Any], Callable[[bytes], Any]] = (
             SamplingDecoder(cat, now=clock),
             partial(PatrolReport.model_validate_json, context=context),
@@ -277,7 +290,7 @@ def replay(
             files.append(fh)
             src = SourceStats(path=str(path))
             stats.sources.append(src)
-            streams.append((_valid_records(fh, src, validate, on_bad_line, on_progress), src))
+            streams.append((_valid_chunks(fh, src, validate, on_bad_line, on_progress), src))
         with _fewer_collections():
             engine = _run(streams, events is not None, cat, cfg, write, stats, flush)
     finally:
@@ -288,7 +301,7 @@ def replay(
 
 
 def _run(
-    streams: list[tuple[Iterator[Any], SourceStats]],
+    streams: list[tuple[Iterator[list[Any]], SourceStats]],
     has_events: bool,
     cat: Catalogue,
     cfg: EngineConfig,
@@ -304,30 +317,34 @@ def _run(
             write(w)
 
     if len(streams) == 1:
-        records = streams[0][0]
         when = _sampling_time if has_events else _patrol_time
-        epoch, records = _first_week(records, when, cat, cfg) if cfg.epoch is None else (cfg.epoch, records)
+        chunks = streams[0][0]
+        epoch, chunks = _first_week(chunks, when, cat, cfg) if cfg.epoch is None else (cfg.epoch, chunks)
         engine = DetectionEngine(cat, replace(cfg, epoch=epoch))
         process = engine.process_sampling if has_events else engine.process_patrol
-        for record in records:
-            _outcome, warnings = process(record)
-            if warnings:
-                emit(warnings)
+        for chunk in chunks:
+            for record in chunk:
+                _outcome, warnings = process(record)
+                if warnings:
+                    emit(warnings)
     else:
-        merged = heapq.merge(
-            _tagged(streams[0][0], 0, _sampling_time),
-            _tagged(streams[1][0], 1, _patrol_time),
-            key=itemgetter(0),
+        merged = _in_lists(
+            heapq.merge(
+                _tagged(chain.from_iterable(streams[0][0]), 0, _sampling_time),
+                _tagged(chain.from_iterable(streams[1][0]), 1, _patrol_time),
+                key=itemgetter(0),
+            )
         )
         epoch, tagged = (
             _first_week(merged, itemgetter(0), cat, cfg) if cfg.epoch is None else (cfg.epoch, merged)
         )
         engine = DetectionEngine(cat, replace(cfg, epoch=epoch))
         processes = (engine.process_sampling, engine.process_patrol)
-        for _when, tag, record in tagged:
-            _outcome, warnings = processes[tag](record)
-            if warnings:
-                emit(warnings)
+        for chunk in tagged:
+            for _when, tag, record in chunk:
+                _outcome, warnings = processes[tag](record)
+                if warnings:
+                    emit(warnings)
     if flush:
         emit(engine.flush())
     return engine
