@@ -340,7 +340,7 @@ class RegionStage(_OrderedStage):
             warnings, cells = self._drain(flush=False)  # a week may close: the general path
             return _ACCEPTED, warnings, cells
         found: list[RiskWarning] | None = None
-        record_detectors = self.detectors.record
+        record_steps = self.detectors.record_steps
         # every record released here belongs to the open week (an older one is refused as late), so
         # it is counted in the open week's buckets: what _count does, written out
         count_week = self._count_week
@@ -363,10 +363,11 @@ class RegionStage(_OrderedStage):
                 if released > bucket.last_key:
                     bucket.last_event = ready.sampled_at
                     bucket.last_key = released
-            for detector in record_detectors:  # what DetectorSet.on_record does
-                emitted = detector.step(ready, released)
-                if emitted:
-                    found = [*found, *emitted] if found else list(emitted)
+            for only, step in record_steps:  # what DetectorSet.on_record does
+                if only is None or only(ready):
+                    emitted = step(ready, released)
+                    if emitted:
+                        found = [*found, *emitted] if found else list(emitted)
         if heap and heap[0] <= horizon:
             warnings, cells = self._drain(flush=False)  # the rest crosses into the next week
             return _ACCEPTED, [*(found or ()), *warnings], cells
@@ -676,6 +677,26 @@ class DetectionEngine:
         if cells:
             warnings = [*warnings, *self._downstream(cells)]
         return outcome, warnings
+
+    def process_samplings(self, records: Iterable[SamplingResult | SamplingRecord]) -> list[RiskWarning]:
+        """:meth:`process_sampling` for each of ``records``: their warnings, in order.
+
+        A replay hands records over a chunk at a time: one call for several hundred records. The
+        outcomes are counted by each county's stage (``RegionStage.counts``).
+        """
+        out: list[RiskWarning] = []
+        submits: dict[str, Any] | None = None
+        for record in records:
+            if submits is None:
+                if not self.regions:
+                    self._ensure(record.sampled_at)
+                submits = {code: stage.submit for code, stage in self.regions.items()}
+            _outcome, warnings, cells = submits[record.region](record)
+            if warnings:
+                out += warnings
+            if cells:
+                out += self._downstream(cells)
+        return out
 
     def process_patrol(self, report: PatrolReport) -> tuple[Outcome, list[RiskWarning]]:
         self._ensure(report.patrolled_at)

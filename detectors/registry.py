@@ -97,6 +97,10 @@ class KeyedDetector:
         """``step`` of the instance for ``obs``'s key; ``at``: the event time in POSIX seconds, if known."""
         if self._only is not None and not self._only(obs):
             return []
+        return self.step_instance(obs, at)
+
+    def step_instance(self, obs: Any, at: float | None = None) -> list[RiskWarning]:
+        """:meth:`step` for a record that ``only`` has already passed."""
         k = self._key(obs)
         det = self.instances.get(k)
         if det is None:
@@ -109,6 +113,17 @@ class KeyedDetector:
         return _drain_all(self.instances[k] for k in sorted(self.instances))
 
 
+
+#: a record detector's step, and the test a record must pass first (None: every record)
+RecordStep = tuple[Callable[[Any], Any] | None, Callable[[Any, float | None], list[RiskWarning]]]
+
+
+def _record_step(det: Any) -> RecordStep:
+    if isinstance(det, KeyedDetector):
+        return det._only, det.step_instance
+    return None, det.step
+
+
 class DetectorSet:
     """The detectors of one stage, stepped in a fixed order.
 
@@ -119,6 +134,26 @@ class DetectorSet:
     def __init__(self, week: Sequence[Any] = (), record: Sequence[Any] = ()) -> None:
         self.week = list(week)
         self.record = list(record)
+
+    @property
+    def record(self) -> list[Any]:
+        """The record detectors, in order (assign a new list to change them: :attr:`record_steps`
+        follows the assignment, not changes made to the list in place)."""
+        return self._record
+
+    @record.setter
+    def record(self, detectors: Iterable[Any]) -> None:
+        self._record = list(detectors)
+        #: each record detector as ``(only, step)``: the engine's hot path tests ``only`` itself,
+        #: so the records a keyed detector ignores cost no call
+        self.record_steps: tuple[RecordStep, ...] = tuple(_record_step(d) for d in self._record)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"week": self.week, "record": self._record}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.week = state["week"]
+        self.record = state["record"]
 
     def on_week(self, obs: Any) -> list[RiskWarning]:
         out: list[RiskWarning] = []

@@ -321,12 +321,13 @@ def _run(
         chunks = streams[0][0]
         epoch, chunks = _first_week(chunks, when, cat, cfg) if cfg.epoch is None else (cfg.epoch, chunks)
         engine = DetectionEngine(cat, replace(cfg, epoch=epoch))
-        process = engine.process_sampling if has_events else engine.process_patrol
-        for chunk in chunks:
-            for record in chunk:
-                _outcome, warnings = process(record)
-                if warnings:
-                    emit(warnings)
+        if has_events:
+            for chunk in chunks:
+                emit(engine.process_samplings(chunk))
+        else:
+            for chunk in chunks:
+                for report in chunk:
+                    emit(engine.process_patrol(report)[1])
     else:
         merged = _in_lists(
             heapq.merge(

@@ -96,6 +96,21 @@ def test_partitioned_stages_match_the_engine_however_counties_interleave(seed: i
         }
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 500])
+def test_records_handed_over_in_chunks_give_the_warnings_of_one_at_a_time_in_order(chunk: int) -> None:
+    records = _records(3000, 4)
+    one = DetectionEngine(CAT, EngineConfig(epoch=EPOCH))
+    ref = [w.id for r in records for w in one.process_sampling(r)[1]] + [w.id for w in one.flush()]
+    assert ref  # the records raise warnings, or the comparison says nothing
+    many = DetectionEngine(CAT, EngineConfig(epoch=EPOCH))
+    got = []
+    for start in range(0, len(records), chunk):
+        got += [w.id for w in many.process_samplings(records[start : start + chunk])]
+    got += [w.id for w in many.flush()]
+    assert got == ref
+    assert {k: v.counts for k, v in many.regions.items()} == {k: v.counts for k, v in one.regions.items()}
+
+
 def test_stage_state_survives_pickling_mid_stream() -> None:
     records = _records(1500, 7)
     ctx = StageContext.create(CAT, EngineConfig(epoch=EPOCH))
