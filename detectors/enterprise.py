@@ -274,7 +274,11 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
                 self._where = (obs.region, obs.industry)
             rules = self.rules
             cutoff = key - rules.window_s
-            if tests[0] <= cutoff or len(tests) > rules.max_tests:
+            if tests[0] <= cutoff:  # the newest key, just added, is within the window
+                del tests[0]  # usually the one sampling that left the window
+                if tests[0] <= cutoff:
+                    _prune_keys(tests, cutoff, rules.max_tests)
+            if len(tests) > rules.max_tests:
                 _prune_keys(tests, cutoff, rules.max_tests)
             failures = self._failures
             if failures and failures[0][0] <= cutoff:
