@@ -192,6 +192,7 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         "_firing",
         "_label",
         "_passes_in_row",
+        "_quiet_until",
         "_tests",
         "_where",
         "enterprise_id",
@@ -221,6 +222,8 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         self._tests: list[float] = []
         self._failures: list[tuple[float, str, tuple[str, ...]]] = []
         self._passes_in_row = 0
+        #: passes before this event time (POSIX seconds) cannot raise a level (see _could_fire)
+        self._quiet_until = -math.inf
         self._firing: Level | None = None
         self._where: tuple[str, str] | None = None  # (region, industry) of the first record seen
         self._label = enterprise_id
@@ -263,7 +266,11 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
     def step(self, obs: SamplingResult, at: float | None = None) -> list[RiskWarning]:
         """``at``: ``obs.sampled_at`` in POSIX seconds when the caller has it (the engine does)."""
         key = epoch_seconds(obs.sampled_at) if at is None else at
-        if obs.passed and self._firing is None and (not self._failures or not self._could_fire(key)):
+        if (
+            obs.passed
+            and self._firing is None
+            and (not self._failures or key < self._quiet_until or not self._could_fire(key))
+        ):
             # the common case, a pass that cannot raise a level: what _learn does for a pass
             tests = self._tests
             tests.append(key)
@@ -307,7 +314,11 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         """Whether a pass at ``key`` leaves a level: the rules of :meth:`_assess`, short-circuited.
 
         A pass adds no failure, so a level remains only if the failures still in the window name a
-        severe item, or are at least two and significant among the samplings in the window.
+        severe item, or are at least two and significant among the samplings in the window. When
+        the answer is no, it stays no for later passes until a failure is learnt, or (two failures
+        or more) until a sampling leaves the window: passes only add samplings and time only takes
+        failures away, both of which make the failures less significant. ``_quiet_until`` keeps
+        that time, so those passes skip the test.
         """
         rules = self.rules
         cutoff = key - rules.window_s
@@ -322,6 +333,7 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
                 if item in severe:
                     return True
         if len(failures) < 2:
+            self._quiet_until = math.inf
             return False
         expired = 0
         for when in self._tests:
@@ -329,7 +341,11 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
                 break
             expired += 1
         tested = 1 + len(self._tests) - expired
-        return _tail(len(failures), tested, rules.expected_rate) <= rules.alpha
+        if _tail(len(failures), tested, rules.expected_rate) <= rules.alpha:
+            return True
+        tests = self._tests
+        self._quiet_until = tests[expired] + rules.window_s if expired < len(tests) else math.inf
+        return False
 
     def _learn(self, obs: SamplingResult, key: float) -> None:
         if self._where is None:
@@ -343,6 +359,7 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
             self._passes_in_row += 1
         else:
             self._passes_in_row = 0
+            self._quiet_until = -math.inf
             self._failures.append((key, obs.id, tuple(obs.failed_items)))
             if len(self._failures) > rules.max_tests:
                 del self._failures[0]

@@ -166,6 +166,40 @@ def test_repeat_state_is_bounded_by_the_window() -> None:
     assert len(det._tests) <= 53 and len(det._failures) <= 6
 
 
+class _Recheck(EnterpriseRepeatDetector):
+    """The repeat detector without its memory of quiet passes: every pass is tested afresh."""
+
+    __slots__ = ()
+
+    def step(self, obs: Any, at: float | None = None) -> list[Any]:
+        self._quiet_until = -math.inf
+        return super().step(obs, at)
+
+
+def test_failures_turn_significant_when_the_passes_around_them_leave_the_window() -> None:
+    # 2 failures among 22 samplings (p = 0.38) are no repeat offence; once the passes of days 0-190
+    # have left the 365-day window, the same 2 failures among 5 samplings are (p = 0.03)
+    records = [rec(d) for d in range(0, 200, 10)] + [rec(300, failed=("ph",)), rec(301, failed=("odour",))]
+    records += [rec(400), rec(500), rec(600)]
+    assert feed(repeat(), records) == [("s-600", "firing", "yellow")]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_passes_remembered_as_quiet_decide_as_if_tested_afresh(seed: int) -> None:
+    # dense and sparse sampling, bursts of failures, long gaps: samplings leave the window while
+    # failures stay, which is when a quiet enterprise can turn significant without a new failure
+    rng = random.Random(seed)
+    records, day = [], 0.0
+    for n in range(220):  # about five years
+        day += rng.choice((0.5, 1, 2, 4, 8, 40))
+        fail_rate = 0.5 if (n // 30) % 3 == 0 else 0.05
+        failed = (rng.choice(("ph", "odour", "fibre_content")),) if rng.random() < fail_rate else ()
+        records.append(rec(day, failed=failed, id=f"s{n}"))
+    expected = feed(_Recheck(enterprise_id=ENT, region_label="Akto County"), records)
+    assert len({status for _, status, _ in expected}) == 2  # fires and resolves: the test says something
+    assert feed(repeat(), records) == expected
+
+
 # -- outliers ----------------------------------------------------------------------------------------
 
 ITEMS = ("formaldehyde", "ph", "azo_dyes")
