@@ -421,6 +421,24 @@ def _path_length_table(n: int) -> np.ndarray:
     return np.array([_average_path_length(k) for k in range(n + 1)], dtype=np.float64)
 
 
+@dataclass(frozen=True, slots=True)
+class _Steps:
+    """A forest's nodes as :meth:`_Forest.depths` walks them: two slots per node, one per way on.
+
+    A row at node ``n`` sits in slot ``2n``; one step moves it to ``next[slot + go_left]``, where
+    ``go_left`` (0 or 1) is ``x[column[slot]] <= threshold[slot]``. So a step is a few flat
+    ``take`` calls on the rows of all trees at once, with no branching (``np.where``) and no
+    two-dimensional indexing, the costly parts of a walk with numpy. A leaf's two slots lead back
+    to it, and its ``value`` is the leaf's path length.
+    """
+
+    column: np.ndarray
+    threshold: np.ndarray
+    next: np.ndarray
+    value: np.ndarray
+    roots: np.ndarray
+
+
 class _Forest:
     """A fitted isolation forest as flat arrays: compact to hold and pickle, quick to decide many rows.
 
@@ -429,7 +447,8 @@ class _Forest:
     infinite threshold and holds its path length (its depth plus the expected path length of the
     training points it holds) in ``value[n]``. So ``levels`` steps of "go left when
     ``x[feature] <= threshold``" from the ``roots`` bring a row to its leaf in every tree, which is
-    how :meth:`depths` decides many rows at once with numpy (a replay's batch mode).
+    how :meth:`depths` decides many rows at once with numpy (a replay's batch mode; it walks the
+    same nodes laid out for that, :attr:`steps`, built on first use and never pickled: a cache).
 
     One row at a time (a live stream) walks the same trees as nested tuples (:attr:`trees`, built
     from the arrays on first use and never pickled: a cache). Both compare the row rounded to
@@ -438,6 +457,7 @@ class _Forest:
     """
 
     __slots__ = (
+        "_steps",
         "_trees",
         "denominator",
         "feature",
@@ -507,6 +527,7 @@ class _Forest:
         #: ``floors[k]``: the least depth trees ``k:`` can add (their shallowest leaves), for :meth:`unusual`
         self.floors = _floors(floors)
         self._trees: tuple[_Node, ...] | None = None
+        self._steps: _Steps | None = None
 
     # -- state: the arrays and numbers, not the nested trees ---------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -516,6 +537,7 @@ class _Forest:
         for name, v in state.items():
             setattr(self, name, v)
         self._trees = None
+        self._steps = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, _Forest):
@@ -527,17 +549,36 @@ class _Forest:
     __hash__ = None  # type: ignore[assignment]
 
     # -- many rows at once (numpy) -----------------------------------------------------------------
+    @property
+    def steps(self) -> _Steps:
+        """The nodes laid out for :meth:`depths` (see :class:`_Steps`), built from the arrays on first use."""
+        if self._steps is None:
+            # slot 2n + 1 is node n's way left (x[feature] <= threshold), slot 2n its way right
+            self._steps = _Steps(
+                column=np.repeat(self.feature.astype(np.intp), 2),
+                threshold=np.repeat(self.threshold, 2),
+                next=np.stack([self.right, self.left], axis=1).astype(np.intp).ravel() * 2,
+                value=np.repeat(self.value, 2),
+                roots=self.roots.astype(np.intp) * 2,
+            )
+        return self._steps
+
     def depths(self, rows: np.ndarray) -> list[float]:
         """Each row's path lengths summed over the trees, in tree order (``rows``: imputed features)."""
         with np.errstate(over="ignore"):  # a ratio beyond float32 becomes inf, as array("f") makes it
             x = rows.astype(np.float32).astype(np.float64)
-        index = np.arange(len(x))[:, None]
-        node = np.broadcast_to(self.roots, (len(x), len(self.roots)))
-        feature, threshold, left, right = self.feature, self.threshold, self.left, self.right
+        n, width = x.shape
+        steps = self.steps
+        trees = len(steps.roots)
+        # one entry per row and tree (rows major): the row's slot, and where its features start in x
+        slot = np.tile(steps.roots, n)
+        start = np.repeat(np.arange(0, n * width, width, dtype=np.intp), trees)
+        x = x.ravel()
+        column, threshold, step = steps.column, steps.threshold, steps.next
         for _ in range(self.levels):
-            node = np.where(x[index, feature[node]] <= threshold[node], left[node], right[node])
+            slot = step.take(slot + (x.take(column.take(slot) + start) <= threshold.take(slot)))
         # cumsum adds left to right, one tree after the other: the order of score()
-        return np.cumsum(self.value[node], axis=1)[:, -1].tolist()  # type: ignore[no-any-return]
+        return np.cumsum(steps.value.take(slot).reshape(n, trees), axis=1)[:, -1].tolist()  # type: ignore[no-any-return]
 
     def score_of(self, depth: float) -> float:
         """The score of a row whose path lengths sum to ``depth`` (lower is more abnormal)."""
