@@ -422,6 +422,38 @@ def _path_length_table(n: int) -> np.ndarray:
 
 
 @dataclass(frozen=True, slots=True)
+class _Grown:
+    """The nodes of fitted scikit-learn trees, the trees one after the other.
+
+    Node ``n`` of tree ``k`` is ``start[k] + n``; ``left`` and ``right`` number the children within
+    their tree (-1 at a leaf), as scikit-learn does. Read once from the trees, for the forest and
+    for the training scores (:func:`_fit_forest`).
+    """
+
+    start: np.ndarray  #: each tree's first node
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    counts: np.ndarray  #: the training points in each node
+    depth: np.ndarray  #: 1 at a root, as ``Tree.compute_node_depths`` counts
+
+    @classmethod
+    def of(cls, trees: list[Any]) -> _Grown:
+        """The nodes of ``trees``: fitted scikit-learn ``Tree`` objects."""
+        sizes = [tree.node_count for tree in trees]
+        return cls(
+            start=np.cumsum([0, *sizes[:-1]], dtype=np.intp),
+            left=np.concatenate([tree.children_left for tree in trees]),
+            right=np.concatenate([tree.children_right for tree in trees]),
+            feature=np.concatenate([tree.feature for tree in trees]),
+            threshold=np.concatenate([tree.threshold for tree in trees]),
+            counts=np.concatenate([tree.n_node_samples for tree in trees]),
+            depth=np.concatenate([tree.compute_node_depths() for tree in trees]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _Steps:
     """A forest's nodes as :meth:`_Forest.depths` walks them: two slots per node, one per way on.
 
@@ -479,45 +511,31 @@ class _Forest:
     def __init__(
         self,
         *,
-        trees: list[Any],
+        nodes: _Grown,
         denominator: float,
         offset: float,
         medians: tuple[float, ...],
         min_train_score: float,
         n_train: int,
     ) -> None:
-        """``trees``: fitted scikit-learn ``Tree`` objects (their arrays are copied, not kept)."""
-        feature: list[np.ndarray] = []
-        threshold: list[np.ndarray] = []
-        left: list[np.ndarray] = []
-        right: list[np.ndarray] = []
-        value: list[np.ndarray] = []
-        roots: list[int] = []
-        floors: list[float] = []
-        start = levels = 0
-        for tree in trees:
-            lo = tree.children_left.astype(np.int64)
-            leaf = lo == -1
-            own = np.arange(start, start + len(lo))
-            depth = tree.compute_node_depths() - 1  # the root is at depth 0
-            counts = tree.n_node_samples
-            lengths = np.zeros(len(lo), dtype=np.float64)
-            lengths[leaf] = depth[leaf] + _path_length_table(int(counts.max()))[counts[leaf]]
-            roots.append(start)
-            feature.append(np.where(leaf, 0, tree.feature))
-            threshold.append(np.where(leaf, math.inf, tree.threshold))
-            left.append(np.where(leaf, own, lo + start))
-            right.append(np.where(leaf, own, tree.children_right + start))
-            value.append(lengths)
-            floors.append(float(lengths[leaf].min()))
-            levels = max(levels, int(depth[leaf].max()))
-            start += len(lo)
-        self.feature = np.concatenate(feature).astype(np.int32)
-        self.threshold = np.concatenate(threshold).astype(np.float64)
-        self.left = np.concatenate(left).astype(np.int32)
-        self.right = np.concatenate(right).astype(np.int32)
-        self.value = np.concatenate(value)
-        self.roots = np.array(roots, dtype=np.int32)
+        """``nodes``: the fitted trees' nodes (their arrays are copied, not kept)."""
+        # all trees at once: a few numpy calls per forest rather than a dozen per tree
+        leaf = nodes.left == -1
+        own = np.arange(len(leaf))
+        shift = np.repeat(nodes.start, np.diff(nodes.start, append=len(leaf)))  # a tree's first node
+        depth = nodes.depth - 1  # the root is at depth 0
+        lengths = np.zeros(len(leaf), dtype=np.float64)
+        counts = nodes.counts[leaf]
+        lengths[leaf] = depth[leaf] + _path_length_table(int(counts.max()))[counts]
+        self.feature = np.where(leaf, 0, nodes.feature).astype(np.int32)
+        self.threshold = np.where(leaf, math.inf, nodes.threshold).astype(np.float64)
+        self.left = np.where(leaf, own, nodes.left + shift).astype(np.int32)
+        self.right = np.where(leaf, own, nodes.right + shift).astype(np.int32)
+        self.value = lengths
+        self.roots = nodes.start.astype(np.int32)
+        levels = int(depth[leaf].max())
+        # each tree's shallowest leaf (inner nodes hold no path length)
+        floors: list[float] = np.minimum.reduceat(np.where(leaf, lengths, math.inf), nodes.start).tolist()
         self.levels = levels
         self.denominator = denominator
         self.offset = offset
@@ -655,7 +673,7 @@ def _floors(floors: list[float]) -> tuple[float, ...]:
 def _compile(forest: Any, medians: tuple[float, ...], train: np.ndarray) -> _Forest:
     """A fitted ``IsolationForest`` as a :class:`_Forest` (the tests hold :func:`_fit_forest` to it)."""
     return _Forest(
-        trees=[est.tree_ for est in forest.estimators_],
+        nodes=_Grown.of([est.tree_ for est in forest.estimators_]),
         denominator=len(forest.estimators_) * _average_path_length(int(forest.max_samples_)),
         offset=float(forest.offset_),
         medians=medians,
@@ -754,8 +772,8 @@ def _fit_forest(
     tree_seeds = draws.randint(int32_max, size=n_estimators)
     splits = np.random.RandomState(0)
     max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
-    depths = np.zeros(n, order="F")
     trees: list[Any] = []
+    leaves: list[np.ndarray] = []  # each training row's leaf, tree after tree
     grow = _tree_grower(max_depth)
     for tree_seed in tree_seeds:
         draws.seed(tree_seed)
@@ -764,14 +782,19 @@ def _fit_forest(
         sample_without_replacement(n_features, n_features, random_state=draws)  # the feature draw
         rows = sample_without_replacement(n, max_samples, random_state=draws)
         fitted = grow(x, y, np.bincount(rows, minlength=n).astype(np.float64), splits)
-        leaves = fitted.apply(x)
-        lengths = _path_lengths(fitted.n_node_samples)
-        depths += fitted.compute_node_depths()[leaves] + lengths[leaves] - 1.0
         trees.append(fitted)
+        leaves.append(fitted.apply(x))
+    nodes = _Grown.of(trees)
+    # score_samples adds, tree after tree, the depth of each row's leaf plus the expected path
+    # length of the training points there, less one: per node here, the same floats
+    lengths = nodes.depth + _path_lengths(nodes.counts) - 1.0
+    depths = np.zeros(n, order="F")
+    for start, leaf in zip(nodes.start, leaves, strict=True):
+        depths += lengths[leaf + start]
     denominator = n_estimators * _path_lengths(np.array([max_samples]))
     scores = -(2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)))
     return _Forest(
-        trees=trees,
+        nodes=nodes,
         denominator=n_estimators * _average_path_length(max_samples),
         offset=float(np.percentile(scores, 100.0 * contamination)),
         medians=medians,
