@@ -744,6 +744,35 @@ def _grow_with_estimator(
     return tree.tree_
 
 
+@lru_cache(maxsize=8)
+def _z_bits(width: int) -> np.ndarray:
+    """``[v]``: the 8 bits of ``v`` (0..255) spread ``width`` places apart, for :func:`_z_order`."""
+    v = np.arange(256, dtype=np.uint64)
+    out = np.zeros(256, dtype=np.uint64)
+    for bit in range(8):
+        out |= ((v >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * width)
+    return out
+
+
+def _z_order(x: np.ndarray) -> np.ndarray:
+    """An order of the rows of ``x`` along a Z-order (Morton) curve: rows near in every feature come near.
+
+    Each feature that varies (up to 8 of them) is cut into 256 steps between its least and
+    greatest value, and the bits of the steps interleaved into one 64-bit key per row. Only
+    speed depends on this order (see :func:`_fit_forest`), so a coarse one does.
+    """
+    low, high = x.min(axis=0), x.max(axis=0)
+    varying = np.flatnonzero(high > low)[:8]
+    key = np.zeros(len(x), dtype=np.uint64)
+    bits = _z_bits(max(1, len(varying)))
+    with np.errstate(invalid="ignore", over="ignore"):  # inf features: any step will do
+        for place, column in enumerate(varying.tolist()):
+            steps = (x[:, column] - low[column]) * (255.0 / (high[column] - low[column]))
+            cells = np.clip(np.nan_to_num(steps), 0.0, 255.0).astype(np.uint8)
+            key |= bits.take(cells) << np.uint64(place)
+    return np.argsort(key)
+
+
 def _fit_forest(
     train: np.ndarray,
     medians: tuple[float, ...],
@@ -773,8 +802,13 @@ def _fit_forest(
     splits = np.random.RandomState(0)
     max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
     trees: list[Any] = []
-    leaves: list[np.ndarray] = []  # each training row's leaf, tree after tree
+    leaves: list[np.ndarray] = []  # each training row's leaf, tree after tree, in the order `near`
     grow = _tree_grower(max_depth)
+    # Leading thousands of rows down a freshly grown tree is mostly mispredicted branches: taken
+    # along a Z-order curve, consecutive rows mostly turn the same way and `apply` takes about a
+    # third less time. A row's leaf does not depend on the order the rows go in.
+    order = _z_order(x)
+    near = x[order]
     for tree_seed in tree_seeds:
         draws.seed(tree_seed)
         splits.seed(draws.randint(int32_max))
@@ -783,14 +817,16 @@ def _fit_forest(
         rows = sample_without_replacement(n, max_samples, random_state=draws)
         fitted = grow(x, y, np.bincount(rows, minlength=n).astype(np.float64), splits)
         trees.append(fitted)
-        leaves.append(fitted.apply(x))
+        leaves.append(fitted.apply(near))
     nodes = _Grown.of(trees)
     # score_samples adds, tree after tree, the depth of each row's leaf plus the expected path
     # length of the training points there, less one: per node here, the same floats
     lengths = nodes.depth + _path_lengths(nodes.counts) - 1.0
-    depths = np.zeros(n, order="F")
+    summed = np.zeros(n)
     for start, leaf in zip(nodes.start, leaves, strict=True):
-        depths += lengths[leaf + start]
+        summed += lengths[leaf + start]
+    depths = np.zeros(n, order="F")
+    depths[order] = summed  # back in the order of the rows
     denominator = n_estimators * _path_lengths(np.array([max_samples]))
     scores = -(2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)))
     return _Forest(
