@@ -453,24 +453,6 @@ class _Grown:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Steps:
-    """A forest's nodes as :meth:`_Forest.depths` walks them: two slots per node, one per way on.
-
-    A row at node ``n`` sits in slot ``2n``; one step moves it to ``next[slot + go_left]``, where
-    ``go_left`` (0 or 1) is ``x[column[slot]] <= threshold[slot]``. So a step is a few flat
-    ``take`` calls on the rows of all trees at once, with no branching (``np.where``) and no
-    two-dimensional indexing, the costly parts of a walk with numpy. A leaf's two slots lead back
-    to it, and its ``value`` is the leaf's path length.
-    """
-
-    column: np.ndarray
-    threshold: np.ndarray
-    next: np.ndarray
-    value: np.ndarray
-    roots: np.ndarray
-
-
 class _Forest:
     """A fitted isolation forest as flat arrays: compact to hold and pickle, quick to decide many rows.
 
@@ -479,8 +461,7 @@ class _Forest:
     infinite threshold and holds its path length (its depth plus the expected path length of the
     training points it holds) in ``value[n]``. So ``levels`` steps of "go left when
     ``x[feature] <= threshold``" from the ``roots`` bring a row to its leaf in every tree, which is
-    how :meth:`depths` decides many rows at once with numpy (a replay's batch mode; it walks the
-    same nodes laid out for that, :attr:`steps`, built on first use and never pickled: a cache).
+    how :meth:`depths` decides many rows at once with numpy (a replay's batch mode).
 
     One row at a time (a live stream) walks the same trees as nested tuples (:attr:`trees`, built
     from the arrays on first use and never pickled: a cache). Both compare the row rounded to
@@ -489,8 +470,8 @@ class _Forest:
     """
 
     __slots__ = (
-        "_steps",
         "_trees",
+        "_ways",
         "denominator",
         "feature",
         "floors",
@@ -545,7 +526,7 @@ class _Forest:
         #: ``floors[k]``: the least depth trees ``k:`` can add (their shallowest leaves), for :meth:`unusual`
         self.floors = _floors(floors)
         self._trees: tuple[_Node, ...] | None = None
-        self._steps: _Steps | None = None
+        self._ways: np.ndarray | None = None
 
     # -- state: the arrays and numbers, not the nested trees ---------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -555,7 +536,7 @@ class _Forest:
         for name, v in state.items():
             setattr(self, name, v)
         self._trees = None
-        self._steps = None
+        self._ways = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, _Forest):
@@ -568,35 +549,34 @@ class _Forest:
 
     # -- many rows at once (numpy) -----------------------------------------------------------------
     @property
-    def steps(self) -> _Steps:
-        """The nodes laid out for :meth:`depths` (see :class:`_Steps`), built from the arrays on first use."""
-        if self._steps is None:
-            # slot 2n + 1 is node n's way left (x[feature] <= threshold), slot 2n its way right
-            self._steps = _Steps(
-                column=np.repeat(self.feature.astype(np.intp), 2),
-                threshold=np.repeat(self.threshold, 2),
-                next=np.stack([self.right, self.left], axis=1).astype(np.intp).ravel() * 2,
-                value=np.repeat(self.value, 2),
-                roots=self.roots.astype(np.intp) * 2,
-            )
-        return self._steps
+    def ways(self) -> np.ndarray:
+        """``[2n]``: node ``n``'s right child, ``[2n + 1]``: its left one (built on first use: a cache)."""
+        if self._ways is None:
+            self._ways = np.stack([self.right, self.left], axis=1).ravel()
+        return self._ways
 
     def depths(self, rows: np.ndarray) -> list[float]:
-        """Each row's path lengths summed over the trees, in tree order (``rows``: imputed features)."""
+        """Each row's path lengths summed over the trees, in tree order (``rows``: imputed features).
+
+        All rows walk all trees at once, one level a step: each step is a few flat ``take`` calls
+        over every (row, tree) pair, the next node being ``ways[2 * node + go_left]``; no
+        ``np.where`` and no two-dimensional indexing, the costly parts of such a walk in numpy.
+        The arrays stay 32 bits wide: a forest is read from memory afresh at each batch.
+        """
         with np.errstate(over="ignore"):  # a ratio beyond float32 becomes inf, as array("f") makes it
             x = rows.astype(np.float32).astype(np.float64)
         n, width = x.shape
-        steps = self.steps
-        trees = len(steps.roots)
-        # one entry per row and tree (rows major): the row's slot, and where its features start in x
-        slot = np.tile(steps.roots, n)
+        trees = len(self.roots)
+        # one entry per row and tree (rows major): its node, and where the row's features start in x
+        node = np.tile(self.roots, n)
         start = np.repeat(np.arange(0, n * width, width, dtype=np.intp), trees)
         x = x.ravel()
-        column, threshold, step = steps.column, steps.threshold, steps.next
+        feature, threshold, ways = self.feature, self.threshold, self.ways
         for _ in range(self.levels):
-            slot = step.take(slot + (x.take(column.take(slot) + start) <= threshold.take(slot)))
+            go_left = x.take(feature.take(node) + start) <= threshold.take(node)
+            node = ways.take(node + node + go_left)
         # cumsum adds left to right, one tree after the other: the order of score()
-        return np.cumsum(steps.value.take(slot).reshape(n, trees), axis=1)[:, -1].tolist()  # type: ignore[no-any-return]
+        return np.cumsum(self.value.take(node).reshape(n, trees), axis=1)[:, -1].tolist()  # type: ignore[no-any-return]
 
     def score_of(self, depth: float) -> float:
         """The score of a row whose path lengths sum to ``depth`` (lower is more abnormal)."""
