@@ -486,6 +486,38 @@ def _path_length_table(n: int) -> np.ndarray:
     return np.array([_average_path_length(k) for k in range(n + 1)], dtype=np.float64)
 
 
+@dataclass(frozen=True, slots=True)
+class _Grown:
+    """The nodes of fitted scikit-learn trees, the trees one after the other.
+
+    Node ``n`` of tree ``k`` is ``start[k] + n``; ``left`` and ``right`` number the children within
+    their tree (-1 at a leaf), as scikit-learn does. Read once from the trees, for the forest and
+    for the training scores (:func:`_fit_forest`).
+    """
+
+    start: np.ndarray  #: each tree's first node
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    counts: np.ndarray  #: the training points in each node
+    depth: np.ndarray  #: 1 at a root, as ``Tree.compute_node_depths`` counts
+
+    @classmethod
+    def of(cls, trees: list[Any]) -> _Grown:
+        """The nodes of ``trees``: fitted scikit-learn ``Tree`` objects."""
+        sizes = [tree.node_count for tree in trees]
+        return cls(
+            start=np.cumsum([0, *sizes[:-1]], dtype=np.intp),
+            left=np.concatenate([tree.children_left for tree in trees]),
+            right=np.concatenate([tree.children_right for tree in trees]),
+            feature=np.concatenate([tree.feature for tree in trees]),
+            threshold=np.concatenate([tree.threshold for tree in trees]),
+            counts=np.concatenate([tree.n_node_samples for tree in trees]),
+            depth=np.concatenate([tree.compute_node_depths() for tree in trees]),
+        )
+
+
 class _Forest:
     """A fitted isolation forest as flat arrays: compact to hold and pickle, quick to decide many rows.
 
@@ -504,6 +536,7 @@ class _Forest:
 
     __slots__ = (
         "_trees",
+        "_ways",
         "denominator",
         "feature",
         "floors",
@@ -524,45 +557,31 @@ class _Forest:
     def __init__(
         self,
         *,
-        trees: list[Any],
+        nodes: _Grown,
         denominator: float,
         offset: float,
         medians: tuple[float, ...],
         min_train_score: float,
         n_train: int,
     ) -> None:
-        """``trees``: fitted scikit-learn ``Tree`` objects (their arrays are copied, not kept)."""
-        feature: list[np.ndarray] = []
-        threshold: list[np.ndarray] = []
-        left: list[np.ndarray] = []
-        right: list[np.ndarray] = []
-        value: list[np.ndarray] = []
-        roots: list[int] = []
-        floors: list[float] = []
-        start = levels = 0
-        for tree in trees:
-            lo = tree.children_left.astype(np.int64)
-            leaf = lo == -1
-            own = np.arange(start, start + len(lo))
-            depth = tree.compute_node_depths() - 1  # the root is at depth 0
-            counts = tree.n_node_samples
-            lengths = np.zeros(len(lo), dtype=np.float64)
-            lengths[leaf] = depth[leaf] + _path_length_table(int(counts.max()))[counts[leaf]]
-            roots.append(start)
-            feature.append(np.where(leaf, 0, tree.feature))
-            threshold.append(np.where(leaf, math.inf, tree.threshold))
-            left.append(np.where(leaf, own, lo + start))
-            right.append(np.where(leaf, own, tree.children_right + start))
-            value.append(lengths)
-            floors.append(float(lengths[leaf].min()))
-            levels = max(levels, int(depth[leaf].max()))
-            start += len(lo)
-        self.feature = np.concatenate(feature).astype(np.int32)
-        self.threshold = np.concatenate(threshold).astype(np.float64)
-        self.left = np.concatenate(left).astype(np.int32)
-        self.right = np.concatenate(right).astype(np.int32)
-        self.value = np.concatenate(value)
-        self.roots = np.array(roots, dtype=np.int32)
+        """``nodes``: the fitted trees' nodes (their arrays are copied, not kept)."""
+        # all trees at once: a few numpy calls per forest rather than a dozen per tree
+        leaf = nodes.left == -1
+        own = np.arange(len(leaf))
+        shift = np.repeat(nodes.start, np.diff(nodes.start, append=len(leaf)))  # a tree's first node
+        depth = nodes.depth - 1  # the root is at depth 0
+        lengths = np.zeros(len(leaf), dtype=np.float64)
+        counts = nodes.counts[leaf]
+        lengths[leaf] = depth[leaf] + _path_length_table(int(counts.max()))[counts]
+        self.feature = np.where(leaf, 0, nodes.feature).astype(np.int32)
+        self.threshold = np.where(leaf, math.inf, nodes.threshold).astype(np.float64)
+        self.left = np.where(leaf, own, nodes.left + shift).astype(np.int32)
+        self.right = np.where(leaf, own, nodes.right + shift).astype(np.int32)
+        self.value = lengths
+        self.roots = nodes.start.astype(np.int32)
+        levels = int(depth[leaf].max())
+        # each tree's shallowest leaf (inner nodes hold no path length)
+        floors: list[float] = np.minimum.reduceat(np.where(leaf, lengths, math.inf), nodes.start).tolist()
         self.levels = levels
         self.denominator = denominator
         self.offset = offset
@@ -572,6 +591,7 @@ class _Forest:
         #: ``floors[k]``: the least depth trees ``k:`` can add (their shallowest leaves), for :meth:`unusual`
         self.floors = _floors(floors)
         self._trees: tuple[_Node, ...] | None = None
+        self._ways: np.ndarray | None = None
 
     # -- state: the arrays and numbers, not the nested trees ---------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -581,6 +601,7 @@ class _Forest:
         for name, v in state.items():
             setattr(self, name, v)
         self._trees = None
+        self._ways = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, _Forest):
@@ -592,17 +613,35 @@ class _Forest:
     __hash__ = None  # type: ignore[assignment]
 
     # -- many rows at once (numpy) -----------------------------------------------------------------
+    @property
+    def ways(self) -> np.ndarray:
+        """``[2n]``: node ``n``'s right child, ``[2n + 1]``: its left one (built on first use: a cache)."""
+        if self._ways is None:
+            self._ways = np.stack([self.right, self.left], axis=1).ravel()
+        return self._ways
+
     def depths(self, rows: np.ndarray) -> list[float]:
-        """Each row's path lengths summed over the trees, in tree order (``rows``: imputed features)."""
+        """Each row's path lengths summed over the trees, in tree order (``rows``: imputed features).
+
+        All rows walk all trees at once, one level a step: each step is a few flat ``take`` calls
+        over every (row, tree) pair, the next node being ``ways[2 * node + go_left]``; no
+        ``np.where`` and no two-dimensional indexing, the costly parts of such a walk in numpy.
+        The arrays stay 32 bits wide: a forest is read from memory afresh at each batch.
+        """
         with np.errstate(over="ignore"):  # a ratio beyond float32 becomes inf, as array("f") makes it
             x = rows.astype(np.float32).astype(np.float64)
-        index = np.arange(len(x))[:, None]
-        node = np.broadcast_to(self.roots, (len(x), len(self.roots)))
-        feature, threshold, left, right = self.feature, self.threshold, self.left, self.right
+        n, width = x.shape
+        trees = len(self.roots)
+        # one entry per row and tree (rows major): its node, and where the row's features start in x
+        node = np.tile(self.roots, n)
+        start = np.repeat(np.arange(0, n * width, width, dtype=np.intp), trees)
+        x = x.ravel()
+        feature, threshold, ways = self.feature, self.threshold, self.ways
         for _ in range(self.levels):
-            node = np.where(x[index, feature[node]] <= threshold[node], left[node], right[node])
+            go_left = x.take(feature.take(node) + start) <= threshold.take(node)
+            node = ways.take(node + node + go_left)
         # cumsum adds left to right, one tree after the other: the order of score()
-        return np.cumsum(self.value[node], axis=1)[:, -1].tolist()  # type: ignore[no-any-return]
+        return np.cumsum(self.value.take(node).reshape(n, trees), axis=1)[:, -1].tolist()  # type: ignore[no-any-return]
 
     def score_of(self, depth: float) -> float:
         """The score of a row whose path lengths sum to ``depth`` (lower is more abnormal)."""
@@ -679,7 +718,7 @@ def _floors(floors: list[float]) -> tuple[float, ...]:
 def _compile(forest: Any, medians: tuple[float, ...], train: np.ndarray) -> _Forest:
     """A fitted ``IsolationForest`` as a :class:`_Forest` (the tests hold :func:`_fit_forest` to it)."""
     return _Forest(
-        trees=[est.tree_ for est in forest.estimators_],
+        nodes=_Grown.of([est.tree_ for est in forest.estimators_]),
         denominator=len(forest.estimators_) * _average_path_length(int(forest.max_samples_)),
         offset=float(forest.offset_),
         medians=medians,
@@ -750,6 +789,35 @@ def _grow_with_estimator(
     return tree.tree_
 
 
+@lru_cache(maxsize=8)
+def _z_bits(width: int) -> np.ndarray:
+    """``[v]``: the 8 bits of ``v`` (0..255) spread ``width`` places apart, for :func:`_z_order`."""
+    v = np.arange(256, dtype=np.uint64)
+    out = np.zeros(256, dtype=np.uint64)
+    for bit in range(8):
+        out |= ((v >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * width)
+    return out
+
+
+def _z_order(x: np.ndarray) -> np.ndarray:
+    """An order of the rows of ``x`` along a Z-order (Morton) curve: rows near in every feature come near.
+
+    Each feature that varies (up to 8 of them) is cut into 256 steps between its least and
+    greatest value, and the bits of the steps interleaved into one 64-bit key per row. Only
+    speed depends on this order (see :func:`_fit_forest`), so a coarse one does.
+    """
+    low, high = x.min(axis=0), x.max(axis=0)
+    varying = np.flatnonzero(high > low)[:8]
+    key = np.zeros(len(x), dtype=np.uint64)
+    bits = _z_bits(max(1, len(varying)))
+    with np.errstate(invalid="ignore", over="ignore"):  # inf features: any step will do
+        for place, column in enumerate(varying.tolist()):
+            steps = (x[:, column] - low[column]) * (255.0 / (high[column] - low[column]))
+            cells = np.clip(np.nan_to_num(steps), 0.0, 255.0).astype(np.uint8)
+            key |= bits.take(cells) << np.uint64(place)
+    return np.argsort(key)
+
+
 def _fit_forest(
     train: np.ndarray,
     medians: tuple[float, ...],
@@ -778,9 +846,14 @@ def _fit_forest(
     tree_seeds = draws.randint(int32_max, size=n_estimators)
     splits = np.random.RandomState(0)
     max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
-    depths = np.zeros(n, order="F")
     trees: list[Any] = []
+    leaves: list[np.ndarray] = []  # each training row's leaf, tree after tree, in the order `near`
     grow = _tree_grower(max_depth)
+    # Leading thousands of rows down a freshly grown tree is mostly mispredicted branches: taken
+    # along a Z-order curve, consecutive rows mostly turn the same way and `apply` takes about a
+    # third less time. A row's leaf does not depend on the order the rows go in.
+    order = _z_order(x)
+    near = x[order]
     for tree_seed in tree_seeds:
         draws.seed(tree_seed)
         splits.seed(draws.randint(int32_max))
@@ -788,14 +861,21 @@ def _fit_forest(
         sample_without_replacement(n_features, n_features, random_state=draws)  # the feature draw
         rows = sample_without_replacement(n, max_samples, random_state=draws)
         fitted = grow(x, y, np.bincount(rows, minlength=n).astype(np.float64), splits)
-        leaves = fitted.apply(x)
-        lengths = _path_lengths(fitted.n_node_samples)
-        depths += fitted.compute_node_depths()[leaves] + lengths[leaves] - 1.0
         trees.append(fitted)
+        leaves.append(fitted.apply(near))
+    nodes = _Grown.of(trees)
+    # score_samples adds, tree after tree, the depth of each row's leaf plus the expected path
+    # length of the training points there, less one: per node here, the same floats
+    lengths = nodes.depth + _path_lengths(nodes.counts) - 1.0
+    summed = np.zeros(n)
+    for start, leaf in zip(nodes.start, leaves, strict=True):
+        summed += lengths[leaf + start]
+    depths = np.zeros(n, order="F")
+    depths[order] = summed  # back in the order of the rows
     denominator = n_estimators * _path_lengths(np.array([max_samples]))
     scores = -(2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)))
     return _Forest(
-        trees=trees,
+        nodes=nodes,
         denominator=n_estimators * _average_path_length(max_samples),
         offset=float(np.percentile(scores, 100.0 * contamination)),
         medians=medians,

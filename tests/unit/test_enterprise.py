@@ -19,6 +19,7 @@ from detectors.enterprise import (
     EnterpriseRepeatDetector,
     _compile,
     _fit_forest,
+    _z_order,
     binomial_tail,
 )
 from schemas import Level, SamplingResult, WarningKind, WarningStatus, uscc_check_char, validation_context
@@ -285,6 +286,19 @@ def test_fitted_forest_is_scikit_learns_isolation_forest(
         train, medians, n_estimators=trees, max_samples=max_samples, contamination=0.01, seed=seed
     )
     assert ours == _compile(model, medians, train)  # same trees, offset and training scores, bit for bit
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        np.random.default_rng(1).normal(0.5, 0.2, size=(300, 9)).astype(np.float32),  # more than 8 vary
+        np.array([[0.5, 1.0], [np.inf, 1.0], [-np.inf, 1.0], [0.2, 1.0]], dtype=np.float32),
+        np.ones((5, 3), dtype=np.float32),  # nothing varies
+        np.zeros((1, 2), dtype=np.float32),
+    ],
+)
+def test_z_order_is_an_order_of_the_rows(rows: np.ndarray) -> None:
+    assert sorted(_z_order(rows).tolist()) == list(range(len(rows)))
 
 
 def test_trees_grown_through_the_public_estimator_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
