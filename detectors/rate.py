@@ -38,6 +38,7 @@ import math
 from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -114,16 +115,28 @@ def _design(
     n_cells: int,
     cell_scale: float,
 ) -> np.ndarray:
-    cols = [np.ones_like(ts, dtype=float)]
+    """The design rows (C-ordered) for weeks ``ts`` with yearly ``phases`` of cells numbered ``cells``.
+
+    Columns: intercept, the trend if ``trend``, a cosine and a sine per harmonic, then one indicator
+    column per cell (``cell_scale`` in the row's cell's column; a number outside ``0..n_cells - 1``,
+    such as -1, is no cell). Written column by column into one array: the values of stacking the
+    columns, without building each one and copying it again.
+    """
+    first = 1 + int(trend)  # the first harmonic's cosine column
+    x = np.empty((len(ts), first + 2 * harmonics + n_cells))
+    x[:, 0] = 1.0
     if trend:
-        cols.append((ts - centre) / 52.0)
+        x[:, 1] = (ts - centre) / 52.0
     for j in range(1, harmonics + 1):
-        cols.append(np.cos(j * phases))
-        cols.append(np.sin(j * phases))
+        x[:, first + 2 * j - 2] = np.cos(j * phases)
+        x[:, first + 2 * j - 1] = np.sin(j * phases)
     if n_cells:
-        # one indicator column per cell, built as one block (column_stack keeps a 2-D block as is)
-        cols.append(np.where(cells[:, None] == np.arange(n_cells), cell_scale, 0.0))
-    return np.column_stack(cols)
+        block = x[:, first + 2 * harmonics :]
+        block[:] = 0.0
+        number = np.asarray(cells)
+        rows = np.flatnonzero((number >= 0) & (number < n_cells))
+        block[rows, number[rows].astype(np.intp)] = cell_scale
+    return x
 
 
 class _Columns:
@@ -142,10 +155,66 @@ class _Columns:
             return self.x
         if (trend and not self.trend) or harmonics > self.harmonics:
             raise ValueError("_Columns.select: only terms of the full design can be selected")
+        full = self.x
         first = 1 + int(self.trend)  # the first harmonic's cosine column
-        cols = [0, *([1] if trend else []), *range(first, first + 2 * harmonics)]
-        cols += range(first + 2 * self.harmonics, self.x.shape[1])  # the cells' columns
-        return np.ascontiguousarray(self.x[:, cols])
+        cells = first + 2 * self.harmonics  # the first cell's column
+        # copied as (at most) three blocks of columns: intercept and trend, harmonics, cells
+        lead = 1 + int(trend)
+        out = np.empty((full.shape[0], lead + 2 * harmonics + full.shape[1] - cells))
+        out[:, :lead] = full[:, :lead]
+        out[:, lead : lead + 2 * harmonics] = full[:, first : first + 2 * harmonics]
+        out[:, lead + 2 * harmonics :] = full[:, cells:]
+        return out
+
+
+class _Rows:
+    """Each learned week's cells as rows of floats, kept from one baseline fit to the next.
+
+    A fit needs one row per cell-week of its baseline: (week index, yearly phase, cell number,
+    tested, failed). The weeks of a baseline are nearly all those of the previous fit, so each
+    week's block of rows is built once, from its entry of the history, and found again by the
+    entry itself (its identity: entries are immutable tuples, and one that is no longer the same
+    object is built anew). Cell numbers here are the order in which cells were first seen; a fit
+    renumbers the cells of its baseline by key. Derived from the history alone, the blocks are not
+    part of the detector's state (``RateChangeDetector.__getstate__``).
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []  # cell key by number
+        self.numbers: dict[str, int] = {}  # cell number by key
+        self._blocks: dict[int, tuple[_Hist, np.ndarray]] = {}  # id(entry) -> (entry, its rows)
+
+    def block(self, h: _Hist) -> np.ndarray:
+        """The rows of the history entry ``h`` (built on first sight)."""
+        got = self._blocks.get(id(h))
+        if got is not None and got[0] is h:
+            return got[1]
+        cells = h[4]
+        numbers = self.numbers
+        for key, _, _ in cells:
+            if key not in numbers:
+                numbers[key] = len(self.names)
+                self.names.append(key)
+        rows = np.empty((len(cells), 5))
+        rows[:, 0] = h[0]
+        rows[:, 1] = h[3]
+        rows[:, 2] = [numbers[key] for key, _, _ in cells]
+        rows[:, 3] = [c[1] for c in cells]
+        rows[:, 4] = [c[2] for c in cells]
+        self._blocks[id(h)] = (h, rows)
+        return rows
+
+    def forget(self, hist: list[_Hist]) -> None:
+        """Drop the blocks of entries no longer in ``hist`` (once they outnumber those in it)."""
+        blocks = self._blocks
+        if len(blocks) > 2 * len(hist) + 16:
+            self._blocks = {id(h): b for h in hist if (b := blocks.get(id(h))) is not None and b[0] is h}
+
+    def __eq__(self, other: object) -> bool:
+        """Always equal to another ``_Rows``: what they hold is derived, either serves any history."""
+        return isinstance(other, _Rows)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def rate_level(ratio: float, p_value: float, firing_weeks: int) -> Level:
@@ -279,6 +348,15 @@ class RateChangeDetector(Detector[SeriesWeek]):
         self._latch = AlarmLatch(resolve_after)
         self._fit: _Baseline | None = None
         self._fit_newest: int | None = None  # newest week of the baseline the fit was made on
+        self._rows = _Rows()  # derived from ``_hist``, not state
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The state without the rows kept for the fits (:class:`_Rows`: derived from ``_hist``)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_rows"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._rows = _Rows()
 
     # -- baseline -----------------------------------------------------------------------------
     def _baseline(self, t: int) -> list[_Hist]:
@@ -312,20 +390,21 @@ class RateChangeDetector(Detector[SeriesWeek]):
         not needed adds estimation noise to the expected count of a series with a few failures a
         week. The overdispersion ``rho`` is estimated on the weekly totals' residuals.
         """
-        per_week = [len(h[4]) for h in base]
-        flat = [c for h in base for c in h[4]]
-        names = [c[0] for c in flat]
-        keys = sorted(set(names))
+        # one row per cell-week: (week, phase, cell number, tested, failed), each week's block kept
+        # from the previous fits (``_Rows``); cells renumbered by the rank of their key
+        blocks = [self._rows.block(h) for h in base]
+        rows = np.concatenate(blocks)
+        week_of = np.repeat(np.arange(len(base)), [len(b) for b in blocks])
+        first_seen = rows[:, 2].astype(np.intp)
+        present = np.flatnonzero(np.bincount(first_seen))
+        keys = sorted(self._rows.names[i] for i in present)
         n_cells = len(keys) if len(keys) > 1 else 0
-        index = {key: i for i, key in enumerate(keys)}
-        week_of = np.repeat(np.arange(len(base)), per_week)
-        # one row per cell-week: (week, phase, cell number, tested, failed), filled column by column
-        rows = np.empty((len(names), 5))
-        rows[:, 0] = np.repeat([h[0] for h in base], per_week)
-        rows[:, 1] = np.repeat([h[3] for h in base], per_week)
-        rows[:, 2] = [index[name] for name in names]
-        rows[:, 3] = [c[1] for c in flat]
-        rows[:, 4] = [c[2] for c in flat]
+        rank = np.zeros(len(self._rows.names))
+        rank[[self._rows.numbers[key] for key in keys]] = np.arange(len(keys))
+        rows[:, 2] = rank[first_seen]
+        # the columns stay strided views of ``rows``, as they always were: the GLM's start is a BLAS
+        # dot product of tested and failed, which sums a strided vector in another order than a
+        # contiguous one (the last bits of the start, and so of every fit, would change)
         ts, ph, cell, n, y = rows.T
         weeks_n = np.array([h[1] for h in base], dtype=float)
         weeks_y = np.array([h[2] for h in base], dtype=float)
@@ -471,6 +550,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
         keep_from = self._last_week - self.baseline_weeks - self.guard_weeks
         while self._hist and self._hist[0][0] < keep_from:
             self._hist.pop(0)
+        self._rows.forget(self._hist)
         # cache the fit for the next weeks' baseline (refit every ``refit_weeks`` learned weeks)
         base = self._baseline(self._last_week + 1)
         if len(base) >= self.min_baseline and not (self._fit is not None and self._fresh(base)):

@@ -368,6 +368,26 @@ def test_a_step_in_every_cell_is_flagged_at_once() -> None:
     assert not [w for w in fired if w < 100]
 
 
+def test_a_fit_does_not_depend_on_the_rows_kept_from_earlier_fits() -> None:
+    """The rows a detector keeps between fits (numbered as cells were first seen) change no bit of a fit.
+
+    One detector has kept its rows since its first fit; a copy restored from its state builds them
+    afresh, and another copy first sees a week of the other cell alone, so numbers them the other way.
+    """
+    det = detector()
+    for obs in make_cell_series(5, weeks=140):
+        det.step(obs)
+    base = det._baseline(det._last_week + 1)
+    restored = pickle.loads(pickle.dumps(det))
+    reordered = pickle.loads(pickle.dumps(det))
+    reordered._rows.block((0, 1, 0, 0.0, (("653001/food", 1, 0),)))  # a week of one cell, seen first
+    fit = det._fit_baseline(base)
+    assert fit.cells == ("653001/cement", "653001/food")
+    assert restored._fit_baseline(restored._baseline(det._last_week + 1)) == fit
+    assert reordered._fit_baseline(reordered._baseline(det._last_week + 1)) == fit
+    assert reordered._rows.names == ["653001/food", "653001/cement"]
+
+
 def test_seasonal_terms_are_kept_only_when_the_history_shows_them() -> None:
     flat = make_series(2, weeks=160, amplitude=0.0)
     seasonal = make_series(2, weeks=160, amplitude=0.5)
