@@ -91,18 +91,38 @@ class _Baseline:
 
         Each cell contributes ``n_c p_c`` at its own baseline probability; the estimation variance is
         ``g' cov g`` with ``g`` the gradient of the expected total with respect to the coefficients.
+        (A detector predicts with its fit's :class:`_Predictor`, built once per fit.)
         """
-        index = {key: i for i, key in enumerate(self.cells)}
+        return _Predictor(self).predict(t, phase, cells)
+
+
+class _Predictor:
+    """A baseline as arrays (coefficients, their covariance) and its cells' numbers, built once per fit.
+
+    Converting the baseline's tuples costs about as much as a prediction, and a fit predicts
+    ``refit_weeks`` weeks or more. :meth:`predict` is :meth:`_Baseline.predict`.
+    """
+
+    __slots__ = ("beta", "cov", "fit", "index")
+
+    def __init__(self, fit: _Baseline) -> None:
+        self.fit = fit
+        self.index = {key: i for i, key in enumerate(fit.cells)}
+        self.beta = np.asarray(fit.beta)
+        self.cov = np.asarray(fit.cov)
+
+    def predict(self, t: int, phase: float, cells: tuple[_Cell, ...]) -> tuple[float, float, float]:
+        index = self.index
         n = np.array([c[1] for c in cells], dtype=float)
-        rows = self.design(
+        rows = self.fit.design(
             np.full(len(cells), float(t)),
             np.full(len(cells), phase),
             np.array([index.get(c[0], -1) for c in cells]),
         )
-        mu = np.asarray(expit(rows @ np.asarray(self.beta)))
+        mu = np.asarray(expit(rows @ self.beta))
         w = n * mu * (1.0 - mu)
         g = w @ rows
-        return float(n @ mu), float(w.sum()), float(g @ np.asarray(self.cov) @ g)
+        return float(n @ mu), float(w.sum()), float(g @ self.cov @ g)
 
 
 def _design(
@@ -167,22 +187,31 @@ class _Columns:
         return out
 
 
-class _Rows:
-    """Each learned week's cells as rows of floats, kept from one baseline fit to the next.
+class _Kept:
+    """What a detector derives from its state and keeps from week to week (not state itself).
 
-    A fit needs one row per cell-week of its baseline: (week index, yearly phase, cell number,
-    tested, failed). The weeks of a baseline are nearly all those of the previous fit, so each
-    week's block of rows is built once, from its entry of the history, and found again by the
-    entry itself (its identity: entries are immutable tuples, and one that is no longer the same
-    object is built anew). Cell numbers here are the order in which cells were first seen; a fit
-    renumbers the cells of its baseline by key. Derived from the history alone, the blocks are not
-    part of the detector's state (``RateChangeDetector.__getstate__``).
+    Each learned week's cells as rows of floats: a fit needs one row per cell-week of its baseline
+    (week index, yearly phase, cell number, tested, failed), and the weeks of a baseline are nearly
+    all those of the previous fit, so each week's block of rows is built once, from its entry of
+    the history, and found again by the entry itself (its identity: entries are immutable tuples,
+    and one that is no longer the same object is built anew). Cell numbers here are the order in
+    which cells were first seen; a fit renumbers the cells of its baseline by key.
+
+    And the current fit's :class:`_Predictor`. Both are derived (from the history, from the fit),
+    so they are left out of the pickled state (``RateChangeDetector.__getstate__``).
     """
 
     def __init__(self) -> None:
         self.names: list[str] = []  # cell key by number
         self.numbers: dict[str, int] = {}  # cell number by key
         self._blocks: dict[int, tuple[_Hist, np.ndarray]] = {}  # id(entry) -> (entry, its rows)
+        self._predictor: _Predictor | None = None
+
+    def predictor(self, fit: _Baseline) -> _Predictor:
+        """The :class:`_Predictor` of ``fit`` (built when ``fit`` is not the one asked for last)."""
+        if self._predictor is None or self._predictor.fit is not fit:
+            self._predictor = _Predictor(fit)
+        return self._predictor
 
     def block(self, h: _Hist) -> np.ndarray:
         """The rows of the history entry ``h`` (built on first sight)."""
@@ -211,8 +240,8 @@ class _Rows:
             self._blocks = {id(h): b for h in hist if (b := blocks.get(id(h))) is not None and b[0] is h}
 
     def __eq__(self, other: object) -> bool:
-        """Always equal to another ``_Rows``: what they hold is derived, either serves any history."""
-        return isinstance(other, _Rows)
+        """Always equal to another ``_Kept``: what they hold is derived, either serves any state."""
+        return isinstance(other, _Kept)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -348,15 +377,15 @@ class RateChangeDetector(Detector[SeriesWeek]):
         self._latch = AlarmLatch(resolve_after)
         self._fit: _Baseline | None = None
         self._fit_newest: int | None = None  # newest week of the baseline the fit was made on
-        self._rows = _Rows()  # derived from ``_hist``, not state
+        self._kept = _Kept()  # derived from the state, not state
 
     def __getstate__(self) -> dict[str, Any]:
-        """The state without the rows kept for the fits (:class:`_Rows`: derived from ``_hist``)."""
-        return {k: v for k, v in self.__dict__.items() if k != "_rows"}
+        """The state, without what is derived from it (:class:`_Kept`)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_kept"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._rows = _Rows()
+        self._kept = _Kept()
 
     # -- baseline -----------------------------------------------------------------------------
     def _baseline(self, t: int) -> list[_Hist]:
@@ -391,16 +420,16 @@ class RateChangeDetector(Detector[SeriesWeek]):
         week. The overdispersion ``rho`` is estimated on the weekly totals' residuals.
         """
         # one row per cell-week: (week, phase, cell number, tested, failed), each week's block kept
-        # from the previous fits (``_Rows``); cells renumbered by the rank of their key
-        blocks = [self._rows.block(h) for h in base]
+        # from the previous fits (``_Kept``); cells renumbered by the rank of their key
+        blocks = [self._kept.block(h) for h in base]
         rows = np.concatenate(blocks)
         week_of = np.repeat(np.arange(len(base)), [len(b) for b in blocks])
         first_seen = rows[:, 2].astype(np.intp)
         present = np.flatnonzero(np.bincount(first_seen))
-        keys = sorted(self._rows.names[i] for i in present)
+        keys = sorted(self._kept.names[i] for i in present)
         n_cells = len(keys) if len(keys) > 1 else 0
-        rank = np.zeros(len(self._rows.names))
-        rank[[self._rows.numbers[key] for key in keys]] = np.arange(len(keys))
+        rank = np.zeros(len(self._kept.names))
+        rank[[self._kept.numbers[key] for key in keys]] = np.arange(len(keys))
         rows[:, 2] = rank[first_seen]
         # the columns stay strided views of ``rows``, as they always were: the GLM's start is a BLAS
         # dot product of tested and failed, which sums a strided vector in another order than a
@@ -489,7 +518,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
             )
         fit, n_base = model
         rho = fit.rho
-        expected, v, var_expected = fit.predict(t, _phase(obs.week_start), _cells(obs))
+        expected, v, var_expected = self._kept.predictor(fit).predict(t, _phase(obs.week_start), _cells(obs))
         n0, y0 = obs.tested, obs.failed
         mu0 = expected / n0
         infl = 1.0 + (n0 - 1) * rho
@@ -550,7 +579,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
         keep_from = self._last_week - self.baseline_weeks - self.guard_weeks
         while self._hist and self._hist[0][0] < keep_from:
             self._hist.pop(0)
-        self._rows.forget(self._hist)
+        self._kept.forget(self._hist)
         # cache the fit for the next weeks' baseline (refit every ``refit_weeks`` learned weeks)
         base = self._baseline(self._last_week + 1)
         if len(base) >= self.min_baseline and not (self._fit is not None and self._fresh(base)):

@@ -380,12 +380,12 @@ def test_a_fit_does_not_depend_on_the_rows_kept_from_earlier_fits() -> None:
     base = det._baseline(det._last_week + 1)
     restored = pickle.loads(pickle.dumps(det))
     reordered = pickle.loads(pickle.dumps(det))
-    reordered._rows.block((0, 1, 0, 0.0, (("653001/food", 1, 0),)))  # a week of one cell, seen first
+    reordered._kept.block((0, 1, 0, 0.0, (("653001/food", 1, 0),)))  # a week of one cell, seen first
     fit = det._fit_baseline(base)
     assert fit.cells == ("653001/cement", "653001/food")
     assert restored._fit_baseline(restored._baseline(det._last_week + 1)) == fit
     assert reordered._fit_baseline(reordered._baseline(det._last_week + 1)) == fit
-    assert reordered._rows.names == ["653001/food", "653001/cement"]
+    assert reordered._kept.names == ["653001/food", "653001/cement"]
 
 
 def test_seasonal_terms_are_kept_only_when_the_history_shows_them() -> None:
