@@ -190,12 +190,14 @@ class _Columns:
 class _Kept:
     """What a detector derives from its state and keeps from week to week (not state itself).
 
-    Each learned week's cells as rows of floats: a fit needs one row per cell-week of its baseline
-    (week index, yearly phase, cell number, tested, failed), and the weeks of a baseline are nearly
-    all those of the previous fit, so each week's block of rows is built once, from its entry of
-    the history, and found again by the entry itself (its identity: entries are immutable tuples,
-    and one that is no longer the same object is built anew). Cell numbers here are the order in
-    which cells were first seen; a fit renumbers the cells of its baseline by key.
+    The rows of the last baseline fitted: one per cell-week, (week index, yearly phase, cell number,
+    tested, failed), in one array. A baseline is nearly that of the previous fit, a few weeks
+    on: :meth:`rows` drops the rows of the weeks it no longer has and adds those of its new weeks,
+    instead of converting every cell-week again. Its weeks are matched to the history entries the
+    rows were built from (entries are immutable tuples: an equal entry has equal rows); anything
+    but a move forward (a history restored, or re-sorted by a late week) builds them anew. Cell
+    numbers here are the order in which cells were first seen; a fit renumbers the cells of its
+    baseline by key.
 
     And the current fit's :class:`_Predictor`. Both are derived (from the history, from the fit),
     so they are left out of the pickled state (``RateChangeDetector.__getstate__``).
@@ -204,7 +206,10 @@ class _Kept:
     def __init__(self) -> None:
         self.names: list[str] = []  # cell key by number
         self.numbers: dict[str, int] = {}  # cell number by key
-        self._blocks: dict[int, tuple[_Hist, np.ndarray]] = {}  # id(entry) -> (entry, its rows)
+        self._weeks: list[_Hist] = []  # the weeks whose rows are ``_rows[_lo:_hi]``, oldest first
+        self._sizes: list[int] = []  # rows per week (its cells with tests)
+        self._rows = np.empty((0, 5))
+        self._lo = self._hi = 0
         self._predictor: _Predictor | None = None
 
     def predictor(self, fit: _Baseline) -> _Predictor:
@@ -213,31 +218,46 @@ class _Kept:
             self._predictor = _Predictor(fit)
         return self._predictor
 
-    def block(self, h: _Hist) -> np.ndarray:
-        """The rows of the history entry ``h`` (built on first sight)."""
-        got = self._blocks.get(id(h))
-        if got is not None and got[0] is h:
-            return got[1]
-        cells = h[4]
+    def rows(self, base: list[_Hist]) -> tuple[np.ndarray, list[int]]:
+        """The rows of ``base``'s cell-weeks, week by week (a new array), and how many each week has."""
+        weeks = self._weeks
+        first = next((i for i, h in enumerate(weeks) if h is base[0]), None) if base else None
+        if first is None or weeks[first:] != base[: len(weeks) - first]:
+            weeks.clear()  # not a move forward: build every week's rows anew
+            self._sizes.clear()
+            self._lo = self._hi = 0
+        elif first:
+            self._lo += sum(self._sizes[:first])
+            del weeks[:first], self._sizes[:first]
+        self._add(base[len(weeks) :])
+        return self._rows[self._lo : self._hi].copy(), self._sizes
+
+    def _add(self, new: list[_Hist]) -> None:
+        """Append the rows of the weeks ``new`` (after those held)."""
+        if not new:
+            return
         numbers = self.numbers
+        cells = [c for h in new for c in h[4]]
         for key, _, _ in cells:
             if key not in numbers:
                 numbers[key] = len(self.names)
                 self.names.append(key)
-        rows = np.empty((len(cells), 5))
-        rows[:, 0] = h[0]
-        rows[:, 1] = h[3]
-        rows[:, 2] = [numbers[key] for key, _, _ in cells]
-        rows[:, 3] = [c[1] for c in cells]
-        rows[:, 4] = [c[2] for c in cells]
-        self._blocks[id(h)] = (h, rows)
-        return rows
-
-    def forget(self, hist: list[_Hist]) -> None:
-        """Drop the blocks of entries no longer in ``hist`` (once they outnumber those in it)."""
-        blocks = self._blocks
-        if len(blocks) > 2 * len(hist) + 16:
-            self._blocks = {id(h): b for h in hist if (b := blocks.get(id(h))) is not None and b[0] is h}
+        sizes = [len(h[4]) for h in new]
+        block = np.empty((len(cells), 5))
+        block[:, 0] = np.repeat([h[0] for h in new], sizes)
+        block[:, 1] = np.repeat([h[3] for h in new], sizes)
+        block[:, 2] = [numbers[key] for key, _, _ in cells]
+        block[:, 3] = [c[1] for c in cells]
+        block[:, 4] = [c[2] for c in cells]
+        held = self._rows[self._lo : self._hi]
+        if self._hi + len(block) > len(self._rows):  # full: move the rows held to the front of a new array
+            self._rows = np.empty((2 * (len(held) + len(block)), 5))
+            self._rows[: len(held)] = held
+            self._lo, self._hi = 0, len(held)
+        self._rows[self._hi : self._hi + len(block)] = block
+        self._hi += len(block)
+        self._weeks += new
+        self._sizes += sizes
 
     def __eq__(self, other: object) -> bool:
         """Always equal to another ``_Kept``: what they hold is derived, either serves any state."""
@@ -419,11 +439,10 @@ class RateChangeDetector(Detector[SeriesWeek]):
         not needed adds estimation noise to the expected count of a series with a few failures a
         week. The overdispersion ``rho`` is estimated on the weekly totals' residuals.
         """
-        # one row per cell-week: (week, phase, cell number, tested, failed), each week's block kept
-        # from the previous fits (``_Kept``); cells renumbered by the rank of their key
-        blocks = [self._kept.block(h) for h in base]
-        rows = np.concatenate(blocks)
-        week_of = np.repeat(np.arange(len(base)), [len(b) for b in blocks])
+        # one row per cell-week: (week, phase, cell number, tested, failed), mostly kept from the
+        # previous fit (``_Kept``); the cells renumbered by the rank of their key
+        rows, sizes = self._kept.rows(base)
+        week_of = np.repeat(np.arange(len(base)), sizes)
         first_seen = rows[:, 2].astype(np.intp)
         present = np.flatnonzero(np.bincount(first_seen))
         keys = sorted(self._kept.names[i] for i in present)
@@ -579,7 +598,6 @@ class RateChangeDetector(Detector[SeriesWeek]):
         keep_from = self._last_week - self.baseline_weeks - self.guard_weeks
         while self._hist and self._hist[0][0] < keep_from:
             self._hist.pop(0)
-        self._kept.forget(self._hist)
         # cache the fit for the next weeks' baseline (refit every ``refit_weeks`` learned weeks)
         base = self._baseline(self._last_week + 1)
         if len(base) >= self.min_baseline and not (self._fit is not None and self._fresh(base)):
