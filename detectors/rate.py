@@ -38,6 +38,7 @@ import math
 from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -90,18 +91,38 @@ class _Baseline:
 
         Each cell contributes ``n_c p_c`` at its own baseline probability; the estimation variance is
         ``g' cov g`` with ``g`` the gradient of the expected total with respect to the coefficients.
+        (A detector predicts with its fit's :class:`_Predictor`, built once per fit.)
         """
-        index = {key: i for i, key in enumerate(self.cells)}
+        return _Predictor(self).predict(t, phase, cells)
+
+
+class _Predictor:
+    """A baseline as arrays (coefficients, their covariance) and its cells' numbers, built once per fit.
+
+    Converting the baseline's tuples costs about as much as a prediction, and a fit predicts
+    ``refit_weeks`` weeks or more. :meth:`predict` is :meth:`_Baseline.predict`.
+    """
+
+    __slots__ = ("beta", "cov", "fit", "index")
+
+    def __init__(self, fit: _Baseline) -> None:
+        self.fit = fit
+        self.index = {key: i for i, key in enumerate(fit.cells)}
+        self.beta = np.asarray(fit.beta)
+        self.cov = np.asarray(fit.cov)
+
+    def predict(self, t: int, phase: float, cells: tuple[_Cell, ...]) -> tuple[float, float, float]:
+        index = self.index
         n = np.array([c[1] for c in cells], dtype=float)
-        rows = self.design(
+        rows = self.fit.design(
             np.full(len(cells), float(t)),
             np.full(len(cells), phase),
             np.array([index.get(c[0], -1) for c in cells]),
         )
-        mu = np.asarray(expit(rows @ np.asarray(self.beta)))
+        mu = np.asarray(expit(rows @ self.beta))
         w = n * mu * (1.0 - mu)
         g = w @ rows
-        return float(n @ mu), float(w.sum()), float(g @ np.asarray(self.cov) @ g)
+        return float(n @ mu), float(w.sum()), float(g @ self.cov @ g)
 
 
 def _design(
@@ -114,16 +135,28 @@ def _design(
     n_cells: int,
     cell_scale: float,
 ) -> np.ndarray:
-    cols = [np.ones_like(ts, dtype=float)]
+    """The design rows (C-ordered) for weeks ``ts`` with yearly ``phases`` of cells numbered ``cells``.
+
+    Columns: intercept, the trend if ``trend``, a cosine and a sine per harmonic, then one indicator
+    column per cell (``cell_scale`` in the row's cell's column; a number outside ``0..n_cells - 1``,
+    such as -1, is no cell). Written column by column into one array: the values of stacking the
+    columns, without building each one and copying it again.
+    """
+    first = 1 + int(trend)  # the first harmonic's cosine column
+    x = np.empty((len(ts), first + 2 * harmonics + n_cells))
+    x[:, 0] = 1.0
     if trend:
-        cols.append((ts - centre) / 52.0)
+        x[:, 1] = (ts - centre) / 52.0
     for j in range(1, harmonics + 1):
-        cols.append(np.cos(j * phases))
-        cols.append(np.sin(j * phases))
+        x[:, first + 2 * j - 2] = np.cos(j * phases)
+        x[:, first + 2 * j - 1] = np.sin(j * phases)
     if n_cells:
-        # one indicator column per cell, built as one block (column_stack keeps a 2-D block as is)
-        cols.append(np.where(cells[:, None] == np.arange(n_cells), cell_scale, 0.0))
-    return np.column_stack(cols)
+        block = x[:, first + 2 * harmonics :]
+        block[:] = 0.0
+        number = np.asarray(cells)
+        rows = np.flatnonzero((number >= 0) & (number < n_cells))
+        block[rows, number[rows].astype(np.intp)] = cell_scale
+    return x
 
 
 class _Columns:
@@ -142,10 +175,95 @@ class _Columns:
             return self.x
         if (trend and not self.trend) or harmonics > self.harmonics:
             raise ValueError("_Columns.select: only terms of the full design can be selected")
+        full = self.x
         first = 1 + int(self.trend)  # the first harmonic's cosine column
-        cols = [0, *([1] if trend else []), *range(first, first + 2 * harmonics)]
-        cols += range(first + 2 * self.harmonics, self.x.shape[1])  # the cells' columns
-        return np.ascontiguousarray(self.x[:, cols])
+        cells = first + 2 * self.harmonics  # the first cell's column
+        # copied as (at most) three blocks of columns: intercept and trend, harmonics, cells
+        lead = 1 + int(trend)
+        out = np.empty((full.shape[0], lead + 2 * harmonics + full.shape[1] - cells))
+        out[:, :lead] = full[:, :lead]
+        out[:, lead : lead + 2 * harmonics] = full[:, first : first + 2 * harmonics]
+        out[:, lead + 2 * harmonics :] = full[:, cells:]
+        return out
+
+
+class _Kept:
+    """What a detector derives from its state and keeps from week to week (not state itself).
+
+    The rows of the last baseline fitted: one per cell-week, (week index, yearly phase, cell number,
+    tested, failed), in one array. A baseline is nearly that of the previous fit, a few weeks
+    on: :meth:`rows` drops the rows of the weeks it no longer has and adds those of its new weeks,
+    instead of converting every cell-week again. Its weeks are matched to the history entries the
+    rows were built from (entries are immutable tuples: an equal entry has equal rows); anything
+    but a move forward (a history restored, or re-sorted by a late week) builds them anew. Cell
+    numbers here are the order in which cells were first seen; a fit renumbers the cells of its
+    baseline by key.
+
+    And the current fit's :class:`_Predictor`. Both are derived (from the history, from the fit),
+    so they are left out of the pickled state (``RateChangeDetector.__getstate__``).
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []  # cell key by number
+        self.numbers: dict[str, int] = {}  # cell number by key
+        self._weeks: list[_Hist] = []  # the weeks whose rows are ``_rows[_lo:_hi]``, oldest first
+        self._sizes: list[int] = []  # rows per week (its cells with tests)
+        self._rows = np.empty((0, 5))
+        self._lo = self._hi = 0
+        self._predictor: _Predictor | None = None
+
+    def predictor(self, fit: _Baseline) -> _Predictor:
+        """The :class:`_Predictor` of ``fit`` (built when ``fit`` is not the one asked for last)."""
+        if self._predictor is None or self._predictor.fit is not fit:
+            self._predictor = _Predictor(fit)
+        return self._predictor
+
+    def rows(self, base: list[_Hist]) -> tuple[np.ndarray, list[int]]:
+        """The rows of ``base``'s cell-weeks, week by week (a new array), and how many each week has."""
+        weeks = self._weeks
+        first = next((i for i, h in enumerate(weeks) if h is base[0]), None) if base else None
+        if first is None or weeks[first:] != base[: len(weeks) - first]:
+            weeks.clear()  # not a move forward: build every week's rows anew
+            self._sizes.clear()
+            self._lo = self._hi = 0
+        elif first:
+            self._lo += sum(self._sizes[:first])
+            del weeks[:first], self._sizes[:first]
+        self._add(base[len(weeks) :])
+        return self._rows[self._lo : self._hi].copy(), self._sizes
+
+    def _add(self, new: list[_Hist]) -> None:
+        """Append the rows of the weeks ``new`` (after those held)."""
+        if not new:
+            return
+        numbers = self.numbers
+        cells = [c for h in new for c in h[4]]
+        for key, _, _ in cells:
+            if key not in numbers:
+                numbers[key] = len(self.names)
+                self.names.append(key)
+        sizes = [len(h[4]) for h in new]
+        block = np.empty((len(cells), 5))
+        block[:, 0] = np.repeat([h[0] for h in new], sizes)
+        block[:, 1] = np.repeat([h[3] for h in new], sizes)
+        block[:, 2] = [numbers[key] for key, _, _ in cells]
+        block[:, 3] = [c[1] for c in cells]
+        block[:, 4] = [c[2] for c in cells]
+        held = self._rows[self._lo : self._hi]
+        if self._hi + len(block) > len(self._rows):  # full: move the rows held to the front of a new array
+            self._rows = np.empty((2 * (len(held) + len(block)), 5))
+            self._rows[: len(held)] = held
+            self._lo, self._hi = 0, len(held)
+        self._rows[self._hi : self._hi + len(block)] = block
+        self._hi += len(block)
+        self._weeks += new
+        self._sizes += sizes
+
+    def __eq__(self, other: object) -> bool:
+        """Always equal to another ``_Kept``: what they hold is derived, either serves any state."""
+        return isinstance(other, _Kept)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def rate_level(ratio: float, p_value: float, firing_weeks: int) -> Level:
@@ -279,6 +397,15 @@ class RateChangeDetector(Detector[SeriesWeek]):
         self._latch = AlarmLatch(resolve_after)
         self._fit: _Baseline | None = None
         self._fit_newest: int | None = None  # newest week of the baseline the fit was made on
+        self._kept = _Kept()  # derived from the state, not state
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The state, without what is derived from it (:class:`_Kept`)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_kept"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._kept = _Kept()
 
     # -- baseline -----------------------------------------------------------------------------
     def _baseline(self, t: int) -> list[_Hist]:
@@ -312,20 +439,20 @@ class RateChangeDetector(Detector[SeriesWeek]):
         not needed adds estimation noise to the expected count of a series with a few failures a
         week. The overdispersion ``rho`` is estimated on the weekly totals' residuals.
         """
-        per_week = [len(h[4]) for h in base]
-        flat = [c for h in base for c in h[4]]
-        names = [c[0] for c in flat]
-        keys = sorted(set(names))
+        # one row per cell-week: (week, phase, cell number, tested, failed), mostly kept from the
+        # previous fit (``_Kept``); the cells renumbered by the rank of their key
+        rows, sizes = self._kept.rows(base)
+        week_of = np.repeat(np.arange(len(base)), sizes)
+        first_seen = rows[:, 2].astype(np.intp)
+        present = np.flatnonzero(np.bincount(first_seen))
+        keys = sorted(self._kept.names[i] for i in present)
         n_cells = len(keys) if len(keys) > 1 else 0
-        index = {key: i for i, key in enumerate(keys)}
-        week_of = np.repeat(np.arange(len(base)), per_week)
-        # one row per cell-week: (week, phase, cell number, tested, failed), filled column by column
-        rows = np.empty((len(names), 5))
-        rows[:, 0] = np.repeat([h[0] for h in base], per_week)
-        rows[:, 1] = np.repeat([h[3] for h in base], per_week)
-        rows[:, 2] = [index[name] for name in names]
-        rows[:, 3] = [c[1] for c in flat]
-        rows[:, 4] = [c[2] for c in flat]
+        rank = np.zeros(len(self._kept.names))
+        rank[[self._kept.numbers[key] for key in keys]] = np.arange(len(keys))
+        rows[:, 2] = rank[first_seen]
+        # the columns stay strided views of ``rows``, as they always were: the GLM's start is a BLAS
+        # dot product of tested and failed, which sums a strided vector in another order than a
+        # contiguous one (the last bits of the start, and so of every fit, would change)
         ts, ph, cell, n, y = rows.T
         weeks_n = np.array([h[1] for h in base], dtype=float)
         weeks_y = np.array([h[2] for h in base], dtype=float)
@@ -410,7 +537,7 @@ class RateChangeDetector(Detector[SeriesWeek]):
             )
         fit, n_base = model
         rho = fit.rho
-        expected, v, var_expected = fit.predict(t, _phase(obs.week_start), _cells(obs))
+        expected, v, var_expected = self._kept.predictor(fit).predict(t, _phase(obs.week_start), _cells(obs))
         n0, y0 = obs.tested, obs.failed
         mu0 = expected / n0
         infl = 1.0 + (n0 - 1) * rho

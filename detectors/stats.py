@@ -112,9 +112,10 @@ def fit_binomial_glm(
         xw = x * w[:, None]
         info = x.T @ xw + penalty
         new = np.linalg.solve(info, xw.T @ z)
-        if not np.isfinite(new).all():
-            break
         step = float(np.abs(new - beta).max())
+        # a non-finite solution has a non-finite step (``beta`` is finite): only then is it checked
+        if not math.isfinite(step) and not np.isfinite(new).all():
+            break
         beta = new
         if step < tol:
             converged = True

@@ -112,42 +112,47 @@ class SystemicItemDetector(Detector[ItemWeek]):
         t, f = self._total
         return (f + self.item_prior_tests * self.prior_rate) / (t + self.item_prior_tests)
 
-    def _cell_rates(self, obs: ItemWeek) -> list[float]:
+    def _cell_rates(self, obs: ItemWeek, keys: list[str] | None = None) -> list[float]:
         """The baseline rate of each of ``obs.cells`` (in order): the cell's forgotten sums shrunk
         towards the item's rate by a prior of ``cell_prior_tests`` tests at that rate.
 
         ``score`` reads each cell's rate up to three times (the flagged cells, the whole week, the
-        expected rate); it computes them once here and hands them on.
+        expected rate); it computes them once here and hands them on. ``keys``: the cells' keys
+        (:func:`_keys`), when already at hand.
         """
         prior = self.cell_prior_tests
         prior_failed = prior * self._item_rate()
-        cells = self._cells
+        get = self._cells.get
         out = []
-        for cell in obs.cells:
-            t, f = cells.get(f"{cell.region}|{cell.industry}", (0.0, 0.0))
+        for key in _keys(obs) if keys is None else keys:
+            t, f = get(key, (0.0, 0.0))
             out.append((f + prior_failed) / (t + prior))
         return out
 
-    def _flag(self, obs: ItemWeek, rates: list[float] | None = None) -> list[tuple[ItemCell, float, float]]:
+    def _flag(
+        self, obs: ItemWeek, rates: list[float] | None = None, keys: list[str] | None = None
+    ) -> list[tuple[ItemCell, float, float]]:
         """(cell, expected rate, p-value) of every significantly high cell, sorted by cell.
 
         A cell with at least ``min_failed`` failures this week is tested over the windows of the
         last 1..``window_weeks`` weeks (this one included); its p-value is the smallest window tail
         times the number of windows (Bonferroni), so a longer look does not buy chance flags.
-        ``rates``: the cells' baseline rates (:meth:`_cell_rates`), when already at hand.
+        ``rates``, ``keys``: the cells' baseline rates (:meth:`_cell_rates`) and keys, when at hand.
         """
+        if keys is None:
+            keys = _keys(obs)
         if rates is None:
-            rates = self._cell_rates(obs)
+            rates = self._cell_rates(obs, keys)
         out = []
         # a cell is flagged when one of its windows' tails, times the number of windows, is at most
         # alpha: a cell whose every window is certainly above that (_may_be_at_most) is not flagged,
         # whatever the exact tails, and they are not computed (nearly every cell, nearly every week)
         log_limit = math.log(self.alpha / (len(self._recent) + 1))
-        for cell, rate in zip(obs.cells, rates, strict=True):
-            if cell.tested <= 0 or cell.failed < self.min_failed:
-                continue
-            key = f"{cell.region}|{cell.industry}"
+        min_failed = self.min_failed
+        for cell, rate, key in zip(obs.cells, rates, keys, strict=True):
             tested, failed = cell.tested, cell.failed
+            if tested <= 0 or failed < min_failed:
+                continue
             if not _may_be_at_most(failed, tested, rate, log_limit):
                 for past in reversed(self._recent):
                     n, f = past.get(key, (0, 0))
@@ -184,17 +189,26 @@ class SystemicItemDetector(Detector[ItemWeek]):
             return 1.0, 1.0, []
         if rates is None:
             rates = self._cell_rates(obs)
-        tested_rates = [(cell, rate) for cell, rate in zip(obs.cells, rates, strict=True) if cell.tested > 0]
-        rows = [(cell, cell.tested * rate) for cell, rate in tested_rates]
 
         def tail(keep: list[tuple[ItemCell, float]]) -> float:
             tested = sum(c.tested for c, _ in keep)
             failed = sum(c.failed for c, _ in keep)
             return binomial_upper_tail(failed, tested, sum(e for _, e in keep) / tested) if failed else 1.0
 
-        p = tail(rows)
+        # ``tail`` of every cell with tests, in one pass (the same sums, in the same order): nearly
+        # every week ends here, and the cells' rows below are built only when it is small
+        tested = failed = 0
+        expected = []
+        for cell, rate in zip(obs.cells, rates, strict=True):
+            if cell.tested > 0:
+                tested += cell.tested
+                failed += cell.failed
+                expected.append(cell.tested * rate)
+        p = binomial_upper_tail(failed, tested, sum(expected) / tested) if failed else 1.0
         if self.max_total_p is None or p > self.max_total_p:
             return p, 1.0, []
+        tested_rates = [(cell, rate) for cell, rate in zip(obs.cells, rates, strict=True) if cell.tested > 0]
+        rows = [(cell, cell.tested * rate) for cell, rate in tested_rates]
         regions = {c.region for c, _ in rows}
         industries = {c.industry for c, _ in rows}
         spread_p = max(
@@ -210,8 +224,12 @@ class SystemicItemDetector(Detector[ItemWeek]):
 
     # -- contract -----------------------------------------------------------------------------
     def score(self, obs: ItemWeek) -> Score:
-        rates = self._cell_rates(obs)
-        flagged = self._flag(obs, rates)
+        return self._score(obs, _keys(obs))
+
+    def _score(self, obs: ItemWeek, keys: list[str]) -> Score:
+        """:meth:`score`, with the cells' keys (:func:`_keys`) at hand (``step`` learns with them too)."""
+        rates = self._cell_rates(obs, keys)
+        flagged = self._flag(obs, rates, keys)
         regions = sorted({c.region for c, _, _ in flagged})
         industries = sorted({c.industry for c, _, _ in flagged})
         tested = sum(c.tested for c, _, _ in flagged)
@@ -283,6 +301,10 @@ class SystemicItemDetector(Detector[ItemWeek]):
 
     def learn(self, obs: ItemWeek, skip: frozenset[tuple[str, str]] = frozenset()) -> None:
         """Forget a little, then add this week's cells (except the ``skip`` ones: flagged cells)."""
+        self._learn(obs, skip, _keys(obs))
+
+    def _learn(self, obs: ItemWeek, skip: frozenset[tuple[str, str]], keys: list[str]) -> None:
+        """:meth:`learn`, with the cells' keys (:func:`_keys`) at hand."""
         d = self.decay
         cells = self._cells
         for v in cells.values():
@@ -291,10 +313,9 @@ class SystemicItemDetector(Detector[ItemWeek]):
         total_tested = self._total[0] * d
         total_failed = self._total[1] * d
         week: dict[str, tuple[int, int]] = {}  # this week's cells with tests, for the windows
-        for cell in obs.cells:
+        for cell, key in zip(obs.cells, keys, strict=True):
             if cell.tested <= 0:
                 continue
-            key = f"{cell.region}|{cell.industry}"
             week[key] = (cell.tested, cell.failed)
             if skip and (cell.region, cell.industry) in skip:
                 continue
@@ -312,7 +333,8 @@ class SystemicItemDetector(Detector[ItemWeek]):
             self._recent = [*self._recent, week][-(self.window_weeks - 1) :]
 
     def step(self, obs: ItemWeek) -> list[RiskWarning]:
-        s = self.score(obs)
+        keys = _keys(obs)  # read by score and learn alike: built once
+        s = self._score(obs, keys)
         out: list[RiskWarning] = []
         status = self._latch.advance(s.alarm)
         if status is not None:
@@ -323,7 +345,7 @@ class SystemicItemDetector(Detector[ItemWeek]):
         skip: frozenset[tuple[str, str]] = frozenset()
         if s.alarm or self._latch.active:
             skip = frozenset((c["region"], c["industry"]) for c in s.extra["cells"])
-        self.learn(obs, skip)
+        self._learn(obs, skip, keys)
         return out
 
     # -- emission -----------------------------------------------------------------------------
@@ -379,6 +401,11 @@ class SystemicItemDetector(Detector[ItemWeek]):
             firing_weeks=self._latch.firing_weeks,
             **x,
         )
+
+
+def _keys(obs: ItemWeek) -> list[str]:
+    """The key of each of ``obs.cells`` in the detector's state (``"region|industry"``), in order."""
+    return [f"{c.region}|{c.industry}" for c in obs.cells]
 
 
 #: how far (log scale: 1 %) the screen of ``_may_be_at_most`` stays from its limit, far beyond the

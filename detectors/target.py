@@ -79,7 +79,10 @@ class PolicyTargetDetector(Detector[SeriesWeek]):
         return clopper_pearson_upper(passed, tested, 1.0 - self.confidence)
 
     def score(self, obs: SeriesWeek) -> Score:
-        win = self._window(obs)
+        return self._score(self._window(obs))
+
+    def _score(self, win: list[tuple[datetime, int, int, float]]) -> Score:
+        """:meth:`score` of the week that ends the window ``win`` (:meth:`_window`)."""
         tested = sum(w[1] for w in win)
         failed = sum(w[2] for w in win)
         weighted = sum(w[3] for w in win)
@@ -109,11 +112,15 @@ class PolicyTargetDetector(Detector[SeriesWeek]):
         )
 
     def learn(self, obs: SeriesWeek) -> None:
-        win = self._window(obs)
+        self._keep(self._window(obs))
+
+    def _keep(self, win: list[tuple[datetime, int, int, float]]) -> None:
+        """Keep the last ``window_weeks - 1`` weeks of the window ``win`` for the next weeks."""
         self._recent = win[-(self.window_weeks - 1) :] if self.window_weeks > 1 else []
 
     def step(self, obs: SeriesWeek) -> list[RiskWarning]:
-        s = self.score(obs)
+        win = self._window(obs)  # read by score and learn alike: built once
+        s = self._score(win)
         out: list[RiskWarning] = []
         if s.alarm:
             self._active = True
@@ -124,7 +131,7 @@ class PolicyTargetDetector(Detector[SeriesWeek]):
             self._active = False
             self._firing_weeks = 0
             self._level = None
-        self.learn(obs)  # the window is a plain description of the recent past: always kept
+        self._keep(win)  # learn: the window is a plain description of the recent past, always kept
         return out
 
     def _warning(self, obs: SeriesWeek, s: Score, status: WarningStatus) -> RiskWarning:

@@ -368,6 +368,48 @@ def test_a_step_in_every_cell_is_flagged_at_once() -> None:
     assert not [w for w in fired if w < 100]
 
 
+def test_a_fit_does_not_depend_on_the_rows_kept_from_earlier_fits() -> None:
+    """The rows a detector keeps between fits (numbered as cells were first seen) change no bit of a fit.
+
+    One detector has kept its rows since its first fit; a copy restored from its state builds them
+    afresh, and another copy first sees a week of the other cell alone, so numbers them the other way.
+    """
+    det = detector()
+    for obs in make_cell_series(5, weeks=140):
+        det.step(obs)
+    base = det._baseline(det._last_week + 1)
+    restored = pickle.loads(pickle.dumps(det))
+    reordered = pickle.loads(pickle.dumps(det))
+    reordered._kept.rows([(0, 1, 0, 0.0, (("653001/food", 1, 0),))])  # a week of one cell, seen first
+    fit = det._fit_baseline(base)
+    assert fit.cells == ("653001/cement", "653001/food")
+    assert restored._fit_baseline(restored._baseline(det._last_week + 1)) == fit
+    assert reordered._fit_baseline(reordered._baseline(det._last_week + 1)) == fit
+    assert reordered._kept.names == ["653001/food", "653001/cement"]
+
+
+def test_the_rows_kept_between_fits_are_those_of_the_baseline() -> None:
+    """As the baseline moves on week by week (and once back), the kept rows are the baseline's own."""
+    from detectors.rate import _Kept
+
+    series = make_cell_series(6, weeks=120)
+    series[50] = replace(series[50], cells=series[50].cells[:1])  # a week with one cell only
+    det = detector(baseline_weeks=40, min_baseline=10)
+    kept = _Kept()
+    bases = []
+    for obs in series:
+        det.learn(obs)
+        bases.append(det._baseline(det._last_week + 1))
+    for base in [*bases[20:], bases[30], *bases[31:]]:
+        if not base:
+            continue
+        rows, sizes = kept.rows(base)
+        fresh, fresh_sizes = _Kept().rows(base)
+        assert sizes == fresh_sizes == [len(h[4]) for h in base]
+        assert np.array_equal(np.delete(rows, 2, axis=1), np.delete(fresh, 2, axis=1))
+        assert [kept.names[int(i)] for i in rows[:, 2]] == [c[0] for h in base for c in h[4]]
+
+
 def test_seasonal_terms_are_kept_only_when_the_history_shows_them() -> None:
     flat = make_series(2, weeks=160, amplitude=0.0)
     seasonal = make_series(2, weeks=160, amplitude=0.5)

@@ -347,3 +347,36 @@ def test_screened_flags_equal_the_exhaustive_ones(alpha: float) -> None:
             flagged += len(expected)
             det.step(obs)
     assert flagged > 0
+
+
+def test_step_learns_what_score_and_learn_do() -> None:
+    """``step`` scores and learns with the cells' keys built once; alone, ``score`` and ``learn`` agree."""
+    weeks = make_weeks(5, 40, base=0.02)
+    stepped, separate = detector(), detector()
+    for obs in weeks:
+        s = separate.score(obs)
+        assert not s.alarm and s == stepped.score(obs)
+        assert stepped.step(obs) == []
+        separate.learn(obs)
+        assert pickle.dumps(stepped) == pickle.dumps(separate)
+
+
+def test_the_whole_weeks_tail_is_that_of_all_its_cells_with_tests() -> None:
+    """The whole week's ``p`` (one pass over the cells) is the tail of the sums over the cells with tests."""
+    from detectors.stats import binomial_upper_tail
+
+    det = detector(max_total_p=3e-4)
+    weeks = make_weeks(6, 40, base=0.02, outbreak=SPREAD, start=30, end=34)
+    checked = 0
+    for obs in weeks:
+        cells = [ItemCell("653099", "textiles", 0, 0), *obs.cells]  # and a cell without tests
+        obs = ItemWeek(obs.item, obs.week_start, obs.week_end, tuple(cells), obs.last_event)
+        rates = det._cell_rates(obs)
+        rows = [(c, c.tested * r) for c, r in zip(obs.cells, rates, strict=True) if c.tested > 0]
+        tested, failed = sum(c.tested for c, _ in rows), sum(c.failed for c, _ in rows)
+        if failed:
+            expected = binomial_upper_tail(failed, tested, sum(e for _, e in rows) / tested)
+            assert det._whole(obs, rates)[0] == expected
+            checked += 1
+        det.step(obs)
+    assert checked > 30
