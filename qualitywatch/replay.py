@@ -280,7 +280,7 @@ def replay(
     try:
         streams: list[tuple[Iterator[list[Any]], SourceStats]] = []
         validators: tuple[Callable[[bytes], Any], Callable[[bytes], Any]] = (
-            SamplingDecoder(cat, now=clock),
+            SamplingDecoder(cat, now=clock).decode,
             partial(PatrolReport.model_validate_json, context=context),
         )
         for path, validate in zip((events, patrols), validators, strict=True):

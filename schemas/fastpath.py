@@ -155,6 +155,10 @@ class SamplingDecoder:
             return self._model(line)
         return record if self._check(record) else self._model(line)
 
+    #: ``decoder.decode(line)``: the same as ``decoder(line)``, a little cheaper to call per line (a
+    #: bound method, where calling the instance looks ``__call__`` up each time)
+    decode = __call__
+
     def _model(self, line: bytes | str) -> SamplingRecord:
         self.slow += 1
         return SamplingRecord.from_model(SamplingResult.model_validate_json(line, context=self._context))
