@@ -1,7 +1,7 @@
 """Offline replay: JSONL records through the same :class:`~detectors.engine.DetectionEngine` the stream runs.
 
-``replay`` reads sampling results (and optionally patrol reports) line by line, validates each line
-against the wire contract with a fixed validation clock, merges the two files by event time with a
+``replay`` reads sampling results (and optionally patrol reports) a few hundred lines at a time,
+validates each line against the wire contract with a fixed validation clock, merges the two files by event time with a
 streaming merge (each file is assumed roughly time-ordered; the engine restores order within
 ``EngineConfig.allowed_lateness``), hands every valid record to the engine and passes each warning
 to a sink. Bad lines are reported (source, line number, field, reason) and skipped; they never stop
