@@ -147,12 +147,17 @@ class _Bucket:
         self.last_event: datetime | None = None
         self.last_key = -math.inf  # last_event in POSIX seconds
 
-    def failed(self, record: Any) -> None:
-        """Count the failure ``record`` (its ``tested`` is counted by the caller)."""
-        rid = record.id
-        self.failed_ids.append(rid)
-        for item in record.failed_items:
-            self.items.setdefault(item, []).append(rid)
+    def add(self, record: Any, key: float) -> None:
+        """Count ``record``, whose event time is ``key`` (POSIX seconds)."""
+        self.tested += 1
+        if not record.passed:
+            rid = record.id
+            self.failed_ids.append(rid)
+            for item in record.failed_items:
+                self.items.setdefault(item, []).append(rid)
+        if key > self.last_key:
+            self.last_event = record.sampled_at
+            self.last_key = key
 
 
 class _Week:
@@ -342,7 +347,7 @@ class RegionStage(_OrderedStage):
         found: list[RiskWarning] | None = None
         record_steps = self.detectors.record_steps
         # every record released here belongs to the open week (an older one is refused as late), so
-        # it is counted in the open week's buckets: what _count does, written out
+        # it is counted in the open week's buckets, found once here rather than by _count per record
         count_week = self._count_week
         buckets = count_week[2] if count_week is not None and count_week[0] == week.start_key else None
         while heap and heap[0] <= horizon and heap[0] < week.end_key:
@@ -354,15 +359,8 @@ class RegionStage(_OrderedStage):
                 self._count(released, ready.sampled_at, ready)
                 buckets = self._count_week[2]  # type: ignore[index]  # set by _count
             else:
-                bucket = buckets.get(ready.industry)
-                if bucket is None:
-                    bucket = buckets[ready.industry] = _Bucket()
-                bucket.tested += 1
-                if not ready.passed:
-                    bucket.failed(ready)
-                if released > bucket.last_key:
-                    bucket.last_event = ready.sampled_at
-                    bucket.last_key = released
+                industry = ready.industry
+                (buckets.get(industry) or buckets.setdefault(industry, _Bucket())).add(ready, released)
             for only, step in record_steps:  # what DetectorSet.on_record does
                 if only is None or only(ready):
                     emitted = step(ready, released)
@@ -412,15 +410,7 @@ class RegionStage(_OrderedStage):
             start = week_start(when, self._zone)
             buckets = self._buckets.setdefault(start, {})
             self._count_week = (start.timestamp(), _next_week(start, self._zone).timestamp(), buckets)
-        bucket = buckets.get(record.industry)
-        if bucket is None:
-            bucket = buckets[record.industry] = _Bucket()
-        bucket.tested += 1
-        if not record.passed:
-            bucket.failed(record)
-        if key > bucket.last_key:
-            bucket.last_event = when
-            bucket.last_key = key
+        (buckets.get(record.industry) or buckets.setdefault(record.industry, _Bucket())).add(record, key)
 
     def _close(self, start: datetime) -> tuple[list[RiskWarning], list[CellWeek]]:
         end = _next_week(start, self._zone)

@@ -113,7 +113,6 @@ class KeyedDetector:
         return _drain_all(self.instances[k] for k in sorted(self.instances))
 
 
-
 #: a record detector's step, and the test a record must pass first (None: every record)
 RecordStep = tuple[Callable[[Any], Any] | None, Callable[[Any, float | None], list[RiskWarning]]]
 

@@ -1,11 +1,11 @@
 """Offline replay: JSONL records through the same :class:`~detectors.engine.DetectionEngine` the stream runs.
 
 ``replay`` reads sampling results (and optionally patrol reports) a few hundred lines at a time,
-validates each line against the wire contract with a fixed validation clock, merges the two files by event time with a
-streaming merge (each file is assumed roughly time-ordered; the engine restores order within
-``EngineConfig.allowed_lateness``), hands every valid record to the engine and passes each warning
-to a sink. Bad lines are reported (source, line number, field, reason) and skipped; they never stop
-the replay. Memory is bounded by the engine's state, never by the size of the files.
+validates each line against the wire contract with a fixed validation clock, merges the two files by
+event time with a streaming merge (each file is assumed roughly time-ordered; the engine restores
+order within ``EngineConfig.allowed_lateness``), hands every valid record to the engine and passes
+each warning to a sink. Bad lines are reported (source, line number, field, reason) and skipped; they
+never stop the replay. Memory is bounded by the engine's state, never by the size of the files.
 
 The first week watched is the week of the earliest record seen within ``allowed_lateness`` of the
 first record, so a file that starts slightly out of order gives the same result as the sorted file.
