@@ -38,6 +38,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
+from .tables import create_missing_tables
+
 __all__ = [
     "STATE_VERSION",
     "Checkpoint",
@@ -116,7 +118,7 @@ class CheckpointStore:
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        _meta.create_all(self.engine)
+        create_missing_tables(_meta, self.engine)  # workers may start together on a fresh store
 
     def load(self, topic: str, partition: int) -> Checkpoint | None:
         with self.engine.connect() as conn:
@@ -191,7 +193,7 @@ class CheckpointStore:
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cur.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL waits for another writer too
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.close()

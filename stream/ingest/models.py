@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from stream.tables import create_missing_tables
+
 __all__ = [
     "Base",
     "OutboxRecord",
@@ -98,8 +100,9 @@ class OutboxRecord(Base):
 
 
 def create_tables(engine: Engine) -> None:
-    """Create the ingest tables if they do not exist (idempotent)."""
-    Base.metadata.create_all(engine)
+    """Create the ingest tables if they do not exist (idempotent, and safe when another replica
+    creates them at the same time)."""
+    create_missing_tables(Base.metadata, engine)
 
 
 def enable_sqlite_wal(engine: Engine) -> None:
@@ -110,10 +113,10 @@ def enable_sqlite_wal(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
         cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL waits for another writer too
         if engine.url.database not in (None, "", ":memory:"):
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
 
 

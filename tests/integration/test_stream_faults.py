@@ -88,7 +88,12 @@ def test_two_workers_share_partitions_and_raise_the_same_warnings(
 ) -> None:
     a = start_worker()
     b = start_worker()
-    time.sleep(1)
+    # the workers create the topics and join the group; push once both hold partitions, or one of
+    # them may finish the whole input before the group's rebalance hands the other any
+    deadline = time.monotonic() + 90
+    while not (a.assigned() and b.assigned()):
+        assert time.monotonic() < deadline, ("no partitions shared", a.assigned(), b.assigned())
+        time.sleep(0.2)
     ends = push(settings, stream_data)
     wait_done(settings, ends)
     result = collect(settings)
