@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from ingest_cases import backends
 from sqlalchemy.exc import DBAPIError
 
 from stream.tables import create_missing_tables
-from tests.unit.ingest_cases import backends
 
 
 @pytest.fixture(params=backends())
