@@ -76,6 +76,23 @@ def backends() -> list[Any]:
 
 
 @contextmanager
+def scratch_schema(prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A fresh schema in the PostgreSQL test database, dropped afterwards: its URL and the engine
+    arguments that make it the search path."""
+    url = os.environ["QW_TEST_DATABASE_URL"]
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield url, {"connect_args": {"options": f"-csearch_path={schema}"}}
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@contextmanager
 def store(backend: str, tmp_path: Any) -> Iterator[sessionmaker[Session]]:
     """A fresh ingest store: a SQLite file, or a scratch schema in the PostgreSQL test database."""
     if backend == "sqlite":
@@ -83,16 +100,9 @@ def store(backend: str, tmp_path: Any) -> Iterator[sessionmaker[Session]]:
         yield factory
         factory.kw["bind"].dispose()
         return
-    url = os.environ["QW_TEST_DATABASE_URL"]
-    schema = f"ingest_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    factory = open_store(url, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        yield factory
-    finally:
-        factory.kw["bind"].dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with scratch_schema("ingest") as (url, args):
+        factory = open_store(url, **args)
+        try:
+            yield factory
+        finally:
+            factory.kw["bind"].dispose()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from ingest_cases import backends
+from ingest_cases import backends, scratch_schema
 from sqlalchemy.exc import DBAPIError
 
 from stream.tables import create_missing_tables
@@ -22,17 +20,8 @@ def url_and_args(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}", {}
         return
-    url = os.environ["QW_TEST_DATABASE_URL"]
-    schema = f"tables_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield url, {"connect_args": {"options": f"-csearch_path={schema}"}}
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with scratch_schema("tables") as found:
+        yield found
 
 
 def _racing(url: str, args: dict[str, Any]) -> tuple[sa.MetaData, sa.Engine, sa.Engine]:
