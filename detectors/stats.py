@@ -113,8 +113,7 @@ def fit_binomial_glm(
         info = x.T @ xw + penalty
         new = np.linalg.solve(info, xw.T @ z)
         step = float(np.abs(new - beta).max())
-        # a non-finite solution has a non-finite step (``beta`` is finite): only then is it checked
-        if not math.isfinite(step) and not np.isfinite(new).all():
+        if not math.isfinite(step):  # ``beta`` is finite: the step is not exactly when ``new`` is not
             break
         beta = new
         if step < tol:

@@ -174,7 +174,6 @@ def _valid_chunks(
                     if on_bad_line is not None:
                         on_bad_line(_bad_line(stats.path, n, line, exc))
             lineno += len(lines)
-            stats.lines = lineno
             if on_progress is not None:
                 on_progress(sum(map(len, lines)))
             yield valid
