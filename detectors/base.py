@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, ClassVar, Generic, TypeVar
 
 from schemas import (
@@ -41,6 +42,7 @@ __all__ = [
     "ItemWeek",
     "Score",
     "SeriesWeek",
+    "enterprise_scope",
     "make_warning",
 ]
 
@@ -221,6 +223,12 @@ def _clean(value: float | None) -> float | None:
         return None
     v = float(value)
     return v if math.isfinite(v) else None
+
+
+@lru_cache(maxsize=16_384)
+def enterprise_scope(region: str, industry: str | None, enterprise_id: str) -> Scope:
+    """The scope of one enterprise's warnings, built once and shared (a :class:`Scope` is frozen)."""
+    return Scope(region=region, industry=industry, enterprise_id=enterprise_id)
 
 
 def make_warning(

@@ -23,10 +23,10 @@ from typing import Any, cast
 import numpy as np
 from sklearn.utils.random import sample_without_replacement
 
-from schemas import Level, RiskWarning, SamplingResult, Scope, WarningKind, WarningStatus
+from schemas import Level, RiskWarning, SamplingResult, WarningKind, WarningStatus
 from schemas.weeks import epoch_seconds
 
-from .base import Detector, Score, make_warning
+from .base import Detector, Score, enterprise_scope, make_warning
 from .stats import binomial_upper_tail
 
 __all__ = [
@@ -418,7 +418,7 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         self, obs: SamplingResult, rec: _Record, level: Level, status: WarningStatus, reason: str | None
     ) -> RiskWarning:
         region, industry = self._where or (obs.region, obs.industry)
-        scope = Scope(region=region, industry=industry, enterprise_id=self.enterprise_id)
+        scope = enterprise_scope(region, industry, self.enterprise_id)
         items = ", ".join(rec.items) or "no open items"
         days = self.window.days
         who = f"Enterprise {self._label} ({self.region_label})"
@@ -1083,7 +1083,7 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
             detector=self.name,
             kind=WarningKind.enterprise,
             level=level,
-            scope=Scope(region=self.region, industry=self.industry, enterprise_id=obs.enterprise_id),
+            scope=enterprise_scope(self.region, self.industry, obs.enterprise_id),
             raised_at=obs.sampled_at,
             window_start=obs.sampled_at,
             window_end=obs.sampled_at,

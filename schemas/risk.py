@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -135,16 +136,23 @@ class RiskWarning(BaseModel):
 def fingerprint_of(detector: str, kind: WarningKind | str, scope: Scope | dict[str, Any]) -> str:
     """Stable identity of what a warning is about (detector + kind + scope), 20 hex characters."""
     s = scope if isinstance(scope, Scope) else Scope(**scope)
-    raw = "|".join(
-        [detector, str(kind), s.region or "", s.industry or "", s.item or "", s.enterprise_id or ""]
+    return _fingerprint(
+        detector, str(kind), s.region or "", s.industry or "", s.item or "", s.enterprise_id or ""
     )
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:20]
+
+
+@lru_cache(maxsize=16_384)
+def _fingerprint(*parts: str) -> str:
+    """The hash behind :func:`fingerprint_of`, remembered: a scope that fires usually resolves too."""
+    return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:20]
 
 
 def warning_id(
     fingerprint: str, status: WarningStatus | str, window_end: datetime, raised_at: datetime
 ) -> str:
     """Deterministic id of one emission."""
-    end, raised = window_end.astimezone(UTC).isoformat(), raised_at.astimezone(UTC).isoformat()
+    end = window_end.astimezone(UTC).isoformat()
+    # a record's own warning ends its window where it is raised: the same instant, the same text
+    raised = end if raised_at == window_end else raised_at.astimezone(UTC).isoformat()
     raw = f"{fingerprint}|{status}|{end}|{raised}"
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:24]
