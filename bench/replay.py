@@ -10,12 +10,17 @@ Each size is replayed in a fresh child process pinned to one CPU (so peak RSS is
 with the same detector code ``qualitywatch replay`` runs, warnings serialised to JSON and discarded.
 The generated stream has a fixed volume per week (``--per-week``), so a larger file is a longer
 history, not a denser one: if memory is bounded by the detectors' state, the two peaks match.
+
+The "ref. loop" column times a fixed pure-Python workload in the same child, just before the replay
+(:func:`reference_ms`): a shared machine's speed changes from day to day, and records/s measured on
+different days compare only next to it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -106,6 +111,47 @@ def generate(
     return _START, last
 
 
+class _Counter:
+    __slots__ = ("seen", "total")
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+        self.total = 0.0
+
+    def add(self, key: str, value: float) -> bool:
+        old = self.seen.get(key)
+        self.seen[key] = value
+        self.total += value
+        return old is None or value > old
+
+
+def reference_ms(rounds: int = 3) -> float:
+    """Milliseconds of a fixed pure-Python workload, the fastest of ``rounds``: the machine's speed.
+
+    Dict, list, heap, attribute and call traffic, as in the replay's own loop, and no I/O. Shared
+    machines run at different speeds on different days: a figure of records/s reads best next to
+    this one, taken in the same process on the same CPU (lower means a faster machine).
+    """
+    import heapq
+
+    keys = [f"E{i:05d}" for i in range(5000)]
+    best = math.inf
+    for _ in range(rounds):
+        started = time.process_time()
+        counter, new = _Counter(), 0
+        heap: list[float] = []
+        for i in range(300_000):
+            key = keys[i % 5000]
+            value = (i * 7919) % 10007 / 10007.0
+            if counter.add(key, value):
+                new += 1
+            heapq.heappush(heap, value)
+            if len(heap) > 64:
+                heapq.heappop(heap)
+        best = min(best, time.process_time() - started)
+    return round(1000 * best, 1)
+
+
 def _rss_peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -116,6 +162,7 @@ def measure(events: Path, now: datetime) -> dict[str, Any]:
     from schemas import default_catalogue
 
     cat = default_catalogue()
+    reference = reference_ms()
     before = _rss_peak_mib()
     written = 0
     with open(os.devnull, "w", encoding="utf-8") as sink:
@@ -144,6 +191,7 @@ def measure(events: Path, now: datetime) -> dict[str, Any]:
         "rss_before_mib": round(before, 1),
         "rss_peak_mib": round(_rss_peak_mib(), 1),
         "validation_only_per_cpu_s": _validation_rate(events, cat, now),
+        "reference_ms": reference,
     }
 
 
@@ -315,20 +363,20 @@ def main(argv: list[str] | None = None) -> None:
             runs.append((f"{n:,} records", path, end + timedelta(days=1)))
     print(
         f"{'input':>16} {'lines':>10} {'warnings':>8} {'wall s':>7} {'records/s':>10} {'rec/CPU-s':>10} "
-        f"{'RSS start':>10} {'peak RSS':>9} {'validation alone':>17}"
+        f"{'RSS start':>10} {'peak RSS':>9} {'validation alone':>17} {'ref. loop':>10}"
     )
     for label, path, now in runs:
         rounds = [_child(path, now) for _ in range(max(1, args.rounds))]
         r = max(rounds, key=lambda x: x["records_per_s"])
         r["rss_peak_mib"] = max(x["rss_peak_mib"] for x in rounds)  # the memory figure: the worst
         if len(rounds) > 1:
-            each = ", ".join(f"{x['records_per_s']:,}" for x in rounds)
-            print(f"{label:>16} rounds (records/s): {each}")
+            each = ", ".join(f"{x['records_per_s']:,} ({x['reference_ms']:.0f} ms)" for x in rounds)
+            print(f"{label:>16} rounds (records/s, ref. loop): {each}")
         print(
             f"{label:>16} {r['lines']:>10,} {r['warnings']:>8,} {r['seconds']:>7.1f} "
             f"{r['records_per_s']:>10,} {r['records_per_cpu_s']:>10,} "
             f"{r['rss_before_mib']:>6.0f} MiB {r['rss_peak_mib']:>5.0f} MiB "
-            f"{r['validation_only_per_cpu_s']:>11,} rec/s"
+            f"{r['validation_only_per_cpu_s']:>11,} rec/s {r['reference_ms']:>7.0f} ms"
         )
     if args.profile:
         label, path, now = runs[0]
