@@ -143,7 +143,7 @@ def reference_ms(rounds: int = 3) -> float:
         for i in range(300_000):
             key = keys[i % 5000]
             value = (i * 7919) % 10007 / 10007.0
-            if counter.add(key, value):
+            if counter.add(key, value):  # a branch taken both ways, as the replay's are
                 new += 1
             heapq.heappush(heap, value)
             if len(heap) > 64:
