@@ -35,7 +35,7 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 from pydantic import ValidationError
 from pydantic_core import to_json
 from sqlalchemy import Connection, Table
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas import Catalogue, FieldError, PatrolReport, SamplingResult, default_catalogue, field_errors
@@ -388,9 +388,16 @@ def _insert(conn: Connection, rows: list[tuple[Any, ...]], now: datetime) -> Non
     columns = "kind, record_id, region, payload, content_hash, submitted_by, outcome, created_at, attempts"
     if dialect.name == "postgresql" and dialect.driver == "psycopg" and len(rows) >= _COPY_FROM:
         raw: Any = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(f"COPY {_T.name} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row((*row, "accepted", now, 0))
+        sql = f"COPY {_T.name} ({columns}) FROM STDIN"
+        dbapi = dialect.loaded_dbapi
+        try:
+            with raw.cursor() as cur, cur.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row((*row, "accepted", now, 0))
+        except dbapi.Error as exc:
+            # the driver's own error, as SQLAlchemy would have wrapped it: an id that a concurrent
+            # writer committed meanwhile is an IntegrityError, and the chunk is retried
+            raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=dialect) from exc
         return
     created = _T.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
     stamp = created(now) if created is not None else now

@@ -245,3 +245,44 @@ def test_a_large_chunk_is_stored_whole(sessions: sessionmaker[Session]) -> None:
         0,
     )
     assert json.loads(row.payload)["id"] == "S-300" and row.relayed_at is None
+
+
+def test_an_id_another_writer_commits_meanwhile_becomes_a_duplicate(sessions: sessionmaker[Session]) -> None:
+    """Another writer commits one of the ids between this chunk's lookup and its insert (a lab
+    uploading the same file twice at once): the chunk is retried, not failed, also on COPY."""
+    from sqlalchemy import event, insert
+
+    from schemas import SamplingResult
+    from schemas.records import validation_context
+
+    engine = sessions.kw["bind"]
+    first = SamplingResult.model_validate(sampling(1), context=validation_context(None, NOW))
+    payload, digest = canonical_record(first, RecordKind.sampling)
+    raced: list[bool] = []
+
+    def other_writer_commits(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not raced and "content_hash" in statement and statement.lstrip().upper().startswith("SELECT"):
+            raced.append(True)
+            with engine.begin() as other:
+                other.execute(
+                    insert(OutboxRecord).values(
+                        kind="sampling",
+                        record_id="S-1",
+                        region=first.region,
+                        payload=payload,
+                        content_hash=digest,
+                        created_at=NOW,
+                    )
+                )
+
+    event.listen(engine, "after_cursor_execute", other_writer_commits)
+    try:
+        rows = [RawRow(n, sampling(n)) for n in range(1, 251)]  # COPY on PostgreSQL
+        with sessions() as s:
+            outs = submit_many(s, kind="sampling", rows=rows, clock=clock)
+    finally:
+        event.remove(engine, "after_cursor_execute", other_writer_commits)
+    assert raced
+    assert outs[0].status == "duplicate"
+    assert all(o.status == "accepted" for o in outs[1:])
+    assert _count(sessions) == 250
