@@ -200,7 +200,13 @@ def _json_response(body: Any, status_code: int = 200) -> Response:
 
 
 def _json_rows(body: bytes, max_rows: int) -> list[RawRow]:
-    text = body.decode("utf-8-sig", errors="replace").strip()
+    try:
+        text = body.decode("utf-8-sig").strip()
+    except UnicodeDecodeError as exc:
+        # never replace undecodable bytes: the names of an accepted record would be mangled
+        raise BadPayload(
+            f"the body is not UTF-8 text (byte {exc.start} cannot be decoded); send JSON in UTF-8"
+        ) from None
     if not text:
         raise BadPayload("the body is empty; send a JSON array or one JSON record per line")
     rows: list[RawRow]

@@ -122,6 +122,17 @@ def test_batch_jsonl_with_a_broken_line_and_scope(client: TestClient) -> None:
     assert got == [(1, "accepted", None), (2, "rejected", "invalid_json"), (3, "rejected", "out_of_scope")]
 
 
+def test_a_batch_body_that_is_not_utf8_is_400_and_stores_nothing(client: TestClient) -> None:
+    # GBK from an old tool: read as UTF-8 with replacement characters, its names would be mangled
+    body = json.dumps([sampling(1, product="棉T恤", inspector_id="张三")], ensure_ascii=False).encode("gbk")
+    r = client.post(
+        "/api/v1/sampling-results:batch", content=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json()["detail"]["error"] == "bad_payload"
+    assert "UTF-8" in r.json()["detail"]["message"]
+    assert client.post("/api/v1/sampling-results", json=sampling(1), headers=AUTH).status_code == 201
+
+
 def test_batch_limits(client: TestClient) -> None:
     assert client.post("/api/v1/sampling-results:batch", content=b"  ", headers=AUTH).status_code == 400
     r = client.post("/api/v1/sampling-results:batch", json=[sampling(n) for n in range(51)], headers=AUTH)
