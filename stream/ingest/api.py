@@ -36,7 +36,7 @@ from .auth import PUSH_ROLES, Principal, Verifier
 from .errors import BadPayload, Conflict, Forbidden, IngestError, PayloadTooLarge, Rejected, Unauthenticated
 from .models import RecordKind
 from .service import ChunkedRows, Clock, RawRow, RowOutcome, _utc_now, submit_many, summarise
-from .tabular import TableError, parse_table
+from .tabular import TableError, json_lines, parse_table
 from .writer import GroupWriter
 
 __all__ = ["BatchOut", "OutcomeOut", "create_ingest_router", "default_import_workers"]
@@ -218,7 +218,7 @@ def _json_rows(body: bytes, max_rows: int) -> list[RawRow]:
         rows = [RawRow(n, item) for n, item in enumerate(items, start=1)]
     else:
         rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
+        for n, line in enumerate(json_lines(text), start=1):
             if not line.strip():
                 continue
             try:

@@ -40,7 +40,16 @@ from schemas import Catalogue, FieldError, default_catalogue
 from .models import RecordKind
 from .service import ListedRows, RawRow, RowChunk
 
-__all__ = ["FORMATS", "HEADERS", "CellChunk", "Table", "TableError", "detect_format", "parse_table"]
+__all__ = [
+    "FORMATS",
+    "HEADERS",
+    "CellChunk",
+    "Table",
+    "TableError",
+    "detect_format",
+    "json_lines",
+    "parse_table",
+]
 
 FORMATS = ("csv", "xlsx", "jsonl")
 
@@ -435,8 +444,17 @@ def _xlsx_cells(content: bytes) -> Iterator[tuple[int, list[Any]]]:
         book.close()
 
 
+def json_lines(text: str) -> list[str]:
+    """The lines of a JSONL text: split at ``\n`` only (a ``\r`` before it is JSON whitespace).
+
+    Not :meth:`str.splitlines`, which also splits at U+2028, U+0085 and other characters that JSON
+    allows raw inside a string (a note pasted from a document), cutting a good record in two.
+    """
+    return text.split("\n")
+
+
 def _jsonl_rows(content: bytes) -> Iterator[RawRow]:
-    for number, line in enumerate(_decode(content).splitlines(), start=1):
+    for number, line in enumerate(json_lines(_decode(content)), start=1):
         if not line.strip():
             continue
         try:
@@ -466,7 +484,7 @@ def parse_table(
     want = RecordKind(kind) if kind is not None else None
     if fmt == "jsonl":
         if want is None:
-            first = next((line for line in _decode(content).splitlines() if line.strip()), "{}")
+            first = next((line for line in json_lines(_decode(content)) if line.strip()), "{}")
             try:
                 keys = list(json.loads(first)) if first.lstrip().startswith("{") else []
             except json.JSONDecodeError:

@@ -133,6 +133,23 @@ def test_a_batch_body_that_is_not_utf8_is_400_and_stores_nothing(client: TestCli
     assert client.post("/api/v1/sampling-results", json=sampling(1), headers=AUTH).status_code == 201
 
 
+def test_batch_jsonl_keeps_line_separators_inside_strings(client: TestClient) -> None:
+    # U+2028 / U+0085 are allowed raw in a JSON string (a note pasted from a document); only \n ends a line
+    lines = [
+        json.dumps(patrol(1, note="整改完毕\u2028复查合格"), ensure_ascii=False),
+        json.dumps(patrol(2, note="a\x85b"), ensure_ascii=False),
+    ]
+    r = client.post(
+        "/api/v1/patrol-reports:batch",
+        content="\r\n".join(lines).encode(),
+        headers={**AUTH, "Content-Type": "application/x-ndjson"},
+    )
+    assert [(o["row"], o["id"], o["status"]) for o in r.json()["outcomes"]] == [
+        (1, "P-1", "accepted"),
+        (2, "P-2", "accepted"),
+    ]
+
+
 def test_batch_limits(client: TestClient) -> None:
     assert client.post("/api/v1/sampling-results:batch", content=b"  ", headers=AUTH).status_code == 400
     r = client.post("/api/v1/sampling-results:batch", json=[sampling(n) for n in range(51)], headers=AUTH)

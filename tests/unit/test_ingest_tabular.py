@@ -172,6 +172,16 @@ def test_jsonl_lines_pass_through_and_bad_lines_are_rows() -> None:
     assert rows[1].row == 3 and rows[1].errors[0].type == "invalid_json"
 
 
+def test_jsonl_lines_end_at_newlines_only() -> None:
+    # U+2028 / U+0085 are allowed raw in a JSON string (a note pasted from a document)
+    first = {"id": "P-1", "patrolled_at": "2026-03-03T09:30:00+08:00", "note": "整改完毕\u2028复查合格"}
+    second = {"id": "P-2", "patrolled_at": "2026-03-03T09:30:00+08:00", "note": "a\x85b"}
+    content = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in (first, second)).encode("utf-8")
+    table = parse_table(content, filename="r.jsonl")
+    assert table.kind is RecordKind.patrol
+    assert [(r.row, r.data, r.errors) for r in table.rows] == [(1, first, ()), (2, second, ())]
+
+
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [
