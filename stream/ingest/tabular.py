@@ -183,6 +183,8 @@ _ENUMS = {
 _SPLIT_ITEMS = re.compile(r"[、,;，；]")
 _BRACKETS = re.compile(r"[(（\[【].*?[)）\]】]")
 _CN_DATE = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日?(.*)$")
+_YMD = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T\s]+(.*))?$")
+_ONE_DIGIT_HOUR = re.compile(r"^(\d)(?=:)")
 _DATE_FIELDS = {"sampled_at", "reported_at", "patrolled_at"}
 #: converted afresh every time: mutable results, or values that are rarely repeated
 _FRESH = {"failed_items", "test_items", "id", "note", "hazard"}
@@ -349,21 +351,24 @@ def _parse_time(value: Any, catalogue: Catalogue) -> datetime:
     if isinstance(value, date):
         return datetime.combine(value, time(0), tzinfo=zone)
     text = _text(value)
+    try:
+        parsed = datetime.fromisoformat(_iso_spelling(text))
+    except ValueError:
+        raise ValueError(f"'{text}' is not a date (use 2026-03-02, 2026-03-02 10:30 or ISO 8601)") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+
+
+def _iso_spelling(text: str) -> str:
+    """ISO 8601 from the spellings of lab sheets: ``2026/3/2 9:05`` (Excel's zh-CN CSV export),
+    ``2026年3月2日10:30``, a space or ``T`` before the time, one-digit months, days and hours."""
     m = _CN_DATE.match(text)
     if m:
-        text = f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}{m[4]}"
-    text = text.replace("/", "-")
-    if re.match(r"^\d{4}-\d{1,2}-\d{1,2}", text):
-        ymd, _, rest = text.partition(" ") if " " in text and "T" not in text else text.partition("T")
-        y, mo, d = ymd.split("-")
-        text = f"{int(y):04d}-{int(mo):02d}-{int(d):02d}" + (f"T{rest.strip()}" if rest.strip() else "")
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"'{_text(value)}' is not a date (use 2026-03-02, 2026-03-02 10:30 or ISO 8601)"
-        ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+        text = f"{m[1]}-{m[2]}-{m[3]} {m[4]}"
+    m = _YMD.match(text.replace("/", "-"))
+    if m is None:
+        return text.replace("Z", "+00:00")
+    rest = _ONE_DIGIT_HOUR.sub(r"0\1", (m[4] or "").strip())
+    return f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}" + (f"T{rest.replace('Z', '+00:00')}" if rest else "")
 
 
 def _convert(name: str, value: Any, catalogue: Catalogue) -> Any:

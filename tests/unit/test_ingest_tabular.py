@@ -55,6 +55,10 @@ def test_chinese_headers_map_to_the_wire_contract() -> None:
         ("2026-03-02 10:30", datetime(2026, 3, 2, 10, 30, tzinfo=SHANGHAI)),
         ("2026年3月2日", datetime(2026, 3, 2, tzinfo=SHANGHAI)),
         ("2026/3/2", datetime(2026, 3, 2, tzinfo=SHANGHAI)),
+        ("2026/3/2 9:05", datetime(2026, 3, 2, 9, 5, tzinfo=SHANGHAI)),  # Excel's zh-CN CSV export
+        ("2026-03-02 9:05:07", datetime(2026, 3, 2, 9, 5, 7, tzinfo=SHANGHAI)),
+        ("2026年3月2日 9:05", datetime(2026, 3, 2, 9, 5, tzinfo=SHANGHAI)),
+        ("2026年3月2日10:30", datetime(2026, 3, 2, 10, 30, tzinfo=SHANGHAI)),
         ("2026-03-02T10:30:00+06:00", datetime.fromisoformat("2026-03-02T10:30:00+06:00")),
         ("2026-03-02T02:30:00Z", datetime.fromisoformat("2026-03-02T02:30:00+00:00")),
     ],
@@ -75,6 +79,16 @@ def test_unreadable_cells_reject_their_row_naming_the_column() -> None:
         ("passed", "unreadable_cell"),
     ]
     assert "someday" in rows[0].errors[0].reason and "合格" in rows[0].errors[1].reason
+
+
+@pytest.mark.parametrize("cell", ["2026-3-2-1", "2026年3月2日后", "2026-03-0210:30"])
+def test_a_cell_that_is_almost_a_date_says_so(cell: str) -> None:
+    (row,) = parse_table(
+        _csv(f"L-1,{cell},乌恰县,建材,水泥,,{uscc(2)},合格,,李四,,,,"), filename="x.csv"
+    ).rows
+    (err,) = row.errors
+    assert (err.field, err.type) == ("sampled_at", "unreadable_cell")
+    assert err.reason == f"'{cell}' is not a date (use 2026-03-02, 2026-03-02 10:30 or ISO 8601)"
 
 
 def test_header_below_a_title_block_and_blank_lines() -> None:
