@@ -458,8 +458,8 @@ def json_lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def _jsonl_rows(content: bytes) -> Iterator[RawRow]:
-    for number, line in enumerate(json_lines(_decode(content)), start=1):
+def _jsonl_rows(lines: list[str]) -> Iterator[RawRow]:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -488,14 +488,15 @@ def parse_table(
     fmt = fmt or detect_format(filename, content)
     want = RecordKind(kind) if kind is not None else None
     if fmt == "jsonl":
+        lines = json_lines(_decode(content))  # here, so an undecodable file is refused before any row
         if want is None:
-            first = next((line for line in json_lines(_decode(content)) if line.strip()), "{}")
+            first = next((line for line in lines if line.strip()), "{}")
             try:
                 keys = list(json.loads(first)) if first.lstrip().startswith("{") else []
             except json.JSONDecodeError:
                 keys = []
             want = _guess_kind(keys)
-        return Table(kind=want, format=fmt, columns={}, ignored_columns=[], rows=_jsonl_rows(content))
+        return Table(kind=want, format=fmt, columns={}, ignored_columns=[], rows=_jsonl_rows(lines))
     reader: Callable[[bytes], Iterator[tuple[int, list[Any]]]] = _xlsx_cells if fmt == "xlsx" else _csv_cells
     if fmt not in FORMATS:
         raise TableError(f"format '{fmt}' is not one of {', '.join(FORMATS)}")

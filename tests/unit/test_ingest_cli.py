@@ -63,3 +63,13 @@ def test_import_all_good_exits_zero_and_unreadable_exits_two(tmp_path: Path) -> 
     junk.write_text("a,b\n1,2\n", encoding="utf-8")
     bad = CliRunner().invoke(main, ["import", str(junk), "--database-url", url])
     assert bad.exit_code == 2 and "no header row" in bad.output
+
+
+def test_an_unreadable_jsonl_file_of_a_given_kind_exits_two(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ingest.db'}"
+    junk = tmp_path / "records.jsonl"
+    junk.write_bytes(b'\xff\xfe{\x00"\x00\x81\xff')  # neither UTF-8 nor GB 18030
+    bad = CliRunner().invoke(
+        main, ["import", str(junk), "--kind", "patrol", "--database-url", url, "--quiet"]
+    )
+    assert bad.exit_code == 2 and "neither UTF-8 nor GB 18030" in bad.output
