@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FiniteFloat,
     ValidationInfo,
     field_validator,
 )
@@ -156,8 +157,9 @@ class TestItem(_Record):
     __test__ = False  # not a pytest class
 
     name: NonBlank
-    value: float | None = None
-    limit: float | None = None
+    #: finite: a lab value of NaN or Infinity (what ``json.dumps`` writes for them) measures nothing
+    value: FiniteFloat | None = None
+    limit: FiniteFloat | None = None
     unit: str | None = None
     passed: bool | None = None
 

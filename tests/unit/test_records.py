@@ -13,10 +13,12 @@ from schemas import (
     FieldError,
     PatrolReport,
     SamplingResult,
+    default_catalogue,
     field_errors,
     uscc_check_char,
     validation_context,
 )
+from schemas.fastpath import SamplingDecoder
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 CST = timezone(timedelta(hours=8))
@@ -321,3 +323,21 @@ def test_field_error_renders_field_and_reason() -> None:
     err = only_error(SamplingResult, sampling(region="1"))
     assert str(err).startswith("region: '1' is not a county code")
     assert err.as_dict()["field"] == "region"
+
+
+@pytest.mark.parametrize("field", ["value", "limit"])
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_a_test_item_value_or_limit_must_be_finite(field: str, literal: str) -> None:
+    # what Python's json.dumps writes for float("nan") and float("inf"): a number that measures nothing
+    item = {"name": "ph", "value": 6.9, "limit": 7.5}
+    text = json.dumps(sampling(test_items=[item]))
+    text = text.replace(f'"{field}": {item[field]}', f'"{field}": {literal}')
+    assert literal in text
+    with pytest.raises(ValidationError) as caught:
+        SamplingResult.model_validate_json(text, context=ctx())
+    (err,) = field_errors(caught.value)
+    assert err.field == f"test_items.0.{field}" and err.type == "finite_number"
+    assert "finite" in err.reason
+    decode = SamplingDecoder(default_catalogue(), now=NOW)  # the replay's short cut refuses it the same way
+    with pytest.raises(ValidationError):
+        decode(text.encode())
