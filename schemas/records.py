@@ -11,6 +11,7 @@ names the field and the reason (see :func:`schemas.errors.field_errors`).
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -133,7 +134,8 @@ def _check_industry(value: str, info: ValidationInfo) -> str:
 
 
 def _check_enterprise(value: str) -> str:
-    code = value.strip().upper()
+    # NFKC: the full-width digits and letters of a Chinese input method are the same code
+    code = unicodedata.normalize("NFKC", value).strip().upper()
     problem = uscc_problem(code)
     if problem is not None:
         raise PydanticCustomError(

@@ -121,6 +121,16 @@ def test_enterprise_id_is_accepted_in_lower_case_and_stored_upper_case() -> None
     assert rec.enterprise_id == USCC
 
 
+def test_enterprise_id_typed_in_full_width_characters_is_stored_half_width() -> None:
+    # a Chinese input method in full-width mode types ９１６５… and Ｍ: the same code
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in USCC)
+    assert full_width != USCC
+    rec = SamplingResult.model_validate(sampling(enterprise_id=full_width), context=ctx())
+    assert rec.enterprise_id == USCC
+    line = json.dumps(sampling(enterprise_id=full_width), ensure_ascii=False).encode()
+    assert SamplingDecoder(default_catalogue(), now=NOW)(line).enterprise_id == USCC
+
+
 def test_a_failed_batch_must_name_its_hazard_items() -> None:
     err = only_error(SamplingResult, sampling(passed=False, failed_items=[]))
     assert err.field == "failed_items" and err.type == "failed_items_missing"
