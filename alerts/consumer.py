@@ -2,7 +2,8 @@
 
 Offsets are committed only after the database transaction that applied the batch; a crash in
 between redelivers the batch, and the upsert by warning id makes that harmless. A record that is not
-a valid warning is logged with topic/partition/offset and the reason, counted, and skipped.
+a valid warning the store can hold is logged with topic/partition/offset and the reason, counted, and
+skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pydantic import ValidationError
 
 from schemas import RiskWarning, field_errors
 
+from .errors import InvalidInput
+from .inputs import check_storable
 from .pipeline import Outcome, process_batch
 from .runtime import Runtime
 
@@ -32,7 +35,10 @@ class BatchResult:
 
 
 def decode(value: bytes | str) -> RiskWarning:
-    return RiskWarning.model_validate_json(value)
+    """A valid warning the store can hold, or the error that names the field."""
+    warning = RiskWarning.model_validate_json(value)
+    check_storable(warning)
+    return warning
 
 
 def apply_batch(runtime: Runtime, records: Iterable[Any]) -> BatchResult:
@@ -43,7 +49,7 @@ def apply_batch(runtime: Runtime, records: Iterable[Any]) -> BatchResult:
     for rec in records:
         try:
             warnings.append(decode(rec.value))
-        except (ValidationError, ValueError) as exc:
+        except (ValidationError, ValueError, InvalidInput) as exc:
             errors = field_errors(exc) if isinstance(exc, ValidationError) else None
             reason = "; ".join(str(e) for e in errors) if errors else str(exc)
             log.error(

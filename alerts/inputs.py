@@ -1,8 +1,12 @@
-"""Request-wide input rules that no single view can state: text must not hold NUL characters.
+"""Input rules no single view can state: text holds no NUL characters; a warning fits the store.
 
 PostgreSQL refuses U+0000 in text, so a NUL anywhere in a path, a query parameter or a JSON body would
 otherwise surface as a database error. :class:`RefuseNulText` answers such a request 422 with the
 parameter or body field that held it, in the service's error shape, before any view runs.
+
+A warning comes from the HTTP API or straight off the topic; :func:`check_storable` refuses one whose
+identifiers are longer than their columns or whose text holds a NUL, naming the field, so neither
+path meets a database error (on the topic, one such record would otherwise fail its whole batch).
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from urllib.parse import parse_qsl
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schemas import RiskWarning
+
+from .alert.models import Alert, ReceivedWarning
 from .errors import InvalidInput
 
-__all__ = ["RefuseNulText", "nul_field"]
+__all__ = ["RefuseNulText", "check_storable", "nul_field"]
 
 NUL = "\x00"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -39,6 +46,33 @@ def nul_field(value: Any, path: tuple[str, ...] = ()) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+#: a warning's text fields and the columns that hold them
+_COLUMNS = {
+    "id": ReceivedWarning.__table__.c.id,
+    "fingerprint": Alert.__table__.c.fingerprint,
+    "detector": Alert.__table__.c.detector,
+    "scope.region": Alert.__table__.c.region,
+    "scope.industry": Alert.__table__.c.industry,
+    "scope.item": Alert.__table__.c.item,
+    "scope.enterprise_id": Alert.__table__.c.enterprise_id,
+}
+
+
+def check_storable(warning: RiskWarning) -> None:
+    """Refuse (:class:`InvalidInput`, naming the field) a warning the store cannot hold as it is."""
+    data = warning.model_dump(mode="json")
+    for name, column in _COLUMNS.items():
+        value: Any = data
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        width = getattr(column.type, "length", None)
+        if isinstance(value, str) and width is not None and len(value) > width:
+            raise InvalidInput(f"at most {width} characters, got {len(value)}", field=name)
+    field = nul_field(data)
+    if field is not None:
+        raise InvalidInput("must not contain NUL characters (U+0000)", field=field or "warning")
 
 
 class RefuseNulText:

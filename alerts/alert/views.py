@@ -12,6 +12,7 @@ from schemas import Level, RiskWarning, WarningKind
 from ..auth.service import Principal
 from ..deps import Id, Now, Offset, Rt, Sess, caller
 from ..escalation import escalate
+from ..inputs import check_storable
 from ..notification.service import list_notifications
 from ..pipeline import process_warning
 from . import service
@@ -148,6 +149,7 @@ def post_warning(
     warning: RiskWarning, session: Sess, principal: Ingester, now: Now, rt: Rt
 ) -> dict[str, Any]:
     """Feed one warning straight into the pipeline (the same path as the topic consumer)."""
+    check_storable(warning)
     outcome = process_warning(session, warning=warning, now=now, settings=rt.settings)
     session.commit()
     rt.deliver()

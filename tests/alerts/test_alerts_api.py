@@ -326,3 +326,23 @@ def test_live_stream_carries_alert_changes_to_the_right_county(seeded, runtime, 
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.parametrize(
+    ("field", "update"),
+    [
+        ("id", {"id": "i" * 65}),
+        ("fingerprint", {"fingerprint": "f" * 65}),
+        ("detector", {"detector": "d" * 65}),
+        ("scope.region", {"scope": {"region": "6" * 17}}),
+        ("scope.enterprise_id", {"scope": {"region": "653022", "enterprise_id": "9" * 33}}),
+    ],
+)
+def test_post_warning_refuses_what_the_store_cannot_hold_naming_the_field(
+    routed, client, token, make_warning, field, update
+):
+    body = {**make_warning(region=WUQIA).model_dump(mode="json"), **update}
+    r = client.post("/api/warnings", headers=token("admin"), json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == field and "at most" in r.json()["error"]["message"]
+    assert client.get("/api/alerts", headers=token("admin")).json()["total"] == 0

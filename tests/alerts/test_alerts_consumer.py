@@ -100,3 +100,24 @@ def test_redelivering_the_whole_topic_changes_nothing(broker, routed, make_warni
     routed.deliver()
     assert _state(routed) == first
     assert len(sink.requests) == sent
+
+
+def test_a_warning_the_store_cannot_hold_is_skipped_not_fatal_to_its_batch(routed, make_warning):
+    """Too long an identifier or a NUL in the text would fail the whole batch on PostgreSQL."""
+    from collections import namedtuple
+
+    from alerts.consumer import apply_batch
+
+    Record = namedtuple("Record", "topic partition offset value")
+    good = make_warning(region="653022", level="red")
+    bad = [
+        make_warning(region="653023").model_copy(update={"fingerprint": "f" * 65}),
+        make_warning(region="653024").model_copy(update={"summary": "lead\x00"}),
+        make_warning(region="6" * 17),
+    ]
+    records = [Record("qw.warnings", 0, i, w.model_dump_json().encode()) for i, w in enumerate([*bad, good])]
+    result = apply_batch(routed, records)
+    assert result.rejected == 3
+    assert [(o.warning_id, o.change) for o in result.outcomes] == [(good.id, "new")]
+    with routed.session() as s:
+        assert s.scalars(select(Alert.region)).all() == ["653022"]
