@@ -42,6 +42,8 @@ class WebhookNotifier:
         headers = {"Content-Type": "application/json", "X-QualityWatch-Signature": f"sha256={signature}"}
         try:
             response = self._client.post(target, content=body, headers=headers)
+        except httpx.InvalidURL as exc:
+            raise DeliveryError(f"webhook {target}: invalid URL: {exc}", retryable=False) from exc
         except httpx.TimeoutException as exc:
             raise DeliveryError(
                 f"webhook {target}: timed out ({exc.__class__.__name__})", retryable=True

@@ -7,6 +7,7 @@ backoff and marks the rest failed: nothing is dropped silently.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,8 @@ from .notifiers import DeliveryError, Notifier
 from .payload import webhook_payload
 
 __all__ = ["DeliveryReport", "deliver_due", "list_notifications", "owe"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -101,7 +104,15 @@ def deliver_due(
             notifier = notifiers.get(receiver.kind)
             if notifier is None:
                 raise DeliveryError(f"no transport for receiver kind {receiver.kind!r}", retryable=False)
-            notifier.send(target=receiver.target, payload=n.payload)
+            try:
+                notifier.send(target=receiver.target, payload=n.payload)
+            except DeliveryError:
+                raise
+            except Exception as exc:  # a transport's own bug must not hold up the notifications behind it
+                log.exception("receiver %r: unexpected error delivering notification %s", n.receiver, n.id)
+                raise DeliveryError(
+                    f"receiver {n.receiver!r}: unexpected {exc.__class__.__name__}: {exc}", retryable=False
+                ) from exc
         except DeliveryError as exc:
             session.add(
                 NotificationAttempt(

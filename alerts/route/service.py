@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,8 +37,8 @@ def put_receiver(
     """Create or replace a receiver."""
     if kind not in RECEIVER_KINDS:
         raise InvalidInput(f"must be one of {', '.join(RECEIVER_KINDS)}", field="kind")
-    if kind == "webhook" and not target.startswith(("http://", "https://")):
-        raise InvalidInput("a webhook target must be an http(s) URL", field="target")
+    if kind == "webhook" and not _http_url(target):
+        raise InvalidInput("a webhook target must be an http(s) URL with a host", field="target")
     if kind == "email" and not all("@" in a for a in target.split(",")):
         raise InvalidInput("an email target is a comma-separated list of addresses", field="target")
     row = session.get(Receiver, name)
@@ -58,6 +59,15 @@ def put_receiver(
         after={"kind": kind, "target": target},
     )
     return row
+
+
+def _http_url(target: str) -> bool:
+    """Is ``target`` an http(s) URL the webhook transport can send to (scheme, host, valid port)?"""
+    try:
+        url = httpx.URL(target)
+    except httpx.InvalidURL:
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
 
 
 def list_receivers(session: Session) -> list[Receiver]:

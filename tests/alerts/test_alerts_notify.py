@@ -241,3 +241,28 @@ def test_email_server_down_is_retryable():
     with pytest.raises(DeliveryError) as info:
         notifier.send(target="duty@bureau.test", payload=payload)
     assert info.value.retryable
+
+
+@pytest.mark.parametrize("target", ["http://[::1", "http://", "https:///path", "ftp://hooks.test/x"])
+def test_a_webhook_target_that_is_no_usable_url_is_refused(client, token, target):
+    r = client.put("/api/receivers/bad", headers=token("admin"), json={"kind": "webhook", "target": target})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "target"
+
+
+def test_a_stored_malformed_webhook_url_fails_its_notification_and_not_the_others(
+    runtime, ingest, make_warning, sink
+):
+    from alerts.route.models import Receiver, Route
+
+    with runtime.session() as s:  # stored before targets were checked
+        s.add(Receiver(name="bad", kind="webhook", target="http://[::1"))
+        s.add(Receiver(name="good", kind="webhook", target="http://hooks.test/good"))
+        s.add(Route(name="r", position=1, team="t", receivers=["bad", "good"], escalation_receivers=[]))
+        s.commit()
+    ingest(make_warning(level="red"))
+    report = runtime.deliver()
+    assert (report.sent, report.failed) == (1, 1)
+    bad, good = _notifications(runtime)
+    assert bad.status == "failed" and "invalid URL" in (bad.last_error or "")
+    assert good.status == "sent" and [str(r.url) for r in sink.requests] == ["http://hooks.test/good"]
