@@ -3,6 +3,11 @@
 Owing happens in the same transaction as the alert change, keyed so one event is never owed twice;
 delivery runs after the commit, records every attempt, retries retryable failures with exponential
 backoff and marks the rest failed: nothing is dropped silently.
+
+Several rounds may deliver at once (the tick loop, the consumer, API requests, other replicas): a round
+first claims a notification (moves its next attempt a lease ahead, only if it is still due) and commits
+that before sending, so two rounds never send the same message; one that dies mid-send leaves its claim
+to expire and the message is tried again.
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from ..alert.models import Alert
@@ -82,8 +87,12 @@ def deliver_due(
     backoff_s: float,
     limit: int = 100,
     on_result: Any = None,
+    lease_s: float = 300.0,
 ) -> DeliveryReport:
-    """Attempt every pending notification due at ``now``; commits after each attempt."""
+    """Attempt every pending notification due at ``now`` that this round claims; commits after each attempt.
+
+    ``lease_s`` (longer than any transport's timeout) is how long a claim keeps other rounds off a message.
+    """
     report = DeliveryReport()
     due = list(
         session.scalars(
@@ -96,8 +105,22 @@ def deliver_due(
         )
     )
     for n in due:
+        claim = (
+            update(Notification)
+            .where(
+                Notification.id == n.id,
+                Notification.status == NotificationStatus.pending.value,
+                Notification.next_attempt_at <= now,
+            )
+            .values(attempts=Notification.attempts + 1, next_attempt_at=now + timedelta(seconds=lease_s))
+            .execution_options(synchronize_session=False)
+        )
+        claimed = cast(CursorResult[Any], session.execute(claim)).rowcount
+        session.commit()
+        if not claimed:
+            continue  # another round has it
+        session.refresh(n)
         receiver = session.get(Receiver, n.receiver)
-        n.attempts += 1
         try:
             if receiver is None:
                 raise DeliveryError(f"receiver {n.receiver!r} is not configured", retryable=False)

@@ -266,3 +266,26 @@ def test_a_stored_malformed_webhook_url_fails_its_notification_and_not_the_other
     bad, good = _notifications(runtime)
     assert bad.status == "failed" and "invalid URL" in (bad.last_error or "")
     assert good.status == "sent" and [str(r.url) for r in sink.requests] == ["http://hooks.test/good"]
+
+
+def test_overlapping_delivery_rounds_send_each_notification_once(routed, ingest, make_warning, settings):
+    """The tick loop, the consumer and the API each deliver; a round may start while another sends."""
+    import httpx
+
+    from alerts.runtime import default_notifiers
+
+    urls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        if len(urls) == 1:
+            routed.deliver()  # another round starts while this message is on the wire
+        return httpx.Response(200)
+
+    routed.notifiers = default_notifiers(settings, transport=httpx.MockTransport(handler))
+    ingest(make_warning(region="653024", level="red"))
+    routed.deliver()
+    assert urls == ["http://hooks.test/duty"]
+    [n] = _notifications(routed)
+    assert n.status == "sent" and n.attempts == 1
+    assert [a.ok for a in _attempts(routed, n.id)] == [True]
