@@ -4,6 +4,10 @@
 clock. The timeout per level comes from the settings (red 15 min, orange 30 min, yellow 2 h,
 blue 8 h by default); each escalation is a decision with its reason, an audit entry, and
 notifications owed to the route's escalation receivers (or the alert's own receivers).
+
+A silence holds back escalation as it holds back every other notification, also one set after the alert
+fired: a due alert that an active silence matches waits until the silence ends, and escalates then if
+it is still firing and unacknowledged.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from .events import emit
 from .notification.service import owe
 from .route.models import Route
 from .settings import AlertSettings
+from .silence.service import active_silences, matching_silence
 
 __all__ = ["escalate", "escalate_alert", "tick"]
 
@@ -78,7 +83,10 @@ def escalate_alert(
 
 
 def tick(session: Session, *, now: datetime, settings: AlertSettings) -> list[int]:
-    """Escalate every firing alert whose acknowledgement is overdue at ``now``; returns their ids."""
+    """Escalate every firing alert whose acknowledgement is overdue at ``now``; returns their ids.
+
+    One an active silence matches is held back until the silence ends (recorded as a decision).
+    """
     due = list(
         session.scalars(
             select(Alert)
@@ -90,7 +98,28 @@ def tick(session: Session, *, now: datetime, settings: AlertSettings) -> list[in
             .order_by(Alert.id)
         )
     )
+    silences = active_silences(session, now=now) if due else []
+    escalated = []
     for alert in due:
+        silence = matching_silence(silences, alert, now=now)
+        if silence is not None:
+            alert.silenced_by_id = silence.id
+            alert.escalate_at = silence.ends_at
+            alert.updated_at = now
+            record_decision(
+                session,
+                alert=alert,
+                stage="escalate",
+                decision="silenced",
+                reason=f"held back: silence #{silence.id} by {silence.author} until "
+                f"{silence.ends_at.isoformat()} ({silence.reason}); escalates then if still unacknowledged",
+                at=now,
+                warning_id=None,
+            )
+            emit(session, "alert.updated", region=alert.region, data=alert_dict(alert))
+            continue
+        alert.silenced_by_id = None
+        escalated.append(alert.id)
         timeout = settings.escalation_timeout(Level(alert.level))
         escalate_alert(
             session,
@@ -100,7 +129,7 @@ def tick(session: Session, *, now: datetime, settings: AlertSettings) -> list[in
             actor="system",
             reason=f"not acknowledged within {_minutes(timeout)} at level {alert.level}",
         )
-    return [a.id for a in due]
+    return escalated
 
 
 def escalate(

@@ -87,3 +87,36 @@ def test_runtime_tick_escalates_and_delivers(routed, ingest, make_warning, clock
     escalated, report = routed.tick()
     assert len(escalated) == 1 and report.sent == 1
     assert str(sink.requests[-1].url) == "http://hooks.test/chief"
+
+
+def test_a_silence_set_after_the_alert_fired_holds_back_its_escalation_until_it_ends(
+    routed, ingest, make_warning, session, clock, settings
+):
+    from alerts.silence.service import create_silence
+
+    w = make_warning(region="653024", level="red")
+    ingest(w)
+    clock.advance(timedelta(minutes=5))
+    s = create_silence(
+        session,
+        principal=OFFICER,
+        region="653024",
+        starts_at=clock.now(),
+        ends_at=clock.now() + timedelta(hours=4),
+        reason="known: the lab re-tests the batch",
+        now=clock.now(),
+    )
+    session.commit()
+    clock.advance(timedelta(minutes=15))
+    assert tick(session, now=clock.now(), settings=settings) == []
+    session.commit()
+    a = _alert(session, w.fingerprint)
+    assert a.tier == 0 and a.silenced_by_id == s.id and _escalations(session, a.id) == []
+    held = [d for d in list_decisions(session, alert_id=a.id) if d.stage == "escalate"]
+    assert [d.decision for d in held] == ["silenced"] and f"silence #{s.id}" in held[0].reason
+    # still unacknowledged when the silence ends: escalation goes on
+    clock.advance(timedelta(hours=3, minutes=45))  # the silence ends at 04:05
+    assert tick(session, now=clock.now(), settings=settings) == [a.id]
+    session.commit()
+    a = _alert(session, w.fingerprint)
+    assert a.tier == 1 and a.silenced_by_id is None and len(_escalations(session, a.id)) == 1
