@@ -15,7 +15,8 @@ is a batch of one.
   or nothing (a repeat).
 * **inhibit** — an open systemic alert holds back the regional and industry alerts of the cells it
   covers (its evidence lists ``regions``/``industries`` or ``cells``); they stay attached to it
-  (``inhibited_by_id``) and are released, and told, when it resolves.
+  (``inhibited_by_id``) and are released, and told, when it resolves; one that resolves while held back
+  and was never told it fired is not told it resolved either.
 * **silence** — an active silence whose matchers all match holds back the notification.
 * **route** — the first matching route names the team and receivers (else the default team).
 * **notify** — one pending notification per receiver, keyed by warning id; escalation timers start.
@@ -343,6 +344,20 @@ def inhibit(session: Session, ctx: Context) -> None:
             continue
         if a.kind == WarningKind.systemic:
             _systemic_changed(session, ctx, t)
+        elif t.event == "resolved" and a.inhibited_by_id is not None:
+            if session.scalar(select(exists().where(Notification.alert_id == a.id))):
+                ctx.decide(
+                    session, a, "inhibit", "pass", "resolved: it was told it fired before it was covered"
+                )
+            else:
+                t.notify, t.held_by = False, "inhibited"
+                ctx.decide(
+                    session,
+                    a,
+                    "inhibit",
+                    "inhibited",
+                    f"resolved while held back by systemic alert #{a.inhibited_by_id}: never told it fired",
+                )
         elif a.kind in (WarningKind.regional, WarningKind.industry) and a.state != AlertState.resolved:
             holder = next((s for s in ctx.rules.systemic if covers(s, a)), None)
             if holder is not None:

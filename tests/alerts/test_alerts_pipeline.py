@@ -172,6 +172,27 @@ def test_released_alert_that_was_held_back_is_told_when_the_systemic_one_resolve
     assert [n.event for n in _owed(session, _alert(session, held.fingerprint).id)] == ["firing"]
 
 
+def test_held_back_alert_that_resolves_under_the_systemic_one_is_not_told_it_resolved(
+    routed, ingest, make_warning, session
+):
+    ingest(_systemic(make_warning))
+    held = make_warning(region="653022")
+    ingest(held, make_warning(region="653022", status="resolved", week=1))
+    a = _alert(session, held.fingerprint)
+    assert a.state == "resolved"
+    assert _owed(session, a.id) == []  # never told it fired, so no "resolved" out of the blue
+    d = _decisions(session, a.id, "inhibit")[-1]
+    assert d.decision == "inhibited" and "never told" in d.reason
+
+
+def test_attached_alert_that_was_told_it_fired_is_told_it_resolved(routed, ingest, make_warning, session):
+    early = make_warning(region="653023")
+    ingest(early)
+    ingest(_systemic(make_warning))
+    ingest(make_warning(region="653023", status="resolved", week=1))
+    assert [n.event for n in _owed(session, _alert(session, early.fingerprint).id)] == ["firing", "resolved"]
+
+
 def test_systemic_alert_of_another_item_does_not_cover(routed, ingest, make_warning, session):
     ingest(_systemic(make_warning))
     other = make_warning(region="653022", item="lead", detector="item_rate")
