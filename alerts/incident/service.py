@@ -279,6 +279,9 @@ def complete_task(
     task = session.get(IncidentTask, task_id)
     if task is None or task.incident_id != inc.id:
         raise NotFound(f"no task {task_id} in incident {incident_id}", field="task_id")
+    _not_closed(inc, "change a task")
+    if task.done:
+        return task  # already done: nothing changes, nothing is written
     task.done = True
     _timeline(session, inc, actor=principal.name, kind="task", text=f"task #{task.id} done", now=now)
     _changed(session, inc, actor=principal.name, action="incident.task_done", before=None, now=now)

@@ -346,3 +346,49 @@ def test_post_warning_refuses_what_the_store_cannot_hold_naming_the_field(
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == field and "at most" in r.json()["error"]["message"]
     assert client.get("/api/alerts", headers=token("admin")).json()["total"] == 0
+
+
+def _closed_incident(client, officer, aid, due):  # type: ignore[no-untyped-def]
+    iid = client.post("/api/incidents", headers=officer, json={"title": "lead", "alert_ids": [aid]}).json()[
+        "id"
+    ]
+    tid = client.post(
+        f"/api/incidents/{iid}/tasks", headers=officer, json={"title": "recall", "owner": "li", "due_at": due}
+    ).json()["id"]
+    for state in ("investigating", "controlled", "resolved"):
+        assert (
+            client.post(f"/api/incidents/{iid}/state", headers=officer, json={"state": state}).status_code
+            == 200
+        )
+    r = client.post(
+        f"/api/incidents/{iid}/state", headers=officer, json={"state": "closed", "summary": "recalled"}
+    )
+    assert r.status_code == 200
+    return iid, tid
+
+
+def test_a_closed_incident_s_tasks_cannot_be_marked_done(seeded, client, token, clock):
+    officer = token("duty_officer", name="alice")
+    aid = _ids(client, officer, level="red")["items"][0]["id"]
+    iid, tid = _closed_incident(client, officer, aid, (clock.now() + timedelta(hours=4)).isoformat())
+    before = client.get(f"/api/incidents/{iid}", headers=officer).json()
+    r = client.post(f"/api/incidents/{iid}/tasks/{tid}/done", headers=token("responder"))
+    assert r.status_code == 409 and "closed" in r.json()["error"]["message"]
+    assert client.get(f"/api/incidents/{iid}", headers=officer).json() == before
+
+
+def test_marking_a_task_done_twice_writes_the_timeline_once(seeded, client, token, clock):
+    officer = token("duty_officer", name="alice")
+    aid = _ids(client, officer, level="red")["items"][0]["id"]
+    iid = client.post("/api/incidents", headers=officer, json={"title": "lead", "alert_ids": [aid]}).json()[
+        "id"
+    ]
+    due = (clock.now() + timedelta(hours=4)).isoformat()
+    tid = client.post(
+        f"/api/incidents/{iid}/tasks", headers=officer, json={"title": "recall", "owner": "li", "due_at": due}
+    ).json()["id"]
+    for _ in range(2):
+        assert client.post(f"/api/incidents/{iid}/tasks/{tid}/done", headers=officer).json()["done"] is True
+    timeline = client.get(f"/api/incidents/{iid}", headers=officer).json()["timeline"]
+    assert [e["text"] for e in timeline].count(f"task #{tid} done") == 1
+
