@@ -167,6 +167,7 @@ def change_state(
 ) -> Incident:
     inc = get_incident(session, incident_id=incident_id, principal=principal, acting=True)
     to = check_transition(inc.state, state)
+    before = audit.snapshot(inc, AUDITED)
     if to is IncidentState.closed:
         text = (summary or inc.summary or "").strip()
         if not text:
@@ -175,8 +176,6 @@ def change_state(
         inc.closed_at = now
     elif summary:
         inc.summary = summary
-    before = audit.snapshot(inc, AUDITED)
-    before["state"] = inc.state
     frm = inc.state
     inc.state = to.value
     _timeline(

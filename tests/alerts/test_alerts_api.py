@@ -392,3 +392,15 @@ def test_marking_a_task_done_twice_writes_the_timeline_once(seeded, client, toke
     timeline = client.get(f"/api/incidents/{iid}", headers=officer).json()["timeline"]
     assert [e["text"] for e in timeline].count(f"task #{tid} done") == 1
 
+
+def test_closing_an_incident_audits_what_it_was_before(seeded, client, token, clock):
+    officer = token("duty_officer", name="alice")
+    aid = _ids(client, officer, level="red")["items"][0]["id"]
+    iid, _ = _closed_incident(client, officer, aid, (clock.now() + timedelta(hours=4)).isoformat())
+    entries = client.get("/api/audit", headers=token("admin"), params={"entity": "incident"}).json()
+    items = entries["items"] if isinstance(entries, dict) else entries
+    [close] = [e for e in items if e["action"] == "incident.state" and e["after"]["state"] == "closed"]
+    assert close["entity_id"] == str(iid)
+    assert close["before"]["state"] == "resolved"
+    assert close["before"]["summary"] is None and close["before"]["closed_at"] is None
+    assert close["after"]["summary"] == "recalled" and close["after"]["closed_at"]
