@@ -69,6 +69,8 @@ def test_live_warning_acknowledge_and_incident_with_task(page: Any, service: Ser
     assert first.get_attribute("id") == f"alert-{alert_id}", "the unacknowledged red warning leads the feed"
     shot(page, "feed")
 
+    assert card(page, alert_id).find_elements(By.CSS_SELECTOR, "[data-act=escalate]"), "firing: escalates"
+
     # acknowledge with a disposition
     card(page, alert_id).find_element(By.CSS_SELECTOR, "[data-act=ack]").click()
     submit_modal(page, disposition="verified", note="抽样复核中")
@@ -77,6 +79,8 @@ def test_live_warning_acknowledge_and_incident_with_task(page: Any, service: Ser
     assert stored["state"] == "acknowledged"
     assert (stored["disposition"], stored["acknowledged_by"]) == ("verified", "duty")
     assert not card(page, alert_id).find_elements(By.CSS_SELECTOR, "[data-act=ack]")
+    # nor escalate: the service refuses to escalate an acknowledged alert
+    assert not card(page, alert_id).find_elements(By.CSS_SELECTOR, "[data-act=escalate]")
 
     # open an incident from it, then add a task and a member on the incident page
     card(page, alert_id).find_element(By.CSS_SELECTOR, "[data-act=incident]").click()

@@ -77,7 +77,8 @@ function card(a, flash) {
   const mine = ctx.mayActOn(a.region);
   if (ctx.can("alerts:act") && mine && a.state === "firing") acts.push(button("ack", () => acknowledge(a)));
   if (ctx.can("silences:write") && mine && a.state !== "resolved") acts.push(button("silence", () => silence(a)));
-  if (ctx.can("alerts:act") && mine && a.state !== "resolved") acts.push(button("escalate", () => escalate(a)));
+  // the service escalates a firing alert only: an acknowledged one has its officer already
+  if (ctx.can("alerts:act") && mine && a.state === "firing") acts.push(button("escalate", () => escalate(a)));
   if (ctx.can("incidents:write") && mine) acts.push(button("incident", () => openIncident(a)));
   const chart = seriesHash(a);
   const flags = [];
