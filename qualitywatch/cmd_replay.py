@@ -10,6 +10,7 @@ invalid). The progress bar (bytes read) shows on a terminal only, and never with
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import ExitStack
@@ -29,6 +30,24 @@ def parse_clock(value: str) -> datetime:
     except ValueError as exc:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 date or date-time") from exc
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _refuse_overwriting_an_input(outputs: dict[str, Path | None], inputs: dict[str, Path | None]) -> None:
+    """An output that is an input (or the other output) would be truncated before it is read."""
+    given = [(name, path) for name, path in inputs.items() if path is not None]
+    for name, path in outputs.items():
+        if path is None or str(path) == "-":
+            continue
+        for other, earlier in given:
+            if _same_file(path, earlier):
+                raise click.UsageError(f"{name} {path} is the {other} file: it would be overwritten")
+        given.append((name, path))
 
 
 def _clock(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -124,6 +143,10 @@ def command(
 
     from .replay import ReplayError, replay
 
+    _refuse_overwriting_an_input(
+        {"--out": out, "--errors": errors_path},
+        {"EVENTS": events, "--patrols": patrols, "--catalogue": catalogue},
+    )
     try:
         cat = load_catalogue(catalogue)
     except CatalogueError as exc:

@@ -425,3 +425,26 @@ def test_batch_scoring_gives_the_warnings_of_record_by_record_scoring(tmp_path: 
     outliers = [w for w in single if w.detector == "enterprise_outlier"]
     assert len(outliers) >= 5
     assert sorted(as_json(batched)) == sorted(as_json(single))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--out", "{events}"], "--out {events} is the EVENTS file"),
+        (["--patrols", "{patrols}", "--out", "{patrols}"], "--out {patrols} is the --patrols file"),
+        (["--out", "{dir}/w.jsonl", "--errors", "{events}"], "--errors {events} is the EVENTS file"),
+        (["--out", "{dir}/w.jsonl", "--errors", "{dir}/w.jsonl"], "--errors {dir}/w.jsonl is the --out file"),
+    ],
+)
+def test_cli_refuses_to_write_over_an_input(
+    tmp_path: Path, records: list[dict[str, Any]], args: list[str], message: str
+) -> None:
+    events = write_lines(tmp_path / "events.jsonl", records[:50])
+    patrols = write_lines(tmp_path / "patrols.jsonl", patrol_reports())
+    before = events.read_bytes(), patrols.read_bytes()
+    names = {"events": events, "patrols": patrols, "dir": tmp_path}
+    result = CliRunner().invoke(
+        main, ["replay", str(events), *(a.format(**names) for a in args), "--now", "2026-01-01", "-q"]
+    )
+    assert result.exit_code == 2 and message.format(**names) in result.output, result.output
+    assert (events.read_bytes(), patrols.read_bytes()) == before
