@@ -9,6 +9,7 @@ invalid). The progress bar (bytes read) shows on a terminal only, and never with
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -54,10 +55,50 @@ def _clock(_ctx: click.Context, _param: click.Parameter, value: str | None) -> d
     return None if value is None else parse_clock(value)
 
 
+class _Output:
+    """An output file whose write failures (a full disk, say) end the command with its name and why.
+
+    A closed pipe (``--out - | head``) is left to click, which exits quietly."""
+
+    def __init__(self, fh: IO[str], name: str, close: bool = True) -> None:
+        self.fh = fh
+        self.name = name
+        self.failed = False
+        self._close = close
+
+    def _check(self, exc: OSError) -> click.ClickException:
+        if exc.errno == errno.EPIPE:
+            raise exc
+        self.failed = True
+        return click.ClickException(f"cannot write {self.name}: {exc.strerror or exc}")
+
+    def write_line(self, text: str) -> None:
+        try:
+            self.fh.write(text + "\n")
+        except OSError as exc:
+            raise self._check(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self.fh.flush()
+        except OSError as exc:
+            raise self._check(exc) from exc
+
+    def close(self) -> None:
+        """Close the file; a failure already reported is not reported again."""
+        if not self._close:
+            return
+        try:
+            self.fh.close()
+        except OSError as exc:
+            if not self.failed:
+                raise self._check(exc) from exc
+
+
 class _Reporter:
     """Reports bad lines: the first ``show`` on stderr, all of them to the ``--errors`` file."""
 
-    def __init__(self, show: int, errors: IO[str] | None) -> None:
+    def __init__(self, show: int, errors: _Output | None) -> None:
         self.show = show
         self.shown = 0
         self.hidden = 0
@@ -70,7 +111,7 @@ class _Reporter:
         else:
             self.hidden += 1
         if self.errors is not None:
-            self.errors.write(json.dumps(bad.as_dict(), ensure_ascii=False) + "\n")
+            self.errors.write_line(json.dumps(bad.as_dict(), ensure_ascii=False))
 
 
 @click.command("replay")
@@ -154,12 +195,19 @@ def command(
     total = events.stat().st_size + (patrols.stat().st_size if patrols else 0)
     with ExitStack() as stack:
         try:
-            sink: IO[str] = (
-                sys.stdout
-                if str(out) == "-"
-                else stack.enter_context(open(out, "w", encoding="utf-8", buffering=1 << 20))
-            )
-            errors = stack.enter_context(open(errors_path, "w", encoding="utf-8")) if errors_path else None
+            if str(out) == "-":
+                sink = _Output(sys.stdout, "standard output", close=False)
+            else:
+                sink = _Output(
+                    stack.enter_context(open(out, "w", encoding="utf-8", buffering=1 << 20)), str(out)
+                )
+                stack.callback(sink.close)  # first: the file's own exit then finds it closed
+            errors = None
+            if errors_path is not None:
+                errors = _Output(
+                    stack.enter_context(open(errors_path, "w", encoding="utf-8")), str(errors_path)
+                )
+                stack.callback(errors.close)
         except OSError as exc:
             raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}") from exc
         bar = stack.enter_context(
@@ -180,7 +228,7 @@ def command(
             stats = replay(
                 events,
                 patrols=patrols,
-                write=lambda w: print(w.model_dump_json(), file=sink),
+                write=lambda w: sink.write_line(w.model_dump_json()),
                 catalogue=cat,
                 now=now,
                 flush=flush,
@@ -190,6 +238,8 @@ def command(
         except ReplayError as exc:
             raise click.ClickException(str(exc)) from exc
         sink.flush()
+        if errors is not None:
+            errors.flush()
     elapsed = time.perf_counter() - started
     if reporter.hidden:
         click.echo(

@@ -448,3 +448,18 @@ def test_cli_refuses_to_write_over_an_input(
     )
     assert result.exit_code == 2 and message.format(**names) in result.output, result.output
     assert (events.read_bytes(), patrols.read_bytes()) == before
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+@pytest.mark.parametrize("option", ["--out", "--errors"])
+def test_cli_reports_a_full_disk_without_a_traceback(
+    tmp_path: Path, records: list[dict[str, Any]], option: str
+) -> None:
+    events = write_lines(tmp_path / "events.jsonl", ["junk", *records])
+    outputs = {"--out": str(tmp_path / "w.jsonl"), "--errors": str(tmp_path / "e.jsonl"), option: "/dev/full"}
+    result = CliRunner().invoke(
+        main, ["replay", str(events), *itertools.chain(*outputs.items()), "--now", "2026-01-01", "-q"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "Error: cannot write /dev/full: No space left on device" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
