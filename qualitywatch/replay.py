@@ -21,10 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
+from io import BufferedReader
 from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -240,11 +241,36 @@ def _fewer_collections() -> Iterator[None]:
         gc.set_threshold(*old)
 
 
+#: how a file that is not UTF-8 JSON lines starts, and what to do about it
+_NOT_JSONL = {
+    b"\x1f\x8b": "is gzip-compressed: decompress it first (gunzip -k)",
+    b"\xff\xfe": "is UTF-16 text: save it as UTF-8",
+    b"\xfe\xff": "is UTF-16 text: save it as UTF-8",
+}
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _open_binary(path: str | Path) -> BufferedReader:
+    return cast(BufferedReader, open(path, "rb", buffering=_BUFFER))
+
+
 def _open(path: str | Path) -> IO[bytes]:
+    """Open an input; skip a UTF-8 byte-order mark, refuse a compressed or UTF-16 file as a whole."""
     try:
-        return open(path, "rb", buffering=_BUFFER)
+        fh = _open_binary(path)
     except OSError as exc:
         raise ReplayError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        head = fh.peek(len(_UTF8_BOM))[: len(_UTF8_BOM)]
+    except OSError as exc:
+        fh.close()
+        raise ReplayError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if head.startswith(_UTF8_BOM):
+        fh.read(len(_UTF8_BOM))
+    elif (why := _NOT_JSONL.get(head[:2])) is not None:
+        fh.close()
+        raise ReplayError(f"{path} {why}")
+    return fh
 
 
 def replay(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -463,3 +464,32 @@ def test_cli_reports_a_full_disk_without_a_traceback(
     assert result.exit_code == 1, result.output
     assert "Error: cannot write /dev/full: No space left on device" in result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_record(
+    tmp_path: Path, clean: tuple[Path, list[RiskWarning]]
+) -> None:
+    """Spreadsheet tools and Windows editors save UTF-8 with a byte-order mark."""
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + clean[0].read_bytes())
+    warnings, stats, bad = run(path)
+    assert not bad and stats.total("rejected") == 0
+    assert as_json(warnings) == as_json(clean[1])
+
+
+@pytest.mark.parametrize(
+    ("encode", "message"),
+    [
+        (gzip.compress, "is gzip-compressed: decompress it first"),
+        (lambda data: data.decode("utf-8").encode("utf-16"), "is UTF-16 text: save it as UTF-8"),
+    ],
+)
+def test_a_compressed_or_utf16_file_is_refused_as_a_whole(
+    tmp_path: Path, records: list[dict[str, Any]], encode: Callable[[bytes], bytes], message: str
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(encode(write_lines(tmp_path / "plain.jsonl", records[:20]).read_bytes()))
+    with pytest.raises(ReplayError, match=f"{path} {message}"):
+        run(path)
+    result = CliRunner().invoke(main, ["replay", str(path), "--out", str(tmp_path / "w.jsonl"), "-q"])
+    assert result.exit_code == 1 and message in result.stderr and "rejected" not in result.stderr
