@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -199,60 +199,139 @@ def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
     return data[key]
 
 
+def _mapping(value: Any, where: str) -> Mapping[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise CatalogueError(f"{where}: must be a mapping, not {_kind(value)}")
+    return value
+
+
+def _list(value: Any, where: str, *, empty: bool = True) -> list[Any]:
+    if not isinstance(value, list):
+        raise CatalogueError(f"{where}: must be a list, not {_kind(value)}")
+    if not value and not empty:
+        raise CatalogueError(f"{where}: must not be empty")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    """A name or code: a string, or a number YAML read from an unquoted code (``653001``)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or not str(value).strip():
+        raise CatalogueError(f"{where}: must be a non-empty text, not {_kind(value)}")
+    return str(value)
+
+
+def _texts(value: Any, where: str) -> tuple[str, ...]:
+    """An optional list of names (``aliases``, ``hazard_items``); null is an empty list."""
+    if value is None:
+        return ()
+    return tuple(_text(v, f"{where}[{n}]") for n, v in enumerate(_list(value, where)))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _unique(values: list[tuple[str, str]], what: str) -> None:
+    """Refuse a code or slug listed twice: the second entry would silently replace the first."""
+    first: dict[str, str] = {}
+    for where, value in values:
+        if value in first:
+            raise CatalogueError(f"{where}: {what} {value!r} is listed twice (also {first[value]})")
+        first[value] = where
+
+
+def _target(name: Any, value: Any) -> float:
+    where = f"targets.{name}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CatalogueError(f"{where}: {_kind(value)} is not a pass rate in (0, 1]")
+    rate = float(value)
+    if not 0.0 < rate <= 1.0:
+        raise CatalogueError(f"{where}: {rate} is not a pass rate in (0, 1]")
+    return rate
+
+
 def catalogue_from_dict(data: Mapping[str, Any], source: str = "") -> Catalogue:
     """Build a catalogue from parsed YAML/JSON, with errors that name the offending entry."""
-    pref = _require(data, "prefecture", "catalogue")
-    regions = tuple(
-        Region(
-            code=str(_require(r, "code", f"regions[{n}]")),
-            name_zh=str(_require(r, "name_zh", f"regions[{n}]")),
-            name_en=str(_require(r, "name_en", f"regions[{n}]")),
-            aliases=tuple(str(a) for a in r.get("aliases", ())),
+    pref = _mapping(_require(data, "prefecture", "catalogue"), "prefecture")
+    regions_raw = _list(_require(data, "regions", "catalogue"), "regions", empty=False)
+    regions = []
+    for n, raw in enumerate(regions_raw):
+        where = f"regions[{n}]"
+        r = _mapping(raw, where)
+        regions.append(
+            Region(
+                code=_text(_require(r, "code", where), f"{where}.code"),
+                name_zh=_text(_require(r, "name_zh", where), f"{where}.name_zh"),
+                name_en=_text(_require(r, "name_en", where), f"{where}.name_en"),
+                aliases=_texts(r.get("aliases"), f"{where}.aliases"),
+            )
         )
-        for n, r in enumerate(_require(data, "regions", "catalogue"))
-    )
-    items_raw = _require(data, "hazard_items", "catalogue")
-    items = tuple(
-        HazardItem(
-            name=str(name),
-            name_zh=str(_require(v, "name_zh", f"hazard_items.{name}")),
-            name_en=str(_require(v, "name_en", f"hazard_items.{name}")),
-            aliases=tuple(str(a) for a in v.get("aliases", ()) or ()),
+    _unique([(f"regions[{n}].code", r.code) for n, r in enumerate(regions)], "region code")
+    items_raw = _mapping(_require(data, "hazard_items", "catalogue"), "hazard_items")
+    items = []
+    for name, raw in items_raw.items():
+        where = f"hazard_items.{name}"
+        v = _mapping(raw, where)
+        items.append(
+            HazardItem(
+                name=_text(name, where),
+                name_zh=_text(_require(v, "name_zh", where), f"{where}.name_zh"),
+                name_en=_text(_require(v, "name_en", where), f"{where}.name_en"),
+                aliases=_texts(v.get("aliases"), f"{where}.aliases"),
+            )
         )
-        for name, v in items_raw.items()
-    )
-    industries = tuple(
-        Industry(
-            slug=str(_require(i, "slug", f"industries[{n}]")),
-            name_zh=str(_require(i, "name_zh", f"industries[{n}]")),
-            name_en=str(_require(i, "name_en", f"industries[{n}]")),
-            category=_require(i, "category", f"industries[{n}]"),
-            hazard_items=tuple(str(x) for x in i.get("hazard_items", ())),
+    industries_raw = _list(_require(data, "industries", "catalogue"), "industries", empty=False)
+    industries = []
+    for n, raw in enumerate(industries_raw):
+        where = f"industries[{n}]"
+        i = _mapping(raw, where)
+        industries.append(
+            Industry(
+                slug=_text(_require(i, "slug", where), f"{where}.slug"),
+                name_zh=_text(_require(i, "name_zh", where), f"{where}.name_zh"),
+                name_en=_text(_require(i, "name_en", where), f"{where}.name_en"),
+                category=_text(_require(i, "category", where), f"{where}.category"),  # type: ignore[arg-type]
+                hazard_items=_texts(i.get("hazard_items"), f"{where}.hazard_items"),
+            )
         )
-        for n, i in enumerate(_require(data, "industries", "catalogue"))
-    )
+    _unique([(f"industries[{n}].slug", i.slug) for n, i in enumerate(industries)], "industry slug")
+    known_items = {item.name for item in items}
     for ind in industries:
         for item in ind.hazard_items:
-            if item not in items_raw:
+            if item not in known_items:
                 raise CatalogueError(f"industries.{ind.slug}: hazard item {item!r} is not in hazard_items")
-    products = {
-        str(name): tuple(str(a) for a in (v or {}).get("aliases", ()) or ())
-        + ((str(v["name_zh"]),) if v and "name_zh" in v else ())
-        for name, v in (data.get("products") or {}).items()
+    products = {}
+    for name, raw in _mapping(data.get("products") or {}, "products").items():
+        where = f"products.{name}"
+        v = _mapping(raw or {}, where)
+        products[_text(name, where)] = _texts(v.get("aliases"), f"{where}.aliases") + (
+            (_text(v["name_zh"], f"{where}.name_zh"),) if "name_zh" in v else ()
+        )
+    targets = {
+        str(k): _target(k, v) for k, v in _mapping(_require(data, "targets", "catalogue"), "targets").items()
     }
-    targets = {str(k): float(v) for k, v in _require(data, "targets", "catalogue").items()}
-    for k, v in targets.items():
-        if not 0.0 < v <= 1.0:
-            raise CatalogueError(f"targets.{k}: {v} is not a pass rate in (0, 1]")
+    timezone = _text(data.get("timezone", "Asia/Shanghai"), "timezone")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise CatalogueError(
+            f"timezone: {timezone!r} is not a known time zone (an IANA name such as Asia/Shanghai)"
+        ) from exc
     return Catalogue(
-        prefecture_code=str(_require(pref, "code", "prefecture")),
+        prefecture_code=_text(_require(pref, "code", "prefecture"), "prefecture.code"),
         prefecture_name_zh=str(pref.get("name_zh", "")),
         prefecture_name_en=str(pref.get("name_en", "")),
-        timezone=str(data.get("timezone", "Asia/Shanghai")),
+        timezone=timezone,
         targets=targets,
-        regions=regions,
-        industries=industries,
-        hazard_items=items,
+        regions=tuple(regions),
+        industries=tuple(industries),
+        hazard_items=tuple(items),
         products=products,
         source=source,
     )
@@ -270,6 +349,10 @@ def _load_cached(path: str) -> Catalogue:
             data = yaml.safe_load(fh)
     except OSError as exc:
         raise CatalogueError(f"cannot read catalogue {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise CatalogueError(
+            f"catalogue {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8"
+        ) from exc
     except yaml.YAMLError as exc:
         raise CatalogueError(f"catalogue {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, Mapping):

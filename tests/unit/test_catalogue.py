@@ -127,6 +127,35 @@ def _kashgar() -> dict[str, Any]:
         ),
         (lambda d: d["targets"].update(industrial=92), "targets.industrial: 92.0 is not a pass rate"),
         (lambda d: d["targets"].pop("food_agri"), "category 'food_agri' has no policy target"),
+        (lambda d: d["targets"].update(industrial=1.2), "targets.industrial: 1.2 is not a pass rate"),
+        (lambda d: d["targets"].update(industrial="92%"), "targets.industrial: '92%' is not a pass rate"),
+        (lambda d: d.update(targets=None), "targets: must be a mapping, not null"),
+        (
+            lambda d: d["regions"].append(dict(d["regions"][0], name_en="Kashgar again")),
+            "regions[2].code: region code '653101' is listed twice (also regions[0].code)",
+        ),
+        (
+            lambda d: d["industries"].append(dict(d["industries"][1])),
+            "industries[2].slug: industry slug 'carpets' is listed twice (also industries[1].slug)",
+        ),
+        (lambda d: d.update(regions=[]), "regions: must not be empty"),
+        (lambda d: d.update(regions={"653101": "Kashgar"}), "regions: must be a list, not a mapping"),
+        (
+            lambda d: d["regions"][0].update(aliases="Kashi"),
+            "regions[0].aliases: must be a list, not 'Kashi'",
+        ),
+        (
+            lambda d: d["regions"][1].update(name_en=None),
+            "regions[1].name_en: must be a non-empty text, not null",
+        ),
+        (
+            lambda d: d["hazard_items"].update(formaldehyde=None),
+            "hazard_items.formaldehyde: must be a mapping",
+        ),
+        (
+            lambda d: d.update(timezone="Asia/Kashgar_City"),
+            "timezone: 'Asia/Kashgar_City' is not a known time zone",
+        ),
     ],
 )
 def test_malformed_catalogue_is_refused_with_a_clear_error(tmp_path: Path, mutate: Any, message: str) -> None:
@@ -145,3 +174,10 @@ def test_unreadable_or_invalid_yaml_catalogue(tmp_path: Path) -> None:
     (tmp_path / "list").mkdir()
     with pytest.raises(CatalogueError, match="top level must be a mapping"):
         load_catalogue(_write(tmp_path / "list", "- just\n- a list\n"))
+
+
+def test_a_catalogue_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "gbk.yaml"
+    path.write_bytes(KASHGAR.encode("gbk"))
+    with pytest.raises(CatalogueError, match=f"catalogue {path} is not UTF-8 text"):
+        load_catalogue(path)
