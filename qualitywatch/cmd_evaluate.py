@@ -43,5 +43,8 @@ def command(
         raise click.ClickException(str(exc)) from exc
     click.echo(format_report(report))
     if json_out is not None:
-        json_out.write_text(json.dumps(report_json(report), indent=1) + "\n", encoding="utf-8")
+        try:
+            json_out.write_text(json.dumps(report_json(report), indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {json_out}: {exc.strerror or exc}") from exc
         click.echo(f"figures: {json_out}")

@@ -10,7 +10,7 @@ alarm is an alarm on the item's prefecture-wide count).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from .score import (
     alarm_weeks_from_warnings,
     load_truth,
     load_warnings,
+    read_jsonl,
     score_run,
 )
 
@@ -86,13 +87,24 @@ def baseline_alarms(counts: dict[tuple[str, str], np.ndarray]) -> dict[str, set[
     return out
 
 
-def _read_events(path: Path) -> list[dict[str, Any]]:
-    out = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                out.append(json.loads(line))
-    return out
+def _record_ids(warnings: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The ids of the records behind the warnings (``evidence.record_ids``)."""
+    ids: set[str] = set()
+    for w in warnings:
+        evidence = w.get("evidence")
+        if isinstance(evidence, Mapping):
+            ids.update(str(i) for i in evidence.get("record_ids") or ())
+    return ids
+
+
+def _check_same_run(warnings_path: Path, ids: set[str], events_path: Path, events: Iterable[Any]) -> None:
+    """Refuse warnings none of whose records is in the run's events: another run's, or a stale file."""
+    if not ids or any(isinstance(e, Mapping) and str(e.get("id")) in ids for e in events):
+        return
+    raise ValueError(
+        f"{warnings_path}: none of the records behind its warnings is in {events_path}; "
+        f"these are the warnings of another run (replay {events_path} again)"
+    )
 
 
 def _pool(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -126,10 +138,15 @@ def evaluate_runs(
         truth = load_truth(run / "truth.json")
         seeds.append(json.loads((run / "truth.json").read_text(encoding="utf-8")).get("seed"))
         warnings = load_warnings(run / warnings_name)
+        events_path = run / "events.jsonl"
+        events = load_warnings(events_path) if baselines else None
+        if events is not None or events_path.is_file():
+            ids = _record_ids(warnings)
+            _check_same_run(run / warnings_name, ids, events_path, events or read_jsonl(events_path))
         alarms = alarm_weeks_from_warnings(warnings, truth)
         results = {METHOD_QW: score_run(truth, alarms, cat)}
-        if baselines:
-            counts = weekly_counts(_read_events(run / "events.jsonl"), truth, cat)
+        if events is not None:
+            counts = weekly_counts(events, truth, cat)
             for name, ba in baseline_alarms(counts).items():
                 results[name] = score_run(truth, ba, cat)
         for name, res in results.items():

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas import Catalogue, default_catalogue
 
@@ -39,6 +39,7 @@ __all__ = [
     "alarm_weeks_from_warnings",
     "load_truth",
     "load_warnings",
+    "read_jsonl",
     "score_run",
 ]
 
@@ -111,26 +112,49 @@ def _parse_truth(data: Mapping[str, Any], source: str) -> Truth:
             )
     except KeyError as exc:
         raise ValueError(f"{source}: missing field {exc.args[0]!r}") from exc
+    except (ValueError, TypeError, AttributeError, ZoneInfoNotFoundError) as exc:
+        raise ValueError(f"{source}: {exc}") from exc
     return Truth(start, weeks, warm, zone, series, tuple(incs))
 
 
 def load_truth(path: str | Path) -> Truth:
-    """Parse a ``truth.json`` (errors name the field)."""
+    """Parse a ``truth.json`` (errors name the file and the field)."""
     p = Path(path)
-    return _parse_truth(json.loads(p.read_text(encoding="utf-8")), str(p))
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{p}: not UTF-8 text (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{p}: must be a JSON object, as qualitywatch simulate writes it")
+    return _parse_truth(data, str(p))
 
 
 def load_warnings(path: str | Path) -> list[dict[str, Any]]:
     """Warnings as plain dicts from a JSON-lines file (blank lines skipped)."""
-    out = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
-    return out
+    return list(read_jsonl(path))
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file (blank lines skipped); errors name the file and line."""
+    try:
+        with Path(path).open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        item = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
+                    if not isinstance(item, dict):
+                        raise ValueError(f"{path}:{n}: not a JSON object")
+                    yield item
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text") from exc
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def alarm_weeks_from_warnings(

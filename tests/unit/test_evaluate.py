@@ -245,3 +245,42 @@ def test_evaluate_command_names_a_missing_file(tmp_path):
     (run / "truth.json").write_text(json.dumps(TRUTH), encoding="utf-8")
     res = CliRunner().invoke(main, ["evaluate", str(run)])
     assert res.exit_code != 0 and "warnings.jsonl" in res.output
+
+
+def test_evaluate_refuses_the_warnings_of_another_run(tmp_path):
+    run = _write_run(tmp_path / "run")
+    stale = [dict(w, evidence={"record_ids": ["other-run-1", "other-run-2"]}) for w in WARNINGS]
+    (run / "warnings.jsonl").write_text("".join(json.dumps(w) + "\n" for w in stale), encoding="utf-8")
+    for args in ([], ["--no-baselines"]):
+        res = CliRunner().invoke(main, ["evaluate", str(run), *args])
+        assert res.exit_code == 1, res.output
+        assert f"{run / 'warnings.jsonl'}: none of the records behind its warnings is in" in res.output
+    # one record of the run behind a warning is enough
+    stale[0]["evidence"]["record_ids"].append("r56-0")
+    (run / "warnings.jsonl").write_text("".join(json.dumps(w) + "\n" for w in stale), encoding="utf-8")
+    res = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("truth.json", b"not json\n", "truth.json: not JSON (Expecting value at line 1 column 1)"),
+        ("truth.json", b"[]\n", "truth.json: must be a JSON object"),
+        ("truth.json", b"\xff\xfe\n", "truth.json: not UTF-8 text"),
+        ("events.jsonl", b'{"id": "a"}\n\nnot json\n', "events.jsonl:3: not JSON"),
+        ("events.jsonl", b'{"id": "a"}\n[1]\n', "events.jsonl:2: not a JSON object"),
+    ],
+)
+def test_evaluate_names_the_file_it_cannot_read(tmp_path, name, content, message):
+    run = _write_run(tmp_path / "run")
+    (run / name).write_bytes(content)
+    res = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert res.exit_code == 1 and f"Error: {run / message}" in res.output, res.output
+
+
+def test_evaluate_reports_an_unwritable_figures_file(tmp_path):
+    run = _write_run(tmp_path / "run")
+    out = tmp_path / "no" / "such" / "fig.json"
+    res = CliRunner().invoke(main, ["evaluate", str(run), "--json", str(out)])
+    assert res.exit_code == 1 and f"Error: cannot write {out}: No such file or directory" in res.output
