@@ -18,5 +18,11 @@ def command() -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def export(directory: Path) -> None:
     """Write one JSON Schema file per record type into DIRECTORY."""
-    for path in export_json_schemas(directory):
+    try:
+        written = export_json_schemas(directory)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write {exc.filename or directory}: {exc.strerror or exc}"
+        ) from exc
+    for path in written:
         click.echo(str(path))

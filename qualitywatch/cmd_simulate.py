@@ -26,7 +26,10 @@ from schemas import default_catalogue
 def command(seed: int, years: int, out_dir: Path) -> None:
     """Simulate sampling results, patrol reports and injected incidents (the truth)."""
     sim = simulate(SimConfig(seed=seed, years=years), default_catalogue())
-    paths = write_simulation(sim, out_dir)
+    try:
+        paths = write_simulation(sim, out_dir)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename or out_dir}: {exc.strerror or exc}") from exc
     kinds: dict[str, int] = {}
     for inc in sim.truth["incidents"]:
         kinds[inc["kind"]] = kinds.get(inc["kind"], 0) + 1

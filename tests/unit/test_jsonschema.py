@@ -161,3 +161,11 @@ def test_export_into_a_new_nested_directory(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["schemas", "export", str(target)])
     assert result.exit_code == 0, result.output
     assert len(list(target.glob("*.schema.json"))) == 3
+
+
+def test_export_into_a_path_that_cannot_be_a_directory_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    target = tmp_path / "a-file" / "schemas"
+    result = CliRunner().invoke(main, ["schemas", "export", str(target)])
+    assert result.exit_code == 1, result.output
+    assert f"Error: cannot write {target}: Not a directory" in result.output

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from qualitywatch.cli import main
 from qualitywatch.evaluation import NEW_HAZARDS, SIZES, SimConfig, simulate, systemic_series, write_simulation
 from qualitywatch.evaluation.simulate import _Builder
 from schemas import PatrolReport, SamplingResult, default_catalogue, validation_context
@@ -185,3 +187,11 @@ def test_write_simulation_writes_the_contract_files(sim, tmp_path):
 def test_too_short_a_run_is_refused():
     with pytest.raises(ValueError, match="years"):
         simulate(SimConfig(seed=1, years=1))
+
+
+def test_simulate_into_a_path_that_cannot_be_a_directory_is_an_error(tmp_path):
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    target = tmp_path / "a-file" / "run"
+    result = CliRunner().invoke(main, ["simulate", "--years", "2", "--out", str(target)])
+    assert result.exit_code == 1, result.output
+    assert f"Error: cannot write {target}: Not a directory" in result.output
