@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -13,7 +15,11 @@ from schemas import default_catalogue
 @click.command("simulate")
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same output).")
 @click.option(
-    "--years", type=click.IntRange(2, 9), default=5, show_default=True, help="Years of weekly sampling."
+    "--years",
+    type=click.IntRange(2, 9),
+    default=5,
+    show_default=True,
+    help="Years of weekly sampling, from Monday 2021-01-04.",
 )
 @click.option(
     "--out",
@@ -39,3 +45,11 @@ def command(seed: int, years: int, out_dir: Path) -> None:
     )
     for name, path in paths.items():
         click.echo(f"{name}: {path}")
+    # Replay refuses records after its validation clock (the wall clock by default), and the
+    # simulated weeks can run past today: the next step names a clock at the end of the weeks.
+    end = datetime.fromisoformat(sim.truth["start"]) + timedelta(weeks=sim.truth["weeks"])
+    q = {name: shlex.quote(str(path)) for name, path in paths.items()}
+    click.echo(
+        f"next: qualitywatch replay {q['events']} --patrols {q['patrols']} "
+        f"--out {shlex.quote(str(out_dir / 'warnings.jsonl'))} --now {end.isoformat()}"
+    )

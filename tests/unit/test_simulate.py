@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -195,3 +196,14 @@ def test_simulate_into_a_path_that_cannot_be_a_directory_is_an_error(tmp_path):
     result = CliRunner().invoke(main, ["simulate", "--years", "2", "--out", str(target)])
     assert result.exit_code == 1, result.output
     assert f"Error: cannot write {target}: Not a directory" in result.output
+
+
+def test_simulate_names_the_replay_that_refuses_none_of_its_records(tmp_path):
+    """The simulated weeks may run past today, and replay refuses records after its clock."""
+    result = CliRunner().invoke(main, ["simulate", "--years", "2", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    step = result.output.splitlines()[-1]
+    assert step.startswith("next: qualitywatch replay ") and "--now 2023-01-02T00:00:00+08:00" in step
+    replayed = CliRunner().invoke(main, [*shlex.split(step)[2:], "-q"])
+    assert replayed.exit_code == 0, replayed.output
+    assert replayed.stderr.count(" 0 rejected") == 2, replayed.stderr
