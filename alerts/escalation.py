@@ -5,9 +5,9 @@ clock. The timeout per level comes from the settings (red 15 min, orange 30 min,
 blue 8 h by default); each escalation is a decision with its reason, an audit entry, and
 notifications owed to the route's escalation receivers (or the alert's own receivers).
 
-A silence holds back escalation as it holds back every other notification, also one set after the alert
-fired: a due alert that an active silence matches waits until the silence ends, and escalates then if
-it is still firing and unacknowledged.
+A silence holds back escalation as it holds back every other notification, whether it was set before
+or after the alert fired: a due alert that an active silence matches waits until the silence ends, and
+escalates then if it is still firing and unacknowledged.
 """
 
 from __future__ import annotations

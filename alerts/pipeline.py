@@ -463,7 +463,8 @@ def route(session: Session, ctx: Context) -> None:
 
 def _set_timer(ctx: Context, t: Target) -> None:
     a = t.alert
-    if t.event == "resolved" or not t.notify or a.state != AlertState.firing:
+    # a silenced alert keeps its timer: the escalation tick holds it back while the silence is active
+    if t.event == "resolved" or t.held_by == "inhibited" or a.state != AlertState.firing:
         a.escalate_at = None
         return
     due = ctx.now + timedelta(seconds=ctx.settings.escalation_timeout(Level(a.level)))

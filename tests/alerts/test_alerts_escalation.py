@@ -120,3 +120,59 @@ def test_a_silence_set_after_the_alert_fired_holds_back_its_escalation_until_it_
     session.commit()
     a = _alert(session, w.fingerprint)
     assert a.tier == 1 and a.silenced_by_id is None and len(_escalations(session, a.id)) == 1
+
+
+def test_a_silence_set_before_the_alert_fired_holds_back_its_escalation_until_it_ends(
+    routed, ingest, make_warning, session, clock, settings
+):
+    from alerts.silence.service import create_silence
+
+    s = create_silence(
+        session,
+        principal=OFFICER,
+        region="653024",
+        starts_at=clock.now(),
+        ends_at=clock.now() + timedelta(hours=4),
+        reason="known: the lab re-tests the batch",
+        now=clock.now(),
+    )
+    session.commit()
+    clock.advance(timedelta(minutes=5))
+    w = make_warning(region="653024", level="red")
+    ingest(w)
+    a = _alert(session, w.fingerprint)
+    assert a.silenced_by_id == s.id
+    clock.advance(timedelta(minutes=15))
+    assert tick(session, now=clock.now(), settings=settings) == []
+    session.commit()
+    a = _alert(session, w.fingerprint)
+    assert a.tier == 0 and _escalations(session, a.id) == []
+    # still unacknowledged when the silence ends: escalation goes on
+    clock.advance(timedelta(hours=3, minutes=40))  # the silence ends at 04:00
+    assert tick(session, now=clock.now(), settings=settings) == [a.id]
+    session.commit()
+    a = _alert(session, w.fingerprint)
+    assert a.tier == 1 and a.silenced_by_id is None and len(_escalations(session, a.id)) == 1
+
+
+def test_a_silence_that_ends_before_the_timeout_does_not_delay_the_escalation(
+    routed, ingest, make_warning, session, clock, settings
+):
+    from alerts.silence.service import create_silence
+
+    create_silence(
+        session,
+        principal=OFFICER,
+        region="653024",
+        starts_at=clock.now(),
+        ends_at=clock.now() + timedelta(minutes=10),
+        reason="known: the lab re-tests the batch",
+        now=clock.now(),
+    )
+    session.commit()
+    w = make_warning(region="653024", level="red")
+    ingest(w)
+    clock.advance(timedelta(minutes=14, seconds=59))
+    assert tick(session, now=clock.now(), settings=settings) == []
+    clock.advance(timedelta(seconds=1))
+    assert tick(session, now=clock.now(), settings=settings) == [_alert(session, w.fingerprint).id]
