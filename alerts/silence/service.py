@@ -103,10 +103,15 @@ def expire_silence(session: Session, *, silence_id: int, principal: Principal, n
     return row
 
 
-def list_silences(session: Session, *, now: datetime, active_only: bool = False) -> list[Silence]:
+def list_silences(
+    session: Session, *, now: datetime, active_only: bool = False, principal: Principal | None = None
+) -> list[Silence]:
+    """Newest first; a county-scoped ``principal`` sees its county's silences and prefecture-wide ones."""
     q = select(Silence).order_by(Silence.id.desc())
     if active_only:
         q = q.where(Silence.starts_at <= now, Silence.ends_at > now)
+    if principal is not None and principal.county is not None:
+        q = q.where((Silence.region == principal.county) | Silence.region.is_(None))
     return list(session.scalars(q))
 
 

@@ -39,7 +39,7 @@ def _out(row: Any) -> dict[str, Any]:
 
 @router.get("")
 def list_silences(session: Sess, principal: Reader, now: Now, active: bool = False) -> list[dict[str, Any]]:
-    return [_out(s) for s in service.list_silences(session, now=now, active_only=active)]
+    return [_out(s) for s in service.list_silences(session, now=now, active_only=active, principal=principal)]
 
 
 @router.post("", status_code=201)

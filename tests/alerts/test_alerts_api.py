@@ -113,6 +113,21 @@ def test_county_scope_limits_what_is_seen_and_done(seeded, client, token):
     )
 
 
+def test_a_county_officer_lists_the_silences_of_its_county_and_prefecture_wide_ones_only(client, token):
+    admin, officer = token("admin"), token("duty_officer", county=AKTO)
+    body = {"starts_at": "2026-03-02T00:00:00+00:00", "ends_at": "2026-03-03T00:00:00+00:00"}
+    for county, reason in ((AKTO, "akto lab"), (WUQIA, "wuqia lab"), (None, "prefecture drill")):
+        r = client.post("/api/silences", headers=admin, json={**body, "county": county, "reason": reason})
+        assert r.status_code == 201, r.text
+    for active in (False, True):
+        params = {"active": str(active).lower()}
+        akto = client.get("/api/silences", headers=officer, params=params)
+        assert akto.status_code == 200, akto.text
+        assert sorted(s["reason"] for s in akto.json()) == ["akto lab", "prefecture drill"]
+        everyone = client.get("/api/silences", headers=admin, params=params).json()
+        assert sorted(s["reason"] for s in everyone) == ["akto lab", "prefecture drill", "wuqia lab"]
+
+
 def test_filters_and_pagination(seeded, client, token):
     h = token("inspector")
     assert _ids(client, h)["total"] == 3
