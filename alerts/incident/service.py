@@ -206,14 +206,14 @@ def set_commander(
         raise InvalidInput("must not be empty", field="commander")
     before = audit.snapshot(inc, AUDITED)
     inc.commander = commander
-    if (
-        session.scalar(
-            select(IncidentMember).where(
-                IncidentMember.incident_id == inc.id, IncidentMember.name == commander
-            )
-        )
-        is None
-    ):
+    members = session.scalars(select(IncidentMember).where(IncidentMember.incident_id == inc.id))
+    new = None
+    for member in members:
+        if member.name == commander:
+            new, member.role = member, "commander"
+        elif member.role == "commander":
+            member.role = "member"  # the previous commander stays on the team
+    if new is None:
         session.add(IncidentMember(incident_id=inc.id, name=commander, role="commander"))
     _timeline(session, inc, actor=principal.name, kind="commander", text=f"commander: {commander}", now=now)
     _changed(session, inc, actor=principal.name, action="incident.commander", before=before, now=now)

@@ -277,6 +277,33 @@ def test_incident_lifecycle_over_http(seeded, client, token, clock):
     assert client.get("/api/incidents", headers=responder, params={"state": "closed"}).json()["total"] == 1
 
 
+def test_a_new_commander_takes_the_role_and_the_previous_one_stays_a_member(seeded, client, token):
+    officer = token("duty_officer", name="alice")
+    aid = _ids(client, officer, level="red")["items"][0]["id"]
+    r = client.post(
+        "/api/incidents",
+        headers=officer,
+        json={"title": "Lead in flour", "alert_ids": [aid], "commander": "bob"},
+    )
+    assert r.status_code == 201, r.text
+    iid = r.json()["id"]
+    r = client.post(
+        f"/api/incidents/{iid}/members", headers=officer, json={"name": "carol", "role": "inspector"}
+    )
+    assert r.status_code == 201, r.text
+
+    def roles(body):  # type: ignore[no-untyped-def]
+        return {m["name"]: m["role"] for m in body["members"]}
+
+    r = client.post(f"/api/incidents/{iid}/commander", headers=officer, json={"commander": "carol"})
+    assert r.status_code == 200, r.text
+    assert r.json()["commander"] == "carol" and roles(r.json()) == {"bob": "member", "carol": "commander"}
+    r = client.post(f"/api/incidents/{iid}/commander", headers=officer, json={"commander": "dave"})
+    assert roles(r.json()) == {"bob": "member", "carol": "member", "dave": "commander"}
+    detail = client.get(f"/api/incidents/{iid}", headers=officer).json()
+    assert detail["commander"] == "dave" and roles(detail) == roles(r.json())
+
+
 def test_post_warning_health_and_metrics(routed, client, token, make_warning):
     w = make_warning(region=WUQIA, level="orange")
     r = client.post("/api/warnings", headers=token("admin"), json=w.model_dump(mode="json"))
