@@ -197,7 +197,7 @@ def dedup(session: Session, ctx: Context) -> None:
         )
     else:
         event = _fold(session, ctx, alert)
-    alert.max_level = max(Level(alert.max_level), w.level).value
+        alert.max_level = max(Level(alert.max_level), w.level).value
     alert.updated_at = ctx.now
     ctx.journal.received.append(
         (

@@ -85,6 +85,16 @@ def test_an_older_emission_is_counted_but_changes_no_state(routed, ingest, make_
     assert "before the last emission" in _decisions(session, a.id, "dedup")[-1].reason
 
 
+def test_an_older_emission_of_a_higher_level_leaves_the_highest_level_reached(
+    routed, ingest, make_warning, session
+):
+    ingest(make_warning(level="yellow", week=2))
+    [o] = ingest(make_warning(level="red", week=1))
+    assert o.change == "stale"
+    a = _alert(session, make_warning().fingerprint)
+    assert a.level == "yellow" and a.max_level == "yellow" and a.count == 2
+
+
 def test_a_level_raise_needs_a_fresh_acknowledgement(routed, ingest, make_warning, session, clock):
     from alerts.alert.service import acknowledge
 
