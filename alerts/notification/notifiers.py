@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import smtplib
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -17,6 +18,8 @@ from typing import Any, Protocol
 import httpx
 
 __all__ = ["DeliveryError", "EmailNotifier", "Notifier", "WebhookNotifier", "render_email"]
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryError(Exception):
@@ -101,12 +104,16 @@ class EmailNotifier:
         to = [a.strip() for a in target.split(",") if a.strip()]
         msg = render_email(payload, sender=self.sender, to=to)
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            try:
                 if self.starttls:
                     smtp.starttls()
                 if self.user:
                     smtp.login(self.user, self.password or "")
                 refused = smtp.send_message(msg)
+            except BaseException:
+                smtp.close()
+                raise
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             raise DeliveryError(
@@ -120,5 +127,17 @@ class EmailNotifier:
             raise DeliveryError(
                 f"smtp {self.host}:{self.port}: {exc.__class__.__name__}: {exc}", retryable=True
             ) from exc
+        # The server accepted the DATA: the message is delivered, whatever QUIT answers (smtplib's
+        # ``with`` raises on an answer other than 221, and a retry would send it twice).
+        try:
+            code, answer = smtp.quit()
+            if code != 221:
+                log.warning(
+                    "smtp %s:%s: message accepted; QUIT answered %s %r", self.host, self.port, code, answer
+                )
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            log.warning("smtp %s:%s: message accepted; QUIT failed: %s", self.host, self.port, exc)
+        finally:
+            smtp.close()
         if refused:
             raise DeliveryError(f"smtp: some recipients refused: {sorted(refused)}", retryable=False)

@@ -138,6 +138,7 @@ class _Handler:
     def __init__(self) -> None:
         self.messages: list[Any] = []
         self.refuse: str | None = None
+        self.quit_answer: str | None = None
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
         if self.refuse and address.startswith(self.refuse):
@@ -148,6 +149,9 @@ class _Handler:
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         self.messages.append(envelope)
         return "250 Message accepted for delivery"
+
+    async def handle_QUIT(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        return self.quit_answer or "221 Bye"
 
 
 def _free_port() -> int:
@@ -195,6 +199,28 @@ def test_email_reaches_a_real_smtp_server(runtime, ingest, make_warning, smtp, c
         and "9 of 40 failed" in text
         and "http://alerts.test/alerts/" in text
     )
+
+
+def test_email_accepted_by_the_server_is_sent_once_even_if_its_quit_answer_is_an_error(
+    runtime, ingest, make_warning, smtp, clock
+):
+    handler, port = smtp
+    handler.quit_answer = "451 4.3.0 local error in processing"
+    runtime.notifiers = {
+        **runtime.notifiers,
+        "email": EmailNotifier(host="127.0.0.1", port=port, sender="qw@bureau.test"),
+    }
+    with runtime.session() as s:
+        put_receiver(s, name="duty-mail", kind="email", target="duty@bureau.test", actor="a", now=clock.now())
+        create_route(s, name="all", team="duty", receivers=["duty-mail"], actor="a", now=clock.now())
+        s.commit()
+    ingest(make_warning(level="red"))
+    assert runtime.deliver().sent == 1
+    clock.advance(timedelta(hours=1))  # past any retry backoff
+    runtime.deliver()
+    assert len(handler.messages) == 1
+    [n] = _notifications(runtime)
+    assert n.status == "sent" and [a.ok for a in _attempts(runtime, n.id)] == [True]
 
 
 def test_email_refused_recipient_is_not_retryable(smtp):
