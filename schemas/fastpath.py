@@ -208,6 +208,10 @@ class SamplingDecoder:
         name, lab = r.enterprise_name, r.lab_id
         if (name is not None and name != name.strip()) or (lab is not None and lab != lab.strip()):
             return False
+        if name == "":
+            r.enterprise_name = None  # empty is absent, as in the model
+        if lab == "":
+            r.lab_id = None
         raw_items = r.failed_items
         if not raw_items:
             if not r.passed:
@@ -227,8 +231,11 @@ class SamplingDecoder:
                     items.append(item)
             r.failed_items = items
         tests = r.test_items
-        if tests is not None and not self._check_tests(tests, r.failed_items):
-            return False
+        if tests is not None:
+            if not self._check_tests(tests, r.failed_items):
+                return False
+            if not tests:
+                r.test_items = None  # an empty list is absent, as in the model
         r.product = canonical
         return True
 
@@ -242,6 +249,8 @@ class SamplingDecoder:
             unit = t.unit
             if unit is not None and unit != unit.strip():
                 return False
+            if unit == "":
+                t.unit = None
             if t.passed is False and name not in failed_items:
                 return False  # failed but not listed in failed_items: the model says so
         return True

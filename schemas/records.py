@@ -94,6 +94,15 @@ def _non_blank(value: str) -> str:
 NonBlank = Annotated[str, AfterValidator(_non_blank)]
 
 
+def _none_if_empty(value: str | None) -> str | None:
+    return value or None
+
+
+#: an optional text: empty (after stripping) is the same as absent, so a spreadsheet's blank cell and a
+#: field app's ``""`` or ``null`` give the same record (and the same content hash at ingest)
+OptionalText = Annotated[str | None, AfterValidator(_none_if_empty)]
+
+
 def _check_event_time(value: datetime, info: ValidationInfo) -> datetime:
     now = _now(info)
     if value > now + MAX_FUTURE_SKEW:
@@ -162,7 +171,7 @@ class TestItem(_Record):
     #: finite: a lab value of NaN or Infinity (what ``json.dumps`` writes for them) measures nothing
     value: FiniteFloat | None = None
     limit: FiniteFloat | None = None
-    unit: str | None = None
+    unit: OptionalText = None
     passed: bool | None = None
 
     @field_validator("name")
@@ -181,12 +190,12 @@ class SamplingResult(_Record):
     industry: str
     product: NonBlank
     enterprise_id: EnterpriseId
-    enterprise_name: str | None = None
+    enterprise_name: OptionalText = None
     passed: bool
     failed_items: list[str] = Field(default_factory=list, validate_default=True)
     test_items: list[TestItem] | None = None
     inspector_id: NonBlank
-    lab_id: str | None = None
+    lab_id: OptionalText = None
     source: SamplingSource = SamplingSource.supervision_sampling
 
     _event_time = field_validator("sampled_at")(_check_event_time)
@@ -246,7 +255,7 @@ class SamplingResult(_Record):
                         "test item '{name}' failed but is not listed in failed_items",
                         {"name": item.name},
                     )
-        return value
+        return value or None  # an empty list names no test: the same as absent
 
 
 class PatrolReport(_Record):

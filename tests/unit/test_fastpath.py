@@ -115,6 +115,8 @@ EDGE_CASES = [
     line(enterprise_name=None),
     line(lab_id="LAB-1"),
     line(lab_id=None),
+    line(enterprise_name="", lab_id=""),  # empty is absent
+    line(enterprise_name=" ", lab_id="\t"),
     line(source="risk_monitoring"),
     line(source="rumour"),
     line(source=None),
@@ -133,6 +135,7 @@ EDGE_CASES = [
     line(test_items=[{"name": "lead", "value": "1.0"}]),
     line(test_items=[{"name": "lead", "value": None, "limit": None, "unit": None, "passed": None}]),
     line(test_items=[{"name": "lead", "unit": " mg "}]),
+    line(test_items=[{"name": "lead", "unit": ""}]),
     line(test_items=[{"name": " "}]),
     line(test_items=[{"name": "lead", "colour": "red"}]),
     line(test_items=[]),

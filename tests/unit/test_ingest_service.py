@@ -117,6 +117,48 @@ def test_same_instant_with_another_offset_is_the_same_content(sessions: sessionm
     assert _one(sessions, sampling(1, sampled_at="2026-03-02T02:00:00Z")).status == "duplicate"
 
 
+EMPTY_SPELLINGS = [
+    ({}, {"test_items": []}),
+    ({}, {"enterprise_name": ""}),
+    ({"enterprise_name": None}, {"enterprise_name": "  "}),
+    ({}, {"lab_id": ""}),
+    ({"test_items": [{"name": "ph"}]}, {"test_items": [{"name": "ph", "unit": ""}]}),
+    ({"test_items": [], "lab_id": ""}, {"test_items": None}),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), EMPTY_SPELLINGS, ids=[str(e[1]) for e in EMPTY_SPELLINGS])
+def test_empty_and_absent_optional_fields_are_the_same_content(
+    sessions: sessionmaker[Session], first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    # a blank spreadsheet cell is an absent field; the field app may send "" or [] for the same thing
+    assert _one(sessions, sampling(1, **first)).status == "accepted"
+    assert _one(sessions, sampling(1, **second)).status == "duplicate"
+    assert _one(sessions, sampling(2, **second)).status == "accepted"
+    assert _one(sessions, sampling(2, **first)).status == "duplicate"
+    assert _count(sessions) == 2
+
+
+def test_a_record_stored_with_an_empty_text_stays_a_duplicate(sessions: sessionmaker[Session]) -> None:
+    # accepted before empty meant absent: its stored payload and hash still carry the ""
+    import hashlib
+
+    _one(sessions, sampling(1))
+    with sessions() as s:
+        row = s.execute(select(OutboxRecord)).scalar_one()
+        payload = json.loads(row.payload)
+        assert json.dumps(payload, separators=(",", ":"), ensure_ascii=False) == row.payload
+        assert payload["enterprise_name"] is None
+        payload["enterprise_name"] = ""
+        row.payload = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        row.content_hash = hashlib.sha256(row.payload.encode()).hexdigest()
+        s.commit()
+    assert _one(sessions, sampling(1, enterprise_name="")).status == "duplicate"
+    assert _one(sessions, sampling(1)).status == "duplicate"
+    assert _one(sessions, sampling(1, enterprise_name="喀什某厂")).conflict
+    assert _count(sessions) == 1
+
+
 def test_same_id_with_different_content_is_a_conflict_naming_the_id(sessions: sessionmaker[Session]) -> None:
     _one(sessions, sampling(1))
     out = _one(sessions, sampling(1, product="wool scarf"))
