@@ -12,6 +12,9 @@ Cell conversions (a cell that cannot be converted rejects its row, naming the co
 * dates and times without a UTC offset (and spreadsheet date cells) are read in the catalogue's time
   zone (``Asia/Shanghai`` for Kizilsu): ``2026-03-02`` is 2026-03-02T00:00:00+08:00; values with an
   offset keep it; ``2026/3/2``, ``2026年3月2日`` and ``2026-03-02 10:30`` are understood;
+* a 报告日期 without a time of day (or a date cell, which reads back as midnight) is that whole day:
+  its start, or the sampling time when the sampling falls later that same day (a report issued on
+  the sampling day is not earlier than the sampling);
 * 检验结论: 合格/不合格 (also true/false, yes/no, 是/否, pass/fail, 1/0);
 * 不合格项目 is split on 、 , ; ， ；
 * 任务来源, 隐患等级 and 处置措施 take their Chinese names (监督抽查, 重大隐患, 责令整改 …);
@@ -31,7 +34,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from itertools import islice
 from typing import Any
 
@@ -277,8 +280,20 @@ def _convert_cells(
                     memo[value] = converted
             if converted is not _BLANK:
                 data[name] = converted
+        day = data.get("reported_at")
+        if type(day) is date:
+            data["reported_at"] = _report_time(day, data.get("sampled_at"), catalogue)
         if data or errors:
             yield RawRow(number, data, tuple(errors) if errors else ())
+
+
+def _report_time(day: date, sampled: Any, catalogue: Catalogue) -> datetime:
+    """A date-only report date: the start of ``day``, or the sampling time if that falls later on ``day``."""
+    start = datetime.combine(day, time(0), tzinfo=catalogue.zone)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=catalogue.zone)
+    if isinstance(sampled, datetime) and start < sampled < end:
+        return sampled
+    return start
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +373,25 @@ def _parse_time(value: Any, catalogue: Catalogue) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
 
 
+def _parse_day_or_time(value: Any, catalogue: Catalogue) -> date | datetime:
+    """As :func:`_parse_time`, but a value without a time of day is its :class:`date` (the whole day).
+
+    A spreadsheet date cell reads back as a naive midnight: it counts as a date too.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None and value.time() == time(0):
+            return value.date()
+        return _parse_time(value, catalogue)
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or "T" in (iso := _iso_spelling(_text(value))) or ":" in iso:
+        return _parse_time(value, catalogue)
+    try:
+        return date.fromisoformat(iso)
+    except ValueError:
+        return _parse_time(value, catalogue)
+
+
 def _iso_spelling(text: str) -> str:
     """ISO 8601 from the spellings of lab sheets: ``2026/3/2 9:05`` (Excel's zh-CN CSV export),
     ``2026年3月2日10:30``, a space or ``T`` before the time, one-digit months, days and hours."""
@@ -372,6 +406,8 @@ def _iso_spelling(text: str) -> str:
 
 
 def _convert(name: str, value: Any, catalogue: Catalogue) -> Any:
+    if name == "reported_at":
+        return _parse_day_or_time(value, catalogue)  # a date becomes a time with the row's sampled_at
     if name in _DATE_FIELDS:
         return _parse_time(value, catalogue)
     if name == "passed":

@@ -328,3 +328,25 @@ def test_an_id_another_writer_commits_meanwhile_becomes_a_duplicate(sessions: se
     assert outs[0].status == "duplicate"
     assert all(o.status == "accepted" for o in outs[1:])
     assert _count(sessions) == 250
+
+
+def test_a_lab_sheet_with_a_same_day_report_date_is_accepted_once(sessions: sessionmaker[Session]) -> None:
+    from ingest_cases import uscc
+
+    from stream.ingest import parse_table
+
+    sheet = (
+        "抽样编号,抽样日期,区县,行业,产品名称,统一社会信用代码,检验结论,抽样人员,报告日期\n"
+        f"L-1,2026-03-02 10:30,653022,textiles,围巾,{uscc(3)},合格,张三,2026-03-02\n"
+        f"L-2,2026-03-02,653022,textiles,围巾,{uscc(3)},合格,张三,2026-03-02\n"
+        f"L-3,2026-03-02 10:30,653022,textiles,围巾,{uscc(3)},合格,张三,2026-03-01\n"
+    ).encode()
+    for expected in (["accepted", "accepted", "rejected"], ["duplicate", "duplicate", "rejected"]):
+        with sessions() as s:
+            out = submit_many(s, kind="sampling", rows=parse_table(sheet, filename="lab.csv"), clock=clock)
+        assert [o.status for o in out] == expected
+        assert (out[2].errors[0].field, out[2].errors[0].type) == ("reported_at", "reported_before_sampled")
+    with sessions() as s:
+        stored = {r.record_id: json.loads(r.payload) for r in s.execute(select(OutboxRecord)).scalars()}
+    assert stored["L-1"]["reported_at"] == stored["L-1"]["sampled_at"] == "2026-03-02T02:30:00Z"
+    assert stored["L-2"]["reported_at"] == "2026-03-01T16:00:00Z"

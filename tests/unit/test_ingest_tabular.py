@@ -207,3 +207,42 @@ def test_jsonl_lines_end_at_newlines_only() -> None:
 def test_unreadable_files(content: bytes, name: str, message: str) -> None:
     with pytest.raises(TableError, match=message):
         list(parse_table(content, filename=name).rows)
+
+
+@pytest.mark.parametrize(
+    ("sampled", "reported", "expected"),
+    [
+        # a date-only report date is that whole day: on the sampling day it is not earlier than the sampling
+        ("2026-03-02 10:30", "2026-03-02", datetime(2026, 3, 2, 10, 30, tzinfo=SHANGHAI)),
+        ("2026-03-02 10:30", "2026年3月2日", datetime(2026, 3, 2, 10, 30, tzinfo=SHANGHAI)),
+        ("2026-03-01T20:00:00Z", "2026/3/2", datetime(2026, 3, 2, 4, 0, tzinfo=SHANGHAI)),
+        # another day, or a report date with a time: read as written
+        ("2026-03-02 10:30", "2026-03-03", datetime(2026, 3, 3, tzinfo=SHANGHAI)),
+        ("2026-03-02", "2026-03-02", datetime(2026, 3, 2, tzinfo=SHANGHAI)),
+        ("2026-03-02 10:30", "2026-03-01", datetime(2026, 3, 1, tzinfo=SHANGHAI)),
+        ("2026-03-02 10:30", "2026-03-02 09:00", datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)),
+        ("", "2026-03-02", datetime(2026, 3, 2, tzinfo=SHANGHAI)),
+    ],
+)
+def test_a_date_only_report_date_is_the_whole_day(sampled: str, reported: str, expected: datetime) -> None:
+    (row,) = parse_table(
+        _csv(f"L-1,{sampled},乌恰县,建材,水泥,,{uscc(2)},合格,,李四,,{reported},,"), filename="x.csv"
+    ).rows
+    assert row.data["reported_at"] == expected
+
+
+def test_a_date_cell_report_date_is_the_whole_day() -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(HEADER.split(","))
+    # a spreadsheet date cell without a time reads back as midnight
+    sampled, reported = datetime(2026, 3, 2, 10, 30), datetime(2026, 3, 2)  # noqa: DTZ001
+    sheet.append(
+        ["L-1", sampled, "653022", "textiles", "围巾", None, uscc(6), "合格", None, "张三", None, reported]
+    )
+    buf = io.BytesIO()
+    book.save(buf)
+    (row,) = parse_table(buf.getvalue(), filename="lab.xlsx", kind="sampling").rows
+    assert row.data["reported_at"] == row.data["sampled_at"] == datetime(2026, 3, 2, 10, 30, tzinfo=SHANGHAI)
