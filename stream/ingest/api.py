@@ -411,6 +411,10 @@ def create_ingest_router(
                 raise PayloadTooLarge(f"the file is larger than {max_upload_bytes} bytes")
             try:
                 table = parse_table(content, filename=filename, kind=kind, catalogue=cat)
+                rows = table.row_count()
+                if rows is not None and rows > max_batch_rows:
+                    # counted before any row is stored: a file too large is refused whole, never half-imported
+                    raise PayloadTooLarge(f"{rows} rows in the file; at most {max_batch_rows} in one import")
                 return many(
                     table.kind,
                     principal,

@@ -215,6 +215,13 @@ class Table:
     rows: Iterator[RawRow]
     total: int | None = field(default=None)
     cells: Iterator[tuple[int, list[Any]]] | None = field(default=None, repr=False)
+    #: rows after the header, blank ones included (JSONL: lines that are not blank), counted without
+    #: converting a cell; ``None``: not known
+    count: Callable[[], int] | None = field(default=None, repr=False)
+
+    def row_count(self) -> int | None:
+        """How many rows follow the header (see :attr:`count`), read before any row is stored."""
+        return None if self.count is None else self.count()
 
     def chunks(self, size: int) -> Iterator[RowChunk]:
         """The remaining rows in slices of at most ``size`` physical rows (blank lines included)."""
@@ -434,7 +441,11 @@ def _convert(name: str, value: Any, catalogue: Catalogue) -> Any:
 
 
 def _rows_from_cells(
-    cells: Iterator[tuple[int, list[Any]]], kind: RecordKind | None, catalogue: Catalogue, fmt: str
+    cells: Iterator[tuple[int, list[Any]]],
+    kind: RecordKind | None,
+    catalogue: Catalogue,
+    fmt: str,
+    last_row: Callable[[], int],
 ) -> Table:
     preamble: list[tuple[int, list[Any]]] = []
     for number, row in cells:
@@ -450,7 +461,16 @@ def _rows_from_cells(
 
     rest = iter(cells)
     rows = _convert_cells(_column_plan(mapped), rest, catalogue, _memo_for(catalogue))
-    return Table(kind=guess, format=fmt, columns=mapped, ignored_columns=ignored, rows=rows, cells=rest)
+    header = preamble[-1][0]
+    return Table(
+        kind=guess,
+        format=fmt,
+        columns=mapped,
+        ignored_columns=ignored,
+        rows=rows,
+        cells=rest,
+        count=lambda: max(0, last_row() - header),
+    )
 
 
 def _decode(content: bytes) -> str:
@@ -463,26 +483,53 @@ def _decode(content: bytes) -> str:
             raise TableError("the file is neither UTF-8 nor GB 18030 text") from None
 
 
-def _csv_cells(content: bytes) -> Iterator[tuple[int, list[Any]]]:
-    reader = csv.reader(io.StringIO(_decode(content), newline=""))
-    yield from enumerate(reader, start=1)
+def _csv_cells(content: bytes) -> tuple[Iterator[tuple[int, list[Any]]], Callable[[], int]]:
+    """The numbered rows of a CSV file, and its number of rows (a parse that keeps no cell)."""
+    text = _decode(content)
+
+    def last_row() -> int:
+        return sum(1 for _ in csv.reader(io.StringIO(text, newline="")))
+
+    return enumerate(csv.reader(io.StringIO(text, newline="")), start=1), last_row
 
 
-def _xlsx_cells(content: bytes) -> Iterator[tuple[int, list[Any]]]:
+def _xlsx_cells(content: bytes) -> tuple[Iterator[tuple[int, list[Any]]], Callable[[], int]]:
+    """The numbered rows of the active sheet, and its last row number.
+
+    That is the sheet's own dimension (Excel and WPS write one); a sheet without one is counted row
+    by row in a second read.
+    """
     from openpyxl import load_workbook
 
-    try:
-        book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises zipfile, KeyError or its own errors on a bad file
-        raise TableError(f"not a readable XLSX workbook: {type(exc).__name__}: {exc}") from None
-    sheet = book.active
-    if sheet is None:
-        raise TableError("the workbook has no sheet")
-    try:
-        for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield number, list(row)
-    finally:
-        book.close()
+    def open_sheet() -> tuple[Any, Any]:
+        try:
+            book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises zipfile, KeyError or its own errors on a bad file
+            raise TableError(f"not a readable XLSX workbook: {type(exc).__name__}: {exc}") from None
+        if book.active is None:
+            raise TableError("the workbook has no sheet")
+        return book, book.active
+
+    book, sheet = open_sheet()
+
+    def rows() -> Iterator[tuple[int, list[Any]]]:
+        try:
+            for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+                yield number, list(row)
+        finally:
+            book.close()
+
+    def last_row() -> int:
+        sized: int | None = sheet.max_row if sheet.max_row and sheet.max_column else None
+        if sized is not None:
+            return sized
+        other, counted = open_sheet()
+        try:
+            return sum(1 for _ in counted.iter_rows(values_only=True))
+        finally:
+            other.close()
+
+    return rows(), last_row
 
 
 def json_lines(text: str) -> list[str]:
@@ -532,8 +579,15 @@ def parse_table(
             except json.JSONDecodeError:
                 keys = []
             want = _guess_kind(keys)
-        return Table(kind=want, format=fmt, columns={}, ignored_columns=[], rows=_jsonl_rows(lines))
-    reader: Callable[[bytes], Iterator[tuple[int, list[Any]]]] = _xlsx_cells if fmt == "xlsx" else _csv_cells
+        return Table(
+            kind=want,
+            format=fmt,
+            columns={},
+            ignored_columns=[],
+            rows=_jsonl_rows(lines),
+            count=lambda: sum(1 for line in lines if line.strip()),
+        )
     if fmt not in FORMATS:
         raise TableError(f"format '{fmt}' is not one of {', '.join(FORMATS)}")
-    return _rows_from_cells(reader(content), want, cat, fmt)
+    cells, last_row = _xlsx_cells(content) if fmt == "xlsx" else _csv_cells(content)
+    return _rows_from_cells(cells, want, cat, fmt, last_row)

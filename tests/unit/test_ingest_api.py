@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -243,3 +244,36 @@ def test_openapi_documents_the_record_schemas(client: TestClient) -> None:
         "/api/v1/patrol-reports:batch",
         "/api/v1/imports",
     } <= set(spec["paths"])
+
+
+def _sheet(fmt: str, n: int, *, sized: bool = True) -> bytes:
+    head = ["id", "sampled_at", "region", "industry", "product", "enterprise_id", "passed", "inspector_id"]
+    rows = [[f"S-{k}", "2026-03-02", "653022", "textiles", "scarf", uscc(1), "true", "x"] for k in range(n)]
+    if fmt == "csv":
+        return ("\n".join(",".join(r) for r in [head, *rows]) + "\n").encode()
+    if fmt == "jsonl":
+        return "\n".join(json.dumps(sampling(k)) for k in range(n)).encode()
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=not sized)
+    sheet = book.active if sized else book.create_sheet()
+    for r in [head, *rows]:
+        sheet.append(r)
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("fmt", "sized"), [("csv", True), ("jsonl", True), ("xlsx", True), ("xlsx", False)])
+def test_an_import_of_more_rows_than_the_batch_limit_is_413_and_stores_nothing(
+    client: TestClient, fmt: str, sized: bool
+) -> None:
+    def upload(n: int) -> Any:
+        files = {"file": (f"lab.{fmt}", _sheet(fmt, n, sized=sized), "application/octet-stream")}
+        return client.post("/api/v1/imports", params={"kind": "sampling"}, headers=AUTH, files=files)
+
+    r = upload(51)
+    assert r.status_code == 413
+    assert "51 rows" in r.json()["detail"]["message"] and "at most 50" in r.json()["detail"]["message"]
+    r = upload(50)  # nothing of the refused file was stored: every row is new
+    assert r.status_code == 200 and r.json()["accepted"] == 50
