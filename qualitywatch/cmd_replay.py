@@ -4,7 +4,10 @@ Runs the detection engine the stream runs over JSONL files, in event-time order,
 ``RiskWarning`` JSON object per line. Bad lines are reported on stderr (file, line number, field,
 reason) and optionally written to ``--errors``; they never stop the replay and do not change the exit
 code (it is non-zero only when an input cannot be read, an output cannot be written or the catalogue is
-invalid). The progress bar (bytes read) shows on a terminal only, and never with ``--quiet``.
+invalid). The warnings and errors are written to temporary files beside ``--out`` and ``--errors``
+and moved into place only when the replay completes: a replay that fails or is interrupted leaves the
+files that were there before as they were. The progress bar (bytes read) shows on a terminal only,
+and never with ``--quiet``.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import sys
+import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
 import click
@@ -53,6 +59,59 @@ def _refuse_overwriting_an_input(outputs: dict[str, Path | None], inputs: dict[s
 
 def _clock(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
     return None if value is None else parse_clock(value)
+
+
+def _new_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _open_replacing(stack: ExitStack, path: Path, buffering: int = -1) -> IO[str]:
+    """Open a temporary file beside ``path`` that is moved over it when ``stack`` closes without error.
+
+    On an error or an interruption the temporary file is removed and ``path`` is left as it was. The
+    file keeps the permissions of the one it replaces. A path that exists and is not a regular file
+    (``/dev/null``, a named pipe) is written in place. Raises ``OSError`` naming ``path``."""
+    target = Path(os.path.realpath(path))  # through a symbolic link: the link stays a link
+    if target.exists() and not target.is_file():
+        return stack.enter_context(open(path, "w", encoding="utf-8", buffering=buffering))
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = _new_file_mode()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    try:
+        os.fchmod(fd, mode)
+        fh = stack.enter_context(os.fdopen(fd, "w", encoding="utf-8", buffering=buffering))
+    except BaseException:
+        with suppress(OSError):
+            os.close(fd)
+        os.unlink(tmp)
+        raise
+
+    def finish(
+        exc_type: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            with suppress(OSError):
+                fh.close()
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+            return
+        try:
+            fh.close()
+            os.replace(tmp, target)
+        except OSError as exc:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    stack.push(finish)
+    return fh
 
 
 class _Output:
@@ -126,7 +185,8 @@ class _Reporter:
     "out",
     required=True,
     type=click.Path(dir_okay=False, writable=True, allow_dash=True, path_type=Path),
-    help="Where to write the warnings (one RiskWarning JSON per line; '-' for stdout).",
+    help="Where to write the warnings (one RiskWarning JSON per line; '-' for stdout). "
+    "An existing file is replaced only when the replay completes.",
 )
 @click.option(
     "--catalogue",
@@ -198,15 +258,11 @@ def command(
             if str(out) == "-":
                 sink = _Output(sys.stdout, "standard output", close=False)
             else:
-                sink = _Output(
-                    stack.enter_context(open(out, "w", encoding="utf-8", buffering=1 << 20)), str(out)
-                )
-                stack.callback(sink.close)  # first: the file's own exit then finds it closed
+                sink = _Output(_open_replacing(stack, out, buffering=1 << 20), str(out))
+                stack.callback(sink.close)  # first: the file is closed before it is moved into place
             errors = None
             if errors_path is not None:
-                errors = _Output(
-                    stack.enter_context(open(errors_path, "w", encoding="utf-8")), str(errors_path)
-                )
+                errors = _Output(_open_replacing(stack, errors_path), str(errors_path))
                 stack.callback(errors.close)
         except OSError as exc:
             raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}") from exc

@@ -493,3 +493,38 @@ def test_a_compressed_or_utf16_file_is_refused_as_a_whole(
         run(path)
     result = CliRunner().invoke(main, ["replay", str(path), "--out", str(tmp_path / "w.jsonl"), "-q"])
     assert result.exit_code == 1 and message in result.stderr and "rejected" not in result.stderr
+
+
+def test_a_failed_replay_leaves_the_existing_outputs_as_they_were(
+    tmp_path: Path, records: list[dict[str, Any]]
+) -> None:
+    """An input refused as a whole (here gzip) must not cost last week's warnings or errors file."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(gzip.compress(write_lines(tmp_path / "plain.jsonl", records[:20]).read_bytes()))
+    out, errors = tmp_path / "w.jsonl", tmp_path / "e.jsonl"
+    out.write_text("last week's warnings\n", encoding="utf-8")
+    errors.write_text("last week's errors\n", encoding="utf-8")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = CliRunner().invoke(
+        main, ["replay", str(events), "--out", str(out), "--errors", str(errors), "--now", "2026-01-01", "-q"]
+    )
+    assert result.exit_code == 1 and "gzip-compressed" in result.stderr, result.output
+    assert out.read_text(encoding="utf-8") == "last week's warnings\n"
+    assert errors.read_text(encoding="utf-8") == "last week's errors\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary file left behind
+
+
+def test_a_completed_replay_replaces_the_outputs(
+    tmp_path: Path, records: list[dict[str, Any]], clean: tuple[Path, list[RiskWarning]]
+) -> None:
+    out, errors = tmp_path / "w.jsonl", tmp_path / "e.jsonl"
+    out.write_text("last week's warnings\n", encoding="utf-8")
+    errors.write_text("last week's errors\n", encoding="utf-8")
+    out.chmod(0o640)
+    args = ["replay", str(clean[0]), "--out", str(out), "--errors", str(errors), "--now", "2026-01-01", "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert [RiskWarning.model_validate_json(line) for line in out.read_text().splitlines()] == clean[1]
+    assert errors.read_text(encoding="utf-8") == ""
+    assert out.stat().st_mode & 0o777 == 0o640  # the file keeps its permissions
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.jsonl", "w.jsonl"]
