@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from qualitywatch.evaluation import evaluate_runs, format_report, report_json
+from qualitywatch.options import catalogue_option, catalogue_path, load_configured_catalogue
 
 
 @click.command("evaluate")
@@ -29,16 +30,24 @@ from qualitywatch.evaluation import evaluate_runs, format_report, report_json
     help="Also write the figures (per method, kind, size and incident) as JSON.",
 )
 @click.option("--no-baselines", is_flag=True, help="Score QualityWatch only (faster).")
+@catalogue_option
 def command(
-    run_dirs: tuple[Path, ...], warnings_name: str, json_out: Path | None, no_baselines: bool
+    run_dirs: tuple[Path, ...],
+    warnings_name: str,
+    json_out: Path | None,
+    no_baselines: bool,
+    catalogue: Path | None,
 ) -> None:
     """Score each RUN_DIR (truth.json, events.jsonl, warnings) and print the pooled table."""
     for d in run_dirs:
         for name in ("truth.json", warnings_name) + (() if no_baselines else ("events.jsonl",)):
             if not (d / name).is_file():
                 raise click.UsageError(f"{d}: missing {name}")
+    cat = load_configured_catalogue(catalogue_path(catalogue))
     try:
-        report = evaluate_runs(list(run_dirs), warnings_name=warnings_name, baselines=not no_baselines)
+        report = evaluate_runs(
+            list(run_dirs), warnings_name=warnings_name, baselines=not no_baselines, catalogue=cat
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_report(report))

@@ -27,6 +27,8 @@ from typing import IO, Any
 
 import click
 
+from .options import catalogue_option, catalogue_path, load_configured_catalogue
+
 __all__ = ["command", "parse_clock"]
 
 
@@ -188,11 +190,7 @@ class _Reporter:
     help="Where to write the warnings (one RiskWarning JSON per line; '-' for stdout). "
     "An existing file is replaced only when the replay completes.",
 )
-@click.option(
-    "--catalogue",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Reference catalogue (YAML); default: the packaged Kizilsu catalogue.",
-)
+@catalogue_option
 @click.option(
     "--flush/--no-flush",
     default=True,
@@ -240,18 +238,14 @@ def command(
     """
     from tqdm import tqdm
 
-    from schemas import CatalogueError, load_catalogue
-
     from .replay import ReplayError, replay
 
+    catalogue = catalogue_path(catalogue)
     _refuse_overwriting_an_input(
         {"--out": out, "--errors": errors_path},
         {"EVENTS": events, "--patrols": patrols, "--catalogue": catalogue},
     )
-    try:
-        cat = load_catalogue(catalogue)
-    except CatalogueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    cat = load_configured_catalogue(catalogue)
     total = events.stat().st_size + (patrols.stat().st_size if patrols else 0)
     with ExitStack() as stack:
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from qualitywatch.evaluation import SimConfig, simulate, write_simulation
-from schemas import default_catalogue
+from qualitywatch.options import catalogue_option, catalogue_path, load_configured_catalogue
 
 
 @click.command("simulate")
@@ -29,9 +29,10 @@ from schemas import default_catalogue
     show_default=True,
     help="Directory for events.jsonl, patrols.jsonl and truth.json.",
 )
-def command(seed: int, years: int, out_dir: Path) -> None:
+@catalogue_option
+def command(seed: int, years: int, out_dir: Path, catalogue: Path | None) -> None:
     """Simulate sampling results, patrol reports and injected incidents (the truth)."""
-    sim = simulate(SimConfig(seed=seed, years=years), default_catalogue())
+    sim = simulate(SimConfig(seed=seed, years=years), load_configured_catalogue(catalogue_path(catalogue)))
     try:
         paths = write_simulation(sim, out_dir)
     except OSError as exc:

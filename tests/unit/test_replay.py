@@ -528,3 +528,39 @@ def test_a_completed_replay_replaces_the_outputs(
     assert errors.read_text(encoding="utf-8") == ""
     assert out.stat().st_mode & 0o777 == 0o640  # the file keeps its permissions
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.jsonl", "w.jsonl"]
+
+
+def _other_prefecture(tmp_path: Path) -> Path:
+    """The packaged catalogue with Akto's code changed: 653025 is one of its counties, 653022 is not."""
+    from schemas.catalogue import DEFAULT_PATH
+
+    path = tmp_path / "other.yaml"
+    text = DEFAULT_PATH.read_text(encoding="utf-8")
+    path.write_text(text.replace('"653022"', '"653025"'), encoding="utf-8")
+    return path
+
+
+def test_replay_reads_the_catalogue_the_worker_reads_and_catalogue_wins(
+    tmp_path: Path, records: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from schemas.catalogue import DEFAULT_PATH
+
+    moved = [{**r, "region": "653025"} if r["region"] == "653022" else r for r in records[:400]]
+    events = write_lines(tmp_path / "events.jsonl", moved)
+    monkeypatch.setenv("QW_CATALOGUE_PATH", str(_other_prefecture(tmp_path)))
+    args = ["replay", str(events), "--out", str(tmp_path / "w.jsonl"), "--now", "2026-01-01", "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert " 0 rejected" in result.stderr, result.stderr
+    packaged = CliRunner().invoke(main, [*args, "--catalogue", str(DEFAULT_PATH)])
+    assert packaged.exit_code == 0, packaged.output
+    assert "'653025' is not a county code" in packaged.stderr
+
+
+def test_replay_names_a_configured_catalogue_it_cannot_read(
+    tmp_path: Path, records: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = write_lines(tmp_path / "events.jsonl", records[:20])
+    monkeypatch.setenv("QW_CATALOGUE_PATH", str(tmp_path / "missing.yaml"))
+    result = CliRunner().invoke(main, ["replay", str(events), "--out", str(tmp_path / "w.jsonl"), "-q"])
+    assert result.exit_code == 1 and f"cannot read catalogue {tmp_path / 'missing.yaml'}" in result.stderr

@@ -207,3 +207,22 @@ def test_simulate_names_the_replay_that_refuses_none_of_its_records(tmp_path):
     replayed = CliRunner().invoke(main, [*shlex.split(step)[2:], "-q"])
     assert replayed.exit_code == 0, replayed.output
     assert replayed.stderr.count(" 0 rejected") == 2, replayed.stderr
+
+
+def test_the_offline_path_follows_the_catalogue_setting(tmp_path, monkeypatch):
+    """Another prefecture's analyst sets QW_CATALOGUE_PATH once: simulate, replay and evaluate use it."""
+    from schemas.catalogue import DEFAULT_PATH
+
+    other = tmp_path / "other.yaml"
+    text = DEFAULT_PATH.read_text(encoding="utf-8")
+    other.write_text(text.replace('"653022"', '"653025"'), encoding="utf-8")
+    monkeypatch.setenv("QW_CATALOGUE_PATH", str(other))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["simulate", "--years", "2", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    regions = {json.loads(line)["region"] for line in (run / "events.jsonl").open(encoding="utf-8")}
+    assert "653025" in regions and "653022" not in regions
+    replayed = CliRunner().invoke(main, [*shlex.split(result.output.splitlines()[-1])[2:], "-q"])
+    assert replayed.exit_code == 0 and replayed.stderr.count(" 0 rejected") == 2, replayed.stderr
+    scored = CliRunner().invoke(main, ["evaluate", str(run), "--no-baselines"])
+    assert scored.exit_code == 0, scored.output
