@@ -39,6 +39,12 @@ def command(
     catalogue: Path | None,
 ) -> None:
     """Score each RUN_DIR (truth.json, events.jsonl, warnings) and print the pooled table."""
+    seen: dict[Path, Path] = {}
+    for d in run_dirs:
+        first = seen.setdefault(d.resolve(), d)
+        if first is not d:
+            same = f"{d} is given twice" if str(first) == str(d) else f"{d} and {first} are the same run"
+            raise click.UsageError(f"{same}: its incidents would count twice")
     for d in run_dirs:
         for name in ("truth.json", warnings_name) + (() if no_baselines else ("events.jsonl",)):
             if not (d / name).is_file():

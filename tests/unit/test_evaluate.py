@@ -284,3 +284,14 @@ def test_evaluate_reports_an_unwritable_figures_file(tmp_path):
     out = tmp_path / "no" / "such" / "fig.json"
     res = CliRunner().invoke(main, ["evaluate", str(run), "--json", str(out)])
     assert res.exit_code == 1 and f"Error: cannot write {out}: No such file or directory" in res.output
+
+
+def test_evaluate_refuses_a_run_given_twice(tmp_path, monkeypatch):
+    """The same directory under two spellings (or through a link) would count its incidents twice."""
+    run = _write_run(tmp_path / "run")
+    (tmp_path / "link").symlink_to(run, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    for again, message in (("./run/", "run is given twice"), ("link", "link and run are the same run")):
+        res = CliRunner().invoke(main, ["evaluate", "run", again, "--no-baselines"])
+        assert res.exit_code == 2, res.output
+        assert f"Error: {message}: its incidents would count twice" in res.output
