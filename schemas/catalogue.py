@@ -246,6 +246,23 @@ def _unique(values: list[tuple[str, str]], what: str) -> None:
         first[value] = where
 
 
+def _one_county_per_name(regions: list[Region]) -> None:
+    """Refuse a code, name or alias that folds to a spelling of another county: it would resolve to
+    whichever county is listed first."""
+    first: dict[str, tuple[str, str]] = {}  # folded spelling -> (where, code)
+    for n, r in enumerate(regions):
+        spellings = [("code", r.code), ("name_zh", r.name_zh), ("name_en", r.name_en)]
+        spellings += [(f"aliases[{k}]", alias) for k, alias in enumerate(r.aliases)]
+        for name, spelling in spellings:
+            where = f"regions[{n}].{name}"
+            other = first.setdefault(normalise_text(spelling), (where, r.code))
+            if other[1] != r.code:
+                raise CatalogueError(
+                    f"{where}: {spelling!r} also names {other[0]} (county {other[1]}): "
+                    "a name must point to one county"
+                )
+
+
 def _target(name: Any, value: Any) -> float:
     where = f"targets.{name}"
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -273,6 +290,7 @@ def catalogue_from_dict(data: Mapping[str, Any], source: str = "") -> Catalogue:
             )
         )
     _unique([(f"regions[{n}].code", r.code) for n, r in enumerate(regions)], "region code")
+    _one_county_per_name(regions)
     items_raw = _mapping(_require(data, "hazard_items", "catalogue"), "hazard_items")
     items = []
     for name, raw in items_raw.items():

@@ -135,6 +135,18 @@ def _kashgar() -> dict[str, Any]:
             "regions[2].code: region code '653101' is listed twice (also regions[0].code)",
         ),
         (
+            lambda d: d["regions"][1].update(aliases=["Shufu", "kashi"]),
+            "regions[1].aliases[1]: 'kashi' also names regions[0].aliases[0] (county 653101)",
+        ),
+        (
+            lambda d: d["regions"][1].update(aliases=["Kashgar  city"]),
+            "regions[1].aliases[0]: 'Kashgar  city' also names regions[0].name_en (county 653101)",
+        ),
+        (
+            lambda d: d["regions"][0].update(aliases=["Kashi", "疏附县"]),
+            "regions[1].name_zh: '疏附县' also names regions[0].aliases[1] (county 653101)",
+        ),
+        (
             lambda d: d["industries"].append(dict(d["industries"][1])),
             "industries[2].slug: industry slug 'carpets' is listed twice (also industries[1].slug)",
         ),
