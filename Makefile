@@ -21,9 +21,12 @@ install: $(BIN)/qualitywatch  ## create .venv and install the project with its t
 run: install  ## run the platform on the embedded defaults (embedded broker, SQLite, demo data)
 	$(BIN)/qualitywatch up
 
-demo: install  ## offline demo: simulate a year of data, replay it through the detectors, score the warnings
+# replay refuses records after its validation clock (the wall clock by default): the demo's clock is
+# the end of the simulated weeks, the one `qualitywatch simulate` prints (a unit test keeps them equal)
+demo: install  ## offline demo: simulate five years of data, replay them through the detectors, score the warnings
 	$(BIN)/qualitywatch simulate --seed 1 --out $(RUN_DIR)
-	$(BIN)/qualitywatch replay $(RUN_DIR)/events.jsonl --patrols $(RUN_DIR)/patrols.jsonl --out $(RUN_DIR)/warnings.jsonl
+	$(BIN)/qualitywatch replay $(RUN_DIR)/events.jsonl --patrols $(RUN_DIR)/patrols.jsonl --out $(RUN_DIR)/warnings.jsonl \
+		--now 2025-12-29T00:00:00+08:00
 	$(BIN)/qualitywatch evaluate $(RUN_DIR)
 
 test: install  ## run the whole test suite (starts the embedded broker itself; PostgreSQL too if QW_TEST_DATABASE_URL is set)

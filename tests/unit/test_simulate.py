@@ -6,6 +6,7 @@ import json
 import shlex
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +227,53 @@ def test_the_offline_path_follows_the_catalogue_setting(tmp_path, monkeypatch):
     assert replayed.exit_code == 0 and replayed.stderr.count(" 0 rejected") == 2, replayed.stderr
     scored = CliRunner().invoke(main, ["evaluate", str(run), "--no-baselines"])
     assert scored.exit_code == 0, scored.output
+
+
+def _steps(text: str, command: str) -> tuple[list[str], list[str]]:
+    """The arguments of the ``simulate`` and ``replay`` lines that follow ``command`` in ``text``."""
+    found: dict[str, list[str]] = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        if not line.lstrip().startswith(command):
+            continue
+        words = shlex.split(line.split("  #")[0])
+        if words[0] == command and len(words) > 1:
+            at = words.index(command)
+            found.setdefault(words[at + 1], words[at + 2 :])
+    return found["simulate"], found["replay"]
+
+
+_PRINTED_CLOCK: dict[tuple[str, ...], str] = {}
+
+
+def _printed_clock(args: list[str], out: Path) -> str:
+    """The --now of the replay line ``qualitywatch simulate ARGS`` prints (one run per ARGS)."""
+    key = tuple(args)
+    if key not in _PRINTED_CLOCK:
+        at = args.index("--out") + 1
+        result = CliRunner().invoke(main, ["simulate", *args[:at], str(out), *args[at + 1 :]])
+        assert result.exit_code == 0, result.output
+        printed = shlex.split(result.output.splitlines()[-1])
+        _PRINTED_CLOCK[key] = printed[printed.index("--now") + 1]
+    return _PRINTED_CLOCK[key]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "command", "names"),
+    [
+        ("README.md", "qualitywatch", {}),
+        ("Makefile", "$(BIN)/qualitywatch", {"$(RUN_DIR)": "var/demo"}),
+    ],
+)
+def test_the_documented_demo_replays_with_the_clock_simulate_names(tmp_path, name, command, names):
+    """The demo's replay needs the clock at the end of the simulated weeks (they may reach past
+    today); the README and ``make demo`` spell it out, and must keep naming the one simulate prints."""
+    text = (Path(__file__).resolve().parents[2] / name).read_text(encoding="utf-8")
+    for key, value in names.items():
+        text = text.replace(key, value)
+    simulate_args, replay_args = _steps(text, command)
+    assert "--now" in replay_args, f"{name}: the demo's replay line names no --now"
+    out = simulate_args[simulate_args.index("--out") + 1]
+    assert replay_args[0] == f"{out}/events.jsonl"
+    simulate_args[simulate_args.index("--out") + 1] = "RUN"  # the same run wherever it is written
+    assert replay_args[replay_args.index("--now") + 1] == _printed_clock(simulate_args, tmp_path / "run")
