@@ -15,8 +15,9 @@ is a batch of one.
   or nothing (a repeat).
 * **inhibit** — an open systemic alert holds back the regional and industry alerts of the cells it
   covers (its evidence lists ``regions``/``industries`` or ``cells``); they stay attached to it
-  (``inhibited_by_id``) and are released, and told, when it resolves; one that resolves while held back
-  and was never told it fired is not told it resolved either.
+  (``inhibited_by_id``) and are released, and told, when it resolves (one told before gets its
+  escalation timer back, started at the release); one that resolves while held back and was never told
+  it fired is not told it resolved either.
 * **silence** — an active silence whose matchers all match holds back the notification.
 * **route** — the first matching route names the team and receivers (else the default team).
 * **notify** — one pending notification per receiver, keyed by warning id; escalation timers start.
@@ -383,7 +384,11 @@ def _systemic_changed(session: Session, ctx: Context, t: Target) -> None:
         for c in list(attached):
             c.inhibited_by_id = None
             told = session.scalar(select(exists().where(Notification.alert_id == c.id)))
-            ctx.decide(session, c, "inhibit", "released", f"{_describe(s)} resolved")
+            reason = f"{_describe(s)} resolved"
+            due = _restart_timer(ctx, c) if told else None
+            if due is not None:  # told already, so not told again; its own escalation runs again
+                reason += f"; escalates at {due.isoformat()} unless acknowledged"
+            ctx.decide(session, c, "inhibit", "released", reason)
             ctx.targets.append(
                 Target(alert=c, event=None if told else "firing", key=f"{ctx.warning.id}:release:{c.id}")
             )
@@ -459,6 +464,16 @@ def route(session: Session, ctx: Context) -> None:
                 f"level >= {r.min_level or 'blue'}) -> team {r.team!r}",
             )
         _set_timer(ctx, t)
+
+
+def _restart_timer(ctx: Context, a: Alert) -> datetime | None:
+    """Start a released alert's escalation timer afresh from now; None if it does not escalate
+    (not firing, i.e. acknowledged, or already at the top tier)."""
+    if a.state != AlertState.firing or a.tier >= ctx.settings.escalation_tiers:
+        a.escalate_at = None
+    else:
+        a.escalate_at = ctx.now + timedelta(seconds=ctx.settings.escalation_timeout(Level(a.level)))
+    return a.escalate_at
 
 
 def _set_timer(ctx: Context, t: Target) -> None:

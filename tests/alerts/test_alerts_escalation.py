@@ -176,3 +176,62 @@ def test_a_silence_that_ends_before_the_timeout_does_not_delay_the_escalation(
     assert tick(session, now=clock.now(), settings=settings) == []
     clock.advance(timedelta(seconds=1))
     assert tick(session, now=clock.now(), settings=settings) == [_alert(session, w.fingerprint).id]
+
+
+def _systemic(make_warning, *, status="firing", week=0):  # type: ignore[no-untyped-def]
+    extra = {"regions": ["653022"], "industries": ["food_processing"]} if status == "firing" else {}
+    return make_warning(
+        kind="systemic",
+        detector="systemic_item",
+        region=None,
+        item="aflatoxin_b1",
+        level="orange",
+        status=status,
+        week=week,
+        **extra,
+    )
+
+
+def test_a_told_alert_covered_by_a_systemic_one_escalates_again_once_released(
+    routed, ingest, make_warning, session, clock, settings
+):
+    w = make_warning(region="653022", level="red")
+    ingest(w)  # told it fires; its timer runs
+    clock.advance(timedelta(minutes=5))
+    ingest(_systemic(make_warning))  # covered: its own timer stops, the systemic alert's runs
+    a = _alert(session, w.fingerprint)
+    assert a.inhibited_by_id is not None and a.escalate_at is None
+    systemic_id = a.inhibited_by_id
+    clock.advance(timedelta(minutes=30))  # past the red timeout: only the systemic alert escalates
+    assert tick(session, now=clock.now(), settings=settings) == [systemic_id]
+    session.commit()
+    ingest(_systemic(make_warning, status="resolved", week=1))  # released, still firing, unacknowledged
+    a = _alert(session, w.fingerprint)
+    assert a.state == "firing" and a.inhibited_by_id is None and a.tier == 0
+    released = [d for d in list_decisions(session, alert_id=a.id) if d.stage == "inhibit"][-1]
+    assert released.decision == "released" and "escalates" in released.reason
+    # its timer runs again from the release: 15 minutes at red, then the next tier
+    clock.advance(timedelta(minutes=14, seconds=59))
+    assert tick(session, now=clock.now(), settings=settings) == []
+    clock.advance(timedelta(seconds=1))
+    assert tick(session, now=clock.now(), settings=settings) == [a.id]
+    session.commit()
+    assert _alert(session, w.fingerprint).tier == 1 and len(_escalations(session, a.id)) == 1
+
+
+def test_an_acknowledged_alert_released_from_a_systemic_one_does_not_escalate(
+    routed, ingest, make_warning, session, clock, settings
+):
+    w = make_warning(region="653022", level="red")
+    ingest(w)
+    ingest(_systemic(make_warning))
+    a = _alert(session, w.fingerprint)
+    acknowledge(
+        session, alert_id=a.id, principal=OFFICER, disposition="verified", note="on it", now=clock.now()
+    )
+    session.commit()
+    ingest(_systemic(make_warning, status="resolved", week=1))
+    a = _alert(session, w.fingerprint)
+    assert a.inhibited_by_id is None and a.escalate_at is None
+    clock.advance(timedelta(hours=1))
+    assert tick(session, now=clock.now(), settings=settings) == []
