@@ -15,9 +15,10 @@ is a batch of one.
   or nothing (a repeat).
 * **inhibit** — an open systemic alert holds back the regional and industry alerts of the cells it
   covers (its evidence lists ``regions``/``industries`` or ``cells``); they stay attached to it
-  (``inhibited_by_id``) and are released, and told, when it resolves (one told before gets its
-  escalation timer back, started at the release); one that resolves while held back and was never told
-  it fired is not told it resolved either.
+  (``inhibited_by_id``) and are released, and told, when it resolves (one another open systemic alert
+  still covers is attached to that one instead; one told before gets its escalation timer back, started
+  at the release); one that resolves while held back and was never told it fired is not told it
+  resolved either.
 * **silence** — an active silence whose matchers all match holds back the notification.
 * **route** — the first matching route names the team and receivers (else the default team).
 * **notify** — one pending notification per receiver, keyed by warning id; escalation timers start.
@@ -382,6 +383,17 @@ def _systemic_changed(session: Session, ctx: Context, t: Target) -> None:
             select(Alert).where(Alert.inhibited_by_id == s.id, Alert.state != AlertState.resolved.value)
         )
         for c in list(attached):
+            other = next((x for x in ctx.rules.systemic if covers(x, c)), None)
+            if other is not None:  # still covered: it stays held back, by the other one
+                c.inhibited_by_id = other.id
+                ctx.decide(
+                    session,
+                    c,
+                    "inhibit",
+                    "attached",
+                    f"{_describe(s)} resolved; still covered by {_describe(other)}",
+                )
+                continue
             c.inhibited_by_id = None
             told = session.scalar(select(exists().where(Notification.alert_id == c.id)))
             reason = f"{_describe(s)} resolved"

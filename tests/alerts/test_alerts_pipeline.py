@@ -203,6 +203,67 @@ def test_attached_alert_that_was_told_it_fired_is_told_it_resolved(routed, inges
     assert [n.event for n in _owed(session, _alert(session, early.fingerprint).id)] == ["firing", "resolved"]
 
 
+def test_alert_still_covered_by_another_systemic_alert_stays_held_back_when_one_resolves(
+    routed, ingest, make_warning, session
+):
+    ingest(_systemic(make_warning))
+    wider = make_warning(
+        kind="systemic",
+        detector="systemic_item_wide",
+        region=None,
+        item="aflatoxin_b1",
+        level="orange",
+        regions=["653022", "653024"],
+    )
+    ingest(wider)
+    held = make_warning(region="653022")
+    ingest(held)
+    first, second = _alert(session, _systemic(make_warning).fingerprint), _alert(session, wider.fingerprint)
+    assert _alert(session, held.fingerprint).inhibited_by_id in (first.id, second.id)
+    # whichever holds it, resolving the first systemic alert leaves it covered by the second
+    ingest(_systemic(make_warning, status="resolved", week=1))
+    a = _alert(session, held.fingerprint)
+    assert a.inhibited_by_id == second.id and a.escalate_at is None
+    assert _owed(session, a.id) == []
+    d = _decisions(session, a.id, "inhibit")[-1]
+    assert d.decision in ("attached", "inhibited") and f"systemic alert #{second.id}" in d.reason
+
+
+def test_alert_attached_to_the_later_systemic_alert_stays_held_back_by_the_earlier_one(
+    routed, ingest, make_warning, session
+):
+    early = make_warning(region="653022")
+    ingest(early)  # told it fires
+    ingest(_systemic(make_warning))
+    wider = make_warning(
+        kind="systemic",
+        detector="systemic_item_wide",
+        region=None,
+        item="aflatoxin_b1",
+        level="orange",
+        regions=["653022", "653024"],
+    )
+    ingest(wider)
+    first, second = _alert(session, _systemic(make_warning).fingerprint), _alert(session, wider.fingerprint)
+    assert _alert(session, early.fingerprint).inhibited_by_id == second.id
+    ingest(
+        make_warning(
+            kind="systemic",
+            detector="systemic_item_wide",
+            region=None,
+            item="aflatoxin_b1",
+            level="orange",
+            status="resolved",
+            week=1,
+        )
+    )
+    a = _alert(session, early.fingerprint)
+    assert a.inhibited_by_id == first.id and a.escalate_at is None  # still covered: no escalation of its own
+    d = _decisions(session, a.id, "inhibit")[-1]
+    assert d.decision == "attached" and f"still covered by systemic alert #{first.id}" in d.reason
+    assert [n.event for n in _owed(session, a.id)] == ["firing"]
+
+
 def test_systemic_alert_of_another_item_does_not_cover(routed, ingest, make_warning, session):
     ingest(_systemic(make_warning))
     other = make_warning(region="653022", item="lead", detector="item_rate")
