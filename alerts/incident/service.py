@@ -17,7 +17,7 @@ from ..alert.models import Alert
 from ..alert.service import get_alert
 from ..audit import service as audit
 from ..auth.service import Principal, check_county
-from ..errors import InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 from ..events import emit
 from .models import (
     Incident,
@@ -227,6 +227,17 @@ def add_member(
     _not_closed(inc, "add a member")
     if not name.strip():
         raise InvalidInput("must not be empty", field="name")
+    if role.strip().casefold() == "commander":
+        raise InvalidInput(
+            f"the commander is appointed with POST /api/incidents/{inc.id}/commander, not added as a member",
+            field="role",
+        )
+    if name == inc.commander:
+        raise Conflict(
+            f"{name} is the incident's commander; appoint another one with "
+            f"POST /api/incidents/{inc.id}/commander first (the previous commander stays a member)",
+            field="role",
+        )
     member = session.scalar(
         select(IncidentMember).where(IncidentMember.incident_id == inc.id, IncidentMember.name == name)
     )

@@ -304,6 +304,50 @@ def test_a_new_commander_takes_the_role_and_the_previous_one_stays_a_member(seed
     assert detail["commander"] == "dave" and roles(detail) == roles(r.json())
 
 
+def test_the_commander_is_not_appointed_nor_demoted_through_the_members_action(seeded, client, token):
+    officer = token("duty_officer", name="alice")
+    aid = _ids(client, officer, level="red")["items"][0]["id"]
+    r = client.post(
+        "/api/incidents",
+        headers=officer,
+        json={"title": "Lead in flour", "alert_ids": [aid], "commander": "bob"},
+    )
+    assert r.status_code == 201, r.text
+    iid = r.json()["id"]
+    before = client.get(f"/api/incidents/{iid}", headers=officer).json()
+    # a second commander through the members action: refused, pointing to the commander action
+    for role in ("commander", "Commander "):
+        r = client.post(
+            f"/api/incidents/{iid}/members", headers=officer, json={"name": "carol", "role": role}
+        )
+        assert r.status_code == 422, r.text
+        err = r.json()["error"]
+        assert err["field"] == "role" and f"/api/incidents/{iid}/commander" in err["message"]
+    # the current commander demoted through the members action: refused too
+    r = client.post(
+        f"/api/incidents/{iid}/members", headers=officer, json={"name": "bob", "role": "inspector"}
+    )
+    assert r.status_code == 409, r.text
+    err = r.json()["error"]
+    assert err["field"] == "role" and "commander" in err["message"]
+    assert f"/api/incidents/{iid}/commander" in err["message"]
+    # nothing changed: one commander, the one the incident names
+    after = client.get(f"/api/incidents/{iid}", headers=officer).json()
+    assert after["commander"] == "bob" and after["members"] == before["members"] == [
+        {"name": "bob", "role": "commander"}
+    ]
+    assert after["timeline"] == before["timeline"]
+    # once another commander is appointed, the previous one is an ordinary member again
+    r = client.post(f"/api/incidents/{iid}/commander", headers=officer, json={"commander": "carol"})
+    assert r.status_code == 200, r.text
+    r = client.post(
+        f"/api/incidents/{iid}/members", headers=officer, json={"name": "bob", "role": "inspector"}
+    )
+    assert r.status_code == 201, r.text
+    roles = {m["name"]: m["role"] for m in r.json()["members"]}
+    assert r.json()["commander"] == "carol" and roles == {"bob": "inspector", "carol": "commander"}
+
+
 def test_post_warning_health_and_metrics(routed, client, token, make_warning):
     w = make_warning(region=WUQIA, level="orange")
     r = client.post("/api/warnings", headers=token("admin"), json=w.model_dump(mode="json"))
