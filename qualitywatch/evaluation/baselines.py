@@ -30,7 +30,17 @@ from collections.abc import Callable
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["BASELINES", "ears_c1", "ears_c2", "ears_c3", "ears_statistic", "farrington", "farrington_bound"]
+__all__ = [
+    "BASELINES",
+    "ears_c1",
+    "ears_c2",
+    "ears_c3",
+    "ears_statistic",
+    "farrington",
+    "farrington_bound",
+    "farrington_fit",
+    "farrington_levels",
+]
 
 
 def ears_statistic(y: np.ndarray, lag: int, sd_floor: float = 0.5) -> np.ndarray:
@@ -109,16 +119,17 @@ def _fit(
     return beta, inv, phi, x
 
 
-def farrington_bound(
+def farrington_fit(
     y: np.ndarray,
     t: int,
     b: int = 5,
     w: int = 3,
-    alpha: float = 0.05,
     reweight: bool = True,
     weights_threshold: float = 1.0,
-) -> float | None:
-    """Upper prediction bound for week ``t`` from the weeks before it (None without a year of history)."""
+) -> tuple[float, float] | None:
+    """The expected count of week ``t`` and its standard error on the 2/3-power scale, from the weeks
+    before it (None without a year of history). Every ``alpha`` shares them: see :func:`farrington_bound`.
+    """
     y = np.asarray(y, dtype=float)
     idx = [t - 52 * j + d for j in range(1, b + 1) for d in range(-w, w + 1)]
     idx = [i for i in idx if i >= 0]
@@ -128,8 +139,7 @@ def farrington_bound(
     t_ref = np.array(idx, dtype=float)
     y_ref = y[idx]
     if y_ref.sum() == 0:
-        return 0.0
-    z = float(norm.ppf(1 - alpha / 2))
+        return 0.0, 0.0
     use_trend = years >= 3
     for _ in range(2):
         beta, inv, phi, _x = _fit(t_ref, y_ref, use_trend, reweight, weights_threshold)
@@ -145,7 +155,29 @@ def farrington_bound(
     var_eta = phi * float(x0 @ inv @ x0)
     se_fit2 = (mu0**2) * var_eta  # delta method: Var(mu0_hat)
     tau = phi + se_fit2 / mu0
-    se = math.sqrt(4 / 9 * mu0 ** (1 / 3) * tau)
+    return mu0, math.sqrt(4 / 9 * mu0 ** (1 / 3) * tau)
+
+
+def farrington_bound(
+    y: np.ndarray,
+    t: int,
+    b: int = 5,
+    w: int = 3,
+    alpha: float = 0.05,
+    reweight: bool = True,
+    weights_threshold: float = 1.0,
+) -> float | None:
+    """Upper prediction bound for week ``t`` from the weeks before it (None without a year of history)."""
+    fit = farrington_fit(y, t, b=b, w=w, reweight=reweight, weights_threshold=weights_threshold)
+    if fit is None:
+        return None
+    mu0, se = fit
+    return _upper(mu0, se, alpha)
+
+
+def _upper(mu0: float, se: float, alpha: float) -> float:
+    """The upper end of the two-sided (1 - alpha) prediction interval, back from the 2/3-power scale."""
+    z = float(norm.ppf(1 - alpha / 2))
     return float((mu0 ** (2 / 3) + z * se) ** 1.5)
 
 
@@ -153,14 +185,28 @@ def farrington(
     y: np.ndarray, b: int = 5, w: int = 3, alpha: float = 0.05, limit54: tuple[int, int] = (5, 4)
 ) -> np.ndarray:
     """Farrington alarms for every week with at least a year of history."""
+    return farrington_levels(y, (alpha,), b=b, w=w, limit54=limit54)[alpha]
+
+
+def farrington_levels(
+    y: np.ndarray,
+    alphas: tuple[float, ...],
+    b: int = 5,
+    w: int = 3,
+    limit54: tuple[int, int] = (5, 4),
+) -> dict[float, np.ndarray]:
+    """:func:`farrington` at each of ``alphas``, each week's model fitted once for all of them."""
     y = np.asarray(y, dtype=float)
-    out = np.zeros(len(y), dtype=bool)
+    out = {a: np.zeros(len(y), dtype=bool) for a in alphas}
     cases, weeks = limit54
     for t in range(len(y)):
         if y[max(0, t - weeks + 1) : t + 1].sum() < cases:
             continue
-        ub = farrington_bound(y, t, b=b, w=w, alpha=alpha)
-        out[t] = ub is not None and y[t] > ub
+        fit = farrington_fit(y, t, b=b, w=w)
+        if fit is None:
+            continue
+        for a in alphas:
+            out[a][t] = y[t] > _upper(*fit, a)
     return out
 
 

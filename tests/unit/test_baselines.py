@@ -15,6 +15,8 @@ from qualitywatch.evaluation.baselines import (
     ears_statistic,
     farrington,
     farrington_bound,
+    farrington_fit,
+    farrington_levels,
 )
 
 SD_1_TO_7 = math.sqrt(28 / 6)  # sample sd of 1..7 (mean 4)
@@ -114,3 +116,23 @@ def test_every_baseline_returns_one_flag_per_week():
         out = fn(y)
         assert out.shape == y.shape and out.dtype == bool
         assert not out[:7].any()
+
+
+def test_farrington_at_several_levels_fits_once_and_agrees_with_each_level_alone():
+    # the by-hand series above: expected 5 counts, 2/3-power standard error from phi = 1
+    y = _farrington_series([4, 6, 5, 5, 4, 6, 5])
+    fit = farrington_fit(y, 60)
+    assert fit is not None
+    mu0, se = fit
+    assert mu0 == pytest.approx(5.0)
+    assert se == pytest.approx(math.sqrt(4 / 9 * 5.0 ** (1 / 3) * (1 + 1 / 7)))
+    strict, published = farrington_bound(y, 60, alpha=0.001), farrington_bound(y, 60)
+    assert strict is not None and published is not None and strict > published
+    rng = np.random.default_rng(3)
+    y = rng.poisson(4.0, size=200).astype(float)
+    y[120:124] += 12  # an outbreak some levels flag and others do not
+    alphas = (0.05, 1e-3, 1e-6)
+    levels = farrington_levels(y, alphas)
+    for a in alphas:
+        assert levels[a].tolist() == farrington(y, alpha=a).tolist()
+    assert levels[0.05].sum() > levels[1e-6].sum() > 0  # a stricter level flags fewer weeks
