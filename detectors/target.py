@@ -22,6 +22,20 @@ __all__ = ["PolicyTargetDetector", "target_level"]
 _Z = {0.90: 1.2815515655446004, 0.95: 1.6448536269514722, 0.975: 1.959963984540054, 0.99: 2.3263478740408408}
 
 
+def _percents(upper: float, target: float) -> tuple[str, str]:
+    """The upper bound and the target as percentages that read as they compare.
+
+    One decimal, more when one decimal would print them equal (a bound just below a mixed target
+    such as 93.36 % must not read "at most 93.4 % — below the 93.4 % target"); the target without
+    trailing zeros, so a whole target reads "92 %".
+    """
+    digits = 1
+    while digits < 4 and f"{100 * upper:.{digits}f}" == f"{100 * target:.{digits}f}":
+        digits += 1
+    shown = f"{100 * target:.{digits}f}".rstrip("0").rstrip(".")
+    return f"{100 * upper:.{digits}f}", shown
+
+
 def target_level(gap: float) -> Level:
     """Four-colour level from ``gap`` = target - upper bound of the pass rate (documented rules)."""
     if gap >= 0.10:
@@ -141,14 +155,15 @@ class PolicyTargetDetector(Detector[SeriesWeek]):
         upper = x["pass_rate_upper"]
         rate = x["pass_rate"] if x["pass_rate"] is not None else 0.0
         n_weeks = x["window_weeks"]
+        upper_txt, target_txt = _percents(upper, target)
         if status is WarningStatus.firing:
             level = target_level(target - upper)
             self._level = level if self._level is None or level > self._level else self._level
             level = self._level
             summary = (
                 f"{self.label}: pass rate {100 * rate:.1f} % over the last {n_weeks} weeks "
-                f"({tested - failed} of {tested} batches passed), at most {100 * upper:.1f} % "
-                f"({100 * self.confidence:.0f} % bound) — below the {100 * target:.0f} % policy target "
+                f"({tested - failed} of {tested} batches passed), at most {upper_txt} % "
+                f"({100 * self.confidence:.0f} % bound) — below the {target_txt} % policy target "
                 f"[{level.value}]"
             )
         else:
@@ -156,7 +171,7 @@ class PolicyTargetDetector(Detector[SeriesWeek]):
             summary = (
                 f"{self.label}: pass rate {100 * rate:.1f} % over the last {n_weeks} weeks "
                 f"({tested - failed} of {tested}) no longer significantly below "
-                f"the {100 * target:.0f} % target [resolved]"
+                f"the {target_txt} % target [resolved]"
             )
         start = datetime.fromisoformat(x["window_first_week"])
         return make_warning(

@@ -132,3 +132,25 @@ def test_bad_hyper_parameters_are_refused() -> None:
 )
 def test_level_rules(gap: float, level: Level) -> None:
     assert target_level(gap) is level
+
+
+def _percent_after(text: str, before: str) -> float:
+    return float(text.split(before, 1)[1].split(" %", 1)[0])
+
+
+@pytest.mark.parametrize(("failed", "target"), [(38, 0.9336), (38, 0.93325), (60, 0.92)])
+def test_summary_target_and_bound_read_as_they_compare(failed: int, target: float) -> None:
+    # a county's target is a test-weighted mix of 92 % and 96 % (93.36 %): a bound of 93.3 % is
+    # below it, and the summary must not say "at most 93.3 % ... below the 93 % policy target"
+    det = detector(window_weeks=4)
+    out = []
+    for i in range(4):
+        out = det.step(week(i, 500, failed, target=target))
+    (w,) = out
+    assert w.status is WarningStatus.firing
+    upper = _percent_after(w.summary, "at most ")
+    shown_target = _percent_after(w.summary, "below the ")
+    assert upper < shown_target
+    assert shown_target == pytest.approx(100 * target, abs=0.05)
+    if target == 0.92:
+        assert "below the 92 % policy target" in w.summary
