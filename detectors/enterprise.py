@@ -430,7 +430,18 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         elif reason == "passes":
             summary = f"{who}: passed {rec.passes_in_row} samplings in a row — repeat warning resolved"
         else:
-            summary = f"{who}: failures older than {days} days expired — repeat warning resolved"
+            # what is left in the window and why it no longer warns: more samplings made the
+            # failures less significant, or some left the window (not necessarily "expired")
+            if rec.failed == 0:
+                left = f"no failure left within {days} days"
+            elif rec.failed == 1:
+                left = f"1 failed of {rec.tested} samplings within {days} days, not a severe item"
+            else:
+                left = (
+                    f"{rec.failed} failed of {rec.tested} samplings within {days} days, "
+                    f"p={rec.p_value:.2g} above {self.alpha:g} and no severe item"
+                )
+            summary = f"{who}: now {left} — meets no warning rule, repeat warning resolved"
         ids = list(rec.failed_ids) if rec.failed_ids else [obs.id]
         if status is WarningStatus.resolved:
             ids.append(obs.id)

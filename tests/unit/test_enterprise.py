@@ -144,6 +144,37 @@ def test_resolves_when_the_window_empties() -> None:
     assert got == [("s-30", "firing", "yellow"), ("s-400", "resolved", "yellow")]
 
 
+def test_a_resolution_by_the_window_says_what_is_left_not_that_failures_expired() -> None:
+    # 2 failures among 5 samplings (p = 0.032) fire; two passes later the same 2 failures among 7
+    # samplings (p = 0.062) meet no rule and the warning resolves, though no failure left the window
+    det = repeat()
+    records = [
+        rec(0),
+        rec(10),
+        rec(20),
+        rec(30, failed=("ph",)),
+        rec(40, failed=("odour",)),
+        rec(50),
+        rec(60),
+    ]
+    out = [w for r in records for w in det.step(r)]
+    assert [(w.status.value, w.level.value) for w in out] == [("firing", "yellow"), ("resolved", "yellow")]
+    resolved = out[1]
+    assert (resolved.evidence.model_extra or {})["resolved_by"] == "window"
+    assert (resolved.evidence.tested, resolved.evidence.failed) == (7, 2)
+    assert "expired" not in resolved.summary
+    assert "2 failed of 7 samplings within 365 days" in resolved.summary
+    assert f"p={resolved.evidence.p_value:.2g} above 0.05" in resolved.summary
+    # when the failures did leave the window, it says so
+    (gone,) = feed(repeat(), [rec(0, failed=("ph",)), rec(30, failed=("odour",)), rec(400)])[1:]
+    assert gone == ("s-400", "resolved", "yellow")
+    det = repeat()
+    for r in [rec(0, failed=("ph",)), rec(30, failed=("odour",))]:
+        det.step(r)
+    (w,) = det.step(rec(400))
+    assert "no failure left within 365 days" in w.summary
+
+
 def test_repeat_evidence_and_summary() -> None:
     det = repeat()
     det.step(rec(0, failed=("ph",), enterprise_name="Akto Textile Co."))
