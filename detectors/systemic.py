@@ -371,6 +371,7 @@ class SystemicItemDetector(Detector[ItemWeek]):
             )
             keys = {(d["region"], d["industry"]) for d in x["cells"]}
             ids = [i for c in obs.cells if (c.region, c.industry) in keys for i in c.failed_ids]
+            expected_rate, p_value = s.expected_rate, s.p_value
         else:
             level = self._latch.highest or Level.blue
             summary = (
@@ -380,6 +381,12 @@ class SystemicItemDetector(Detector[ItemWeek]):
             )
             tested, failed = obs.tested, obs.failed
             ids = [i for c in obs.cells for i in c.failed_ids]
+            # the resolution reports the item's whole week (its summary does): its expected rate,
+            # ratio and tail are those of all the week's tests, not of the cells flagged in it
+            expected_all = sum(c.tested * r for c, r in zip(obs.cells, self._cell_rates(obs), strict=True))
+            expected_rate = expected_all / tested if tested else None
+            ratio = failed / expected_all if expected_all > 0 else math.inf
+            p_value = binomial_upper_tail(failed, tested, expected_all / tested) if failed else 1.0
         return make_warning(
             detector=self.name,
             kind=WarningKind.systemic,
@@ -390,10 +397,10 @@ class SystemicItemDetector(Detector[ItemWeek]):
             window_end=obs.week_end,
             tested=tested,
             failed=failed,
-            expected_rate=s.expected_rate,
+            expected_rate=expected_rate,
             statistic=s.statistic,
             threshold=s.threshold,
-            p_value=s.p_value,
+            p_value=p_value,
             record_ids=ids,
             status=status,
             summary=summary,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from detectors.base import ItemCell, ItemWeek
+from detectors.stats import binomial_upper_tail
 from detectors.systemic import SystemicItemDetector, systemic_level
 from schemas import Level, WarningKind, WarningStatus
 
@@ -380,3 +381,27 @@ def test_the_whole_weeks_tail_is_that_of_all_its_cells_with_tests() -> None:
             checked += 1
         det.step(obs)
     assert checked > 30
+
+
+@pytest.mark.parametrize("seed", [1, 3, 9])
+def test_a_resolution_reports_the_whole_week_it_summarises(seed: int) -> None:
+    # the resolved week still has a cell flagged on its own (not spread enough to alarm): its
+    # expected rate, ratio and p-value must be those of the week's tests and failures the summary
+    # gives, not those of that cell (a ratio of 16 and p = 4e-14 under "back within baseline")
+    det = detector()
+    resolved = [
+        w
+        for obs in make_weeks(seed, outbreak=SPREAD, start=60, end=66)
+        for w in det.step(obs)
+        if w.status is WarningStatus.resolved
+    ]
+    assert resolved
+    for w in resolved:
+        ev = w.evidence
+        extra = ev.model_extra or {}
+        assert extra["cells"], "the case under test: a cell flagged in the resolved week"
+        assert f"({ev.failed} failures of {ev.tested} tests this week)" in w.summary
+        assert ev.expected_rate is not None and ev.p_value is not None
+        assert extra["ratio"] == pytest.approx(ev.observed_rate / ev.expected_rate)
+        assert ev.p_value == pytest.approx(binomial_upper_tail(ev.failed, ev.tested, ev.expected_rate))
+        assert ev.p_value > 0.01 and extra["ratio"] < 2
