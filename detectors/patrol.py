@@ -299,7 +299,10 @@ class PatrolDetector(Detector[PatrolReport]):
                 f"Major hazard {hazard} at enterprise {eid} ({self.label}): no report for "
                 f"{self.major_stale.days} days — closed"
             )
-        ids = list(m.ids) + ([obs.id] if obs is not None and obs.id not in m.ids else [])
+        # the report that cleared it, when at the enterprise; a stale major is closed by the county's
+        # next report, at another enterprise, which is no evidence of it
+        here = obs is not None and obs.enterprise_id == eid and obs.id not in m.ids
+        ids = list(m.ids) + ([obs.id] if here and obs is not None else [])
         return make_warning(
             detector=self.name,
             kind=WarningKind.site,
@@ -339,7 +342,8 @@ class PatrolDetector(Detector[PatrolReport]):
         else:
             quiet = self.repeat.days
             summary = f"Enterprise {eid} ({self.label}): no new general hazard for {quiet} days — resolved"
-            ids = [*rep.fired_ids, obs.id]
+            # the county's report that found the enterprise quiet is evidence only when it is there
+            ids = [*rep.fired_ids, *([obs.id] if obs.enterprise_id == eid else [])]
         return make_warning(
             detector=self.name,
             kind=WarningKind.site,

@@ -122,6 +122,26 @@ def test_a_major_without_news_is_closed_after_the_stale_period() -> None:
     ]
 
 
+def test_a_resolution_lists_only_reports_at_its_enterprise() -> None:
+    # a stale major, or a quiet repeat, is resolved by the county's next report, at another
+    # enterprise: that report is no evidence of it, neither among the record ids nor in the counts
+    det = detector()
+    reports = [report(0, severity="major", hazard="lead"), report(100, B), report(181, C)]
+    (stale,) = [w for r in reports for w in det.step(r) if w.status is WarningStatus.resolved]
+    assert stale.evidence.record_ids == ["p-0-" + A[-3:]]
+    assert (stale.evidence.tested, stale.evidence.failed) == (1, 1)
+    det = detector()
+    reports = [report(0), report(20), report(155, C)]
+    (quiet,) = [w for r in reports for w in det.step(r) if w.status is WarningStatus.resolved]
+    assert quiet.scope.enterprise_id == A
+    assert quiet.evidence.record_ids == sorted(["p-0-" + A[-3:], "p-20-" + A[-3:]])
+    # the report at the enterprise that cleared a major is evidence, and stays listed
+    det = detector()
+    reports = [report(0, severity="major", hazard="lead"), report(10, action="rectified_on_site")]
+    (cleared,) = [w for r in reports for w in det.step(r) if w.status is WarningStatus.resolved]
+    assert cleared.evidence.record_ids == sorted(["p-0-" + A[-3:], "p-10-" + A[-3:]])
+
+
 def test_repeated_general_hazards_escalate_and_resolve_after_quiet_days() -> None:
     det = detector()
     reports = [report(0), report(20), report(40), report(60), report(70), report(155, B), report(161, C)]
