@@ -423,8 +423,16 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         days = self.window.days
         who = f"Enterprise {self._label} ({self.region_label})"
         if status is WarningStatus.firing:
+            # why this level: the failures' tail against the usual rate (a repeat counts only when
+            # p <= alpha), the items failed twice or more, the severe items (blue is a severe item
+            # alone: "4 failed of 25" without them would read as a red)
+            why = f"p={rec.p_value:.2g} at the usual {100 * self.expected_rate:g} % failure rate"
+            if rec.repeated_items:
+                why += f"; repeated: {', '.join(rec.repeated_items)}"
+            if rec.severe_items:
+                why += f"; severe: {', '.join(rec.severe_items)}"
             summary = (
-                f"{who}: {rec.failed} failed of {rec.tested} samplings within {days} days ({items}) "
+                f"{who}: {rec.failed} failed of {rec.tested} samplings within {days} days ({items}; {why}) "
                 f"— {level.value} quality-credit warning"
             )
         elif reason == "passes":

@@ -175,6 +175,22 @@ def test_a_resolution_by_the_window_says_what_is_left_not_that_failures_expired(
     assert "no failure left within 365 days" in w.summary
 
 
+def test_a_firing_summary_says_why_its_level() -> None:
+    # 4 failures among 25 samplings (p = 0.06) are no repeat offence; a severe item makes it blue.
+    # The documented rules make 4 significant failures red: the summary must show what decided it
+    det = repeat()
+    records = [rec(d) for d in range(0, 210, 10)]
+    records += [rec(211, failed=("ph",)), rec(212, failed=("odour",)), rec(213, failed=("ph",))]
+    out = [w for r in records for w in det.step(r)]
+    assert out == []
+    (w,) = det.step(rec(214, failed=("lead",)))
+    assert w.level is Level.blue and (w.evidence.tested, w.evidence.failed) == (25, 4)
+    assert w.evidence.p_value is not None and w.evidence.p_value > 0.05
+    assert "4 failed of 25 samplings" in w.summary
+    assert f"p={w.evidence.p_value:.2g} at the usual 6 % failure rate" in w.summary
+    assert "repeated: ph" in w.summary and "severe: lead" in w.summary
+
+
 def test_repeat_evidence_and_summary() -> None:
     det = repeat()
     det.step(rec(0, failed=("ph",), enterprise_name="Akto Textile Co."))
