@@ -19,6 +19,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from schemas import WarningStatus
+
 pytestmark = pytest.mark.browser
 
 Shot = Callable[[Any, str], Path]
@@ -216,3 +218,18 @@ def test_pages_fit_a_phone(page: Any, service: Service, shot: Shot) -> None:
     page.get(f"{service.url}/dashboard/#/grid")
     wait(page).until(ec.presence_of_element_located((By.ID, "grid")))
     shot(page, "grid-phone")
+
+
+def test_open_warnings_stay_in_the_feed_behind_many_resolved_ones(page: Any, service: Service) -> None:
+    # more resolved alerts than one page of the alert list, all touched after the open ones
+    for i in range(201):
+        w = make_warning(
+            service.cells, k=WEEKS - 1, level="blue", industry="textiles", detector=f"resolved_{i}"
+        )
+        service.push(w.model_copy(update={"status": WarningStatus.resolved, "id": f"resolved-{i}"}))
+    sign_in(page, service.tokens["duty"])
+    wait(page).until(ec.presence_of_element_located((By.ID, f"alert-{service.alert_ids['wuqia']}")))
+    states = ("firing", "acknowledged")
+    open_red = sum(service.get(f"/api/alerts?level=red&state={s}")["total"] for s in states)
+    assert page.find_element(By.CSS_SELECTOR, ".levelcounts .lv-red").text.endswith(f" {open_red}")
+    assert not page.find_elements(By.CSS_SELECTOR, "#feed > li[data-state=resolved]")

@@ -1,6 +1,6 @@
 // The live warning feed: open alerts in the four colours, updated from the event stream, with the
 // actions the signed-in role allows (acknowledge, silence, escalate, open an incident).
-import { api } from "./api.js";
+import { api, qs } from "./api.js";
 import { countyName, industryName, itemName, t, when } from "./i18n.js";
 import { ask, failed, h, levelBadge, toast, fill } from "./ui.js";
 
@@ -10,13 +10,31 @@ let alerts = new Map();
 let root = null;
 let ctx = null;
 let showAll = false;
+// how many resolved alerts "All" shows besides the open ones
+const RECENT_RESOLVED = 200;
 
 export async function show(view, _route, context) {
   ctx = context;
   root = view;
-  const page = await api("/api/alerts?limit=200");
-  alerts = new Map(page.items.map((a) => [a.id, a]));
+  const loaded = await load();
+  if (!root) return; // left for another page while loading
+  alerts = new Map(loaded.map((a) => [a.id, a]));
   draw();
+}
+
+/** Every open alert (page by page, however many), and the most recently resolved ones for "All". */
+async function load() {
+  const out = [];
+  for (const state of ["firing", "acknowledged"]) {
+    for (let offset = 0; ; ) {
+      const page = await api(`/api/alerts${qs({ state, limit: 500, offset })}`);
+      out.push(...page.items);
+      offset += page.items.length;
+      if (!page.items.length || offset >= page.total) break;
+    }
+  }
+  const resolved = await api(`/api/alerts${qs({ state: "resolved", limit: RECENT_RESOLVED })}`);
+  return out.concat(resolved.items);
 }
 
 export function leave() {
