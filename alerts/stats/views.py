@@ -53,13 +53,15 @@ class CellWeeksBody(BaseModel):
 
 @router.get("/catalogue")
 def catalogue(principal: Reader, cat: Cat) -> dict[str, Any]:
-    """Counties, industries (with their policy targets) and hazard items, in Chinese and English."""
+    """Counties, industries (with their policy targets) and hazard items, in Chinese and English, and
+    the bureau's time zone (the dashboard shows every time in it, whatever the browser's clock is set to)."""
     return {
         "prefecture": {
             "code": cat.prefecture_code,
             "zh": cat.prefecture_name_zh,
             "en": cat.prefecture_name_en,
         },
+        "timezone": cat.timezone,
         "counties": [{"code": r.code, "zh": r.name_zh, "en": r.name_en} for r in cat.regions],
         "industries": [
             {

@@ -233,3 +233,41 @@ def test_open_warnings_stay_in_the_feed_behind_many_resolved_ones(page: Any, ser
     open_red = sum(service.get(f"/api/alerts?level=red&state={s}")["total"] for s in states)
     assert page.find_element(By.CSS_SELECTOR, ".levelcounts .lv-red").text.endswith(f" {open_red}")
     assert not page.find_elements(By.CSS_SELECTOR, "#feed > li[data-state=resolved]")
+
+
+def test_times_are_shown_and_read_in_the_bureaus_zone(page: Any, service: Service) -> None:
+    # a workstation clock on UTC (or on Xinjiang time, UTC+6) must not shift what the bureau (UTC+8) sees
+    page.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "UTC"})
+    try:
+        sign_in(page, service.tokens["duty"])
+        # Wuqia's warning was raised on Sunday 1 March 2026 at 21:00 Beijing time (13:00 UTC)
+        wuqia_id = service.alert_ids["wuqia"]
+        wuqia = wait(page).until(ec.presence_of_element_located((By.ID, f"alert-{wuqia_id}")))
+        assert "2026/03/01 21:00" in wuqia.find_element(By.CSS_SELECTOR, ".time").text
+
+        # weeks start on Monday 00:00 in the bureau's zone: the last seeded one is Monday 23 February
+        page.get(f"{service.url}/dashboard/#/series?county={AKTO}")
+        wait(page).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#chart canvas")))
+        weeks = page.execute_script(
+            "return echarts.getInstanceByDom(document.getElementById('chart')).getOption().xAxis[0].data"
+        )
+        assert weeks[-1] == "2026/2/23"
+
+        # a task's due time is typed in the bureau's zone
+        incident = service.client.post(
+            "/api/incidents",
+            json={"title": "时区", "alert_ids": [service.alert_ids["akto"]]},
+            headers={"Authorization": f"Bearer {service.tokens['duty']}"},
+        ).json()
+        page.get(f"{service.url}/dashboard/#/incident/{incident['id']}")
+        form = wait(page).until(ec.presence_of_element_located((By.ID, "add-task")))
+        form.find_element(By.NAME, "title").send_keys("复检")
+        form.find_element(By.NAME, "owner").send_keys("王队")
+        page.execute_script("arguments[0].value = '2026-03-02T09:00'", form.find_element(By.NAME, "due"))
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait(page).until(lambda d: "复检" in d.find_element(By.ID, "tasks").text)
+        task = service.get(f"/api/incidents/{incident['id']}")["tasks"][0]
+        assert task["due_at"] == "2026-03-02T01:00:00+00:00"
+        assert "2026/03/02 09:00" in page.find_element(By.ID, "tasks").text
+    finally:
+        page.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})

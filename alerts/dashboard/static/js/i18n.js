@@ -45,16 +45,51 @@ export function pct(x, digits = 1) {
   return x === null || x === undefined ? "—" : `${(100 * x).toFixed(digits)} %`;
 }
 
+/** The bureau's time zone (from the catalogue): times are shown in it, not in the browser's zone. */
+const zone = () => (catalogue && catalogue.timezone) || "Asia/Shanghai";
+const locale = () => (lang === "zh-CN" ? "zh-CN" : "en-GB");
+
 export function when(iso) {
   if (!iso) return "—";
-  const d = new Date(iso);
-  return d.toLocaleString(lang === "zh-CN" ? "zh-CN" : "en-GB", {
+  return new Date(iso).toLocaleString(locale(), {
     year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false,
+    timeZone: zone(),
   });
 }
 
 export function day(iso) {
-  return iso ? new Date(iso).toLocaleDateString(lang === "zh-CN" ? "zh-CN" : "en-GB") : "—";
+  return iso ? new Date(iso).toLocaleDateString(locale(), { timeZone: zone() }) : "—";
+}
+
+/** Wall-clock fields of ``date`` in the bureau's zone. */
+function fields(date) {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone: zone(), hourCycle: "h23",
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  }).formatToParts(date);
+  const get = (type) => Number(parts.find((p) => p.type === type).value);
+  return { y: get("year"), mo: get("month"), d: get("day"), h: get("hour"), mi: get("minute"), s: get("second") };
+}
+
+/** ``date`` as a ``datetime-local`` input value (YYYY-MM-DDTHH:MM) in the bureau's zone. */
+export function toLocalInput(date) {
+  const f = fields(date);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${f.y}-${pad(f.mo)}-${pad(f.d)}T${pad(f.h)}:${pad(f.mi)}`;
+}
+
+/** A ``datetime-local`` value read as wall-clock time in the bureau's zone; the instant, as a Date. */
+export function fromLocalInput(value) {
+  const [d, tm] = value.split("T");
+  const [y, mo, dd] = d.split("-").map(Number);
+  const [hh, mi] = tm.split(":").map(Number);
+  const wall = Date.UTC(y, mo - 1, dd, hh, mi);
+  let at = wall;
+  for (let i = 0; i < 2; i += 1) {
+    const f = fields(new Date(at));
+    at = wall - (Date.UTC(f.y, f.mo - 1, f.d, f.h, f.mi, f.s) - at);
+  }
+  return new Date(at);
 }
 
 /** Fill every ``data-i18n`` element under ``root``. */

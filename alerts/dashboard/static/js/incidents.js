@@ -1,7 +1,7 @@
 // Incidents for emergency response teams: a board by state, and an incident's page with its
 // timeline, tasks, members, linked warnings, enterprises and products, and its state moves.
 import { api } from "./api.js";
-import { countyName, t, when } from "./i18n.js";
+import { countyName, fromLocalInput, t, toLocalInput, when } from "./i18n.js";
 import { ask, failed, h, levelBadge, toast, fill } from "./ui.js";
 
 const STATES = ["reported", "investigating", "controlled", "resolved", "closed"];
@@ -188,17 +188,14 @@ function inlineForm(id, fields, submit) {
 }
 
 function tomorrow() {
-  const d = new Date(Date.now() + 24 * 3600e3);
-  d.setSeconds(0, 0);
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return toLocalInput(new Date(Date.now() + 24 * 3600e3));
 }
 
 function addTask(inc) {
   return inlineForm(
     "add-task",
     [["title", t("inc.taskTitle")], ["owner", t("inc.owner")], ["due", t("inc.due"), "datetime-local", tomorrow()]],
-    (v) => post(`/api/incidents/${inc.id}/tasks`, { title: v.title, owner: v.owner, due_at: new Date(v.due).toISOString() }),
+    (v) => post(`/api/incidents/${inc.id}/tasks`, { title: v.title, owner: v.owner, due_at: fromLocalInput(v.due).toISOString() }),
   );
 }
 
