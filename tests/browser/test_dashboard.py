@@ -163,6 +163,7 @@ def test_statistics_and_language_switch(page: Any, service: Service) -> None:
     assert page.find_element(By.CSS_SELECTOR, "#nav a[data-route=feed]").text == "预警"
     page.find_element(By.ID, "lang").click()
     wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#nav a[data-route=feed]").text == "Warnings")
+    assert page.find_element(By.ID, "live").text == "● Live"  # the live badge switches too
     page.find_element(By.CSS_SELECTOR, "#nav a[data-route=stats]").click()
     table = wait(page).until(ec.presence_of_element_located((By.ID, "stats")))
     Select(page.find_element(By.ID, "by")).select_by_value("county")
@@ -173,6 +174,7 @@ def test_statistics_and_language_switch(page: Any, service: Service) -> None:
     assert len(api["rows"]) == 3 * 4  # three months (Dec-Feb) × four counties
     page.find_element(By.ID, "lang").click()  # back to Chinese for the next test
     wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#nav a[data-route=feed]").text == "预警")
+    assert page.find_element(By.ID, "live").text == "● 实时"
 
 
 def test_county_scoped_officer_sees_only_their_county(page: Any, service: Service) -> None:

@@ -9,7 +9,7 @@ import * as incidents from "./incidents.js";
 import * as stats from "./stats.js";
 
 const ROUTES = { feed, grid, series, incidents, incident: incidents, stats };
-const app = { me: null, live: null, current: null };
+const app = { me: null, live: null, liveOn: false, current: null };
 
 function can(permission) {
   return !!app.me && app.me.permissions.includes(permission);
@@ -109,14 +109,12 @@ function signOut() {
 /** The live stream: alert and incident changes as they commit, handed to the current view. */
 function connect() {
   if (app.live) app.live.close();
-  const badge = document.getElementById("live");
-  badge.hidden = false;
+  document.getElementById("live").hidden = false;
   const es = new EventSource(`/api/events?access_token=${encodeURIComponent(session.get())}`);
   app.live = es;
   const state = (on) => {
-    badge.textContent = on ? `● ${t("live.on")}` : `○ ${t("live.off")}`;
-    badge.classList.toggle("off", !on);
-    badge.dataset.state = on ? "on" : "off";
+    app.liveOn = on;
+    showLive();
   };
   state(false);
   es.onopen = () => state(true);
@@ -128,6 +126,15 @@ function connect() {
       if (app.current && app.current.onEvent) app.current.onEvent(type, data);
     });
   }
+}
+
+/** The live-stream badge, in the current language. */
+function showLive() {
+  const badge = document.getElementById("live");
+  const on = app.liveOn;
+  badge.textContent = on ? `● ${t("live.on")}` : `○ ${t("live.off")}`;
+  badge.classList.toggle("off", !on);
+  badge.dataset.state = on ? "on" : "off";
 }
 
 async function start() {
@@ -142,6 +149,7 @@ async function start() {
     label();
     translate();
     showWho();
+    showLive();
     render();
   });
   document.getElementById("signout").addEventListener("click", signOut);
