@@ -273,3 +273,24 @@ def test_times_are_shown_and_read_in_the_bureaus_zone(page: Any, service: Servic
         assert "2026/03/02 09:00" in page.find_element(By.ID, "tasks").text
     finally:
         page.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+
+
+def test_closed_incident_offers_no_changes_the_service_refuses(page: Any, service: Service) -> None:
+    auth = {"Authorization": f"Bearer {service.tokens['duty']}"}
+    incident = service.client.post(
+        "/api/incidents", json={"title": "已结案", "alert_ids": [service.alert_ids["wuqia"]]}, headers=auth
+    ).json()
+    service.client.post(
+        f"/api/incidents/{incident['id']}/tasks",
+        json={"title": "复检", "owner": "王队", "due_at": "2026-03-02T01:00:00+00:00"},
+        headers=auth,
+    ).raise_for_status()
+    for state in ("investigating", "controlled", "resolved", "closed"):
+        service.client.post(
+            f"/api/incidents/{incident['id']}/state", json={"state": state, "summary": "已处置"}, headers=auth
+        ).raise_for_status()
+    sign_in(page, service.tokens["duty"])
+    page.get(f"{service.url}/dashboard/#/incident/{incident['id']}")
+    wait(page).until(lambda d: d.find_element(By.ID, "incident-state").text == "已结案")
+    assert "复检" in page.find_element(By.ID, "tasks").text
+    assert not page.find_elements(By.CSS_SELECTOR, "#view form, #view button, [data-move]")

@@ -65,7 +65,8 @@ async function detail() {
   const linked = await Promise.all(
     inc.alert_ids.map((id) => api(`/api/alerts/${id}`).catch(() => ({ id, summary: `#${id}`, level: null }))),
   );
-  const writable = ctx.can("incidents:write") && ctx.mayActOn(inc.region);
+  // a closed incident is read only: the service refuses tasks, members and links on it
+  const writable = ctx.can("incidents:write") && ctx.mayActOn(inc.region) && inc.state !== "closed";
   const moves = writable
     ? MOVES[inc.state].map((s) =>
         h("button", { type: "button", "data-move": s, onclick: () => move(inc, s) }, `${t("inc.move")} ${t(`istate.${s}`)}`),
