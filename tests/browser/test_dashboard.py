@@ -294,3 +294,55 @@ def test_closed_incident_offers_no_changes_the_service_refuses(page: Any, servic
     wait(page).until(lambda d: d.find_element(By.ID, "incident-state").text == "已结案")
     assert "复检" in page.find_element(By.ID, "tasks").text
     assert not page.find_elements(By.CSS_SELECTOR, "#view form, #view button, [data-move]")
+
+
+#: an EventSource whose connection the test can break and restore, as a network outage and the
+#: browser's automatic reconnection would (a real stream to the test server never breaks by itself)
+BREAKABLE_EVENTSOURCE = """
+(() => {
+  const Real = window.EventSource;
+  window.EventSource = class extends EventTarget {
+    constructor(url) {
+      super();
+      Object.assign(this, { url, onopen: null, onerror: null });
+      this.connect();
+      window.__es = this;
+    }
+    connect() {
+      const es = new Real(this.url);
+      this.real = es;
+      es.onopen = (e) => this.onopen && this.onopen(e);
+      es.onerror = (e) => this.onerror && this.onerror(e);
+      for (const type of ["alert.created", "alert.updated", "incident.updated"]) {
+        es.addEventListener(type, (m) => this.dispatchEvent(new MessageEvent(type, { data: m.data })));
+      }
+    }
+    drop() { this.real.close(); if (this.onerror) this.onerror(new Event("error")); }
+    close() { this.real.close(); }
+  };
+})();
+"""
+
+
+def test_feed_catches_up_after_the_live_stream_reconnects(page: Any, service: Service) -> None:
+    script = page.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": BREAKABLE_EVENTSOURCE})
+    try:
+        page.refresh()
+        live = make_warning(service.cells, k=WEEKS - 2, level="orange", region=ARTUX, detector="outage")
+        alert_id = service.push(live)["alert_id"]
+        sign_in(page, service.tokens["duty"])
+        assert card(page, alert_id).get_attribute("data-state") == "firing"
+
+        page.execute_script("window.__es.drop()")
+        wait(page).until(lambda d: d.find_element(By.ID, "live").get_attribute("data-state") == "off")
+        r = service.client.post(
+            f"/api/alerts/{alert_id}/ack",
+            json={"disposition": "handled"},
+            headers={"Authorization": f"Bearer {service.tokens['admin']}"},
+        )
+        r.raise_for_status()
+        page.execute_script("window.__es.connect()")  # the stream is back
+        wait(page).until(lambda d: card(d, alert_id).get_attribute("data-state") == "acknowledged")
+        assert not card(page, alert_id).find_elements(By.CSS_SELECTOR, "[data-act=ack]")
+    finally:
+        page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})

@@ -117,7 +117,13 @@ function connect() {
     showLive();
   };
   state(false);
-  es.onopen = () => state(true);
+  let opened = false;
+  es.onopen = () => {
+    state(true);
+    // back after a break: changes made meanwhile were never sent, so the page reloads what it shows
+    if (opened && app.live === es) render();
+    opened = true;
+  };
   es.onerror = () => state(false);
   for (const type of ["alert.created", "alert.updated", "incident.updated"]) {
     es.addEventListener(type, (msg) => {
