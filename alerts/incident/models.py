@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base
+from ..db import Base, Json
 
 __all__ = [
     "Incident",
@@ -68,6 +69,13 @@ class IncidentTask(Base):
 
 
 class TimelineEntry(Base):
+    """One line of an incident's timeline.
+
+    ``kind`` and ``data`` say what happened (the dashboard words it in the reader's language and zone);
+    ``text`` is the same in English, kept for the API's and the audit's text readers. Entries written
+    before ``data`` existed (migration 0003) have only ``text``.
+    """
+
     __tablename__ = "incident_timeline"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -76,6 +84,7 @@ class TimelineEntry(Base):
     actor: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
 
 
 class IncidentAlert(Base):

@@ -5,7 +5,7 @@ Every action appends to the incident's timeline and to the audit log.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -51,8 +51,18 @@ def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
 
-def _timeline(session: Session, inc: Incident, *, actor: str, kind: str, text: str, now: datetime) -> None:
-    session.add(TimelineEntry(incident_id=inc.id, at=now, actor=actor, kind=kind, text=text))
+def _timeline(
+    session: Session,
+    inc: Incident,
+    *,
+    actor: str,
+    kind: str,
+    text: str,
+    now: datetime,
+    data: dict[str, Any],
+) -> None:
+    """Append an entry: ``kind`` and ``data`` for the dashboard to word, ``text`` in English for the rest."""
+    session.add(TimelineEntry(incident_id=inc.id, at=now, actor=actor, kind=kind, text=text, data=data))
 
 
 def _changed(
@@ -122,13 +132,27 @@ def open_incident(
     )
     session.add(inc)
     session.flush()
-    _timeline(session, inc, actor=principal.name, kind="opened", text=f"opened: {title}", now=now)
+    _timeline(
+        session,
+        inc,
+        actor=principal.name,
+        kind="opened",
+        text=f"opened: {title}",
+        now=now,
+        data={"title": title},
+    )
     for a in alerts:
         _attach(session, inc, a, actor=principal.name, now=now)
     if commander:
         session.add(IncidentMember(incident_id=inc.id, name=commander, role="commander"))
         _timeline(
-            session, inc, actor=principal.name, kind="commander", text=f"commander: {commander}", now=now
+            session,
+            inc,
+            actor=principal.name,
+            kind="commander",
+            text=f"commander: {commander}",
+            now=now,
+            data={"commander": commander},
         )
     _changed(session, inc, actor=principal.name, action="incident.open", before=None, now=now)
     return inc
@@ -137,7 +161,13 @@ def open_incident(
 def _attach(session: Session, inc: Incident, alert: Alert, *, actor: str, now: datetime) -> None:
     session.add(IncidentAlert(incident_id=inc.id, alert_id=alert.id))
     _timeline(
-        session, inc, actor=actor, kind="alert", text=f"linked alert #{alert.id}: {alert.summary}", now=now
+        session,
+        inc,
+        actor=actor,
+        kind="alert",
+        text=f"linked alert #{alert.id}: {alert.summary}",
+        now=now,
+        data={"alert_id": alert.id, "summary": alert.summary},
     )
     if alert.enterprise_id:
         _link(session, inc, kind="enterprise", value=alert.enterprise_id)
@@ -185,6 +215,7 @@ def change_state(
         kind="state",
         text=f"{frm} -> {to.value}" + (f": {note}" if note else ""),
         now=now,
+        data={"from": frm, "to": to.value, "note": note or None},
     )
     _changed(session, inc, actor=principal.name, action="incident.state", before=before, now=now)
     return inc
@@ -215,7 +246,15 @@ def set_commander(
             member.role = "member"  # the previous commander stays on the team
     if new is None:
         session.add(IncidentMember(incident_id=inc.id, name=commander, role="commander"))
-    _timeline(session, inc, actor=principal.name, kind="commander", text=f"commander: {commander}", now=now)
+    _timeline(
+        session,
+        inc,
+        actor=principal.name,
+        kind="commander",
+        text=f"commander: {commander}",
+        now=now,
+        data={"commander": commander},
+    )
     _changed(session, inc, actor=principal.name, action="incident.commander", before=before, now=now)
     return inc
 
@@ -246,7 +285,15 @@ def add_member(
         session.add(member)
     else:
         member.role = role
-    _timeline(session, inc, actor=principal.name, kind="member", text=f"member {name} ({role})", now=now)
+    _timeline(
+        session,
+        inc,
+        actor=principal.name,
+        kind="member",
+        text=f"member {name} ({role})",
+        now=now,
+        data={"name": name, "role": role},
+    )
     _changed(session, inc, actor=principal.name, action="incident.member", before=None, now=now)
     return member
 
@@ -277,6 +324,13 @@ def add_task(
         kind="task",
         text=f"task #{task.id} {title!r} for {owner}, due {due_at.isoformat()}",
         now=now,
+        data={
+            "task_id": task.id,
+            "title": title,
+            "owner": owner,
+            "due_at": due_at.astimezone(UTC).isoformat(),
+            "done": False,
+        },
     )
     _changed(session, inc, actor=principal.name, action="incident.task", before=None, now=now)
     return task
@@ -293,7 +347,15 @@ def complete_task(
     if task.done:
         return task  # already done: nothing changes, nothing is written
     task.done = True
-    _timeline(session, inc, actor=principal.name, kind="task", text=f"task #{task.id} done", now=now)
+    _timeline(
+        session,
+        inc,
+        actor=principal.name,
+        kind="task",
+        text=f"task #{task.id} done",
+        now=now,
+        data={"task_id": task.id, "title": task.title, "done": True},
+    )
     _changed(session, inc, actor=principal.name, action="incident.task_done", before=None, now=now)
     return task
 
@@ -322,7 +384,15 @@ def link(
     inc = get_incident(session, incident_id=incident_id, principal=principal, acting=True)
     _not_closed(inc, f"link a{'n' if kind == 'enterprise' else ''} {kind}")
     if _link(session, inc, kind=kind, value=value):
-        _timeline(session, inc, actor=principal.name, kind="link", text=f"linked {kind} {value}", now=now)
+        _timeline(
+            session,
+            inc,
+            actor=principal.name,
+            kind="link",
+            text=f"linked {kind} {value}",
+            now=now,
+            data={"kind": kind, "value": value},
+        )
         _changed(session, inc, actor=principal.name, action="incident.link", before=None, now=now)
     return inc
 
@@ -359,7 +429,7 @@ def incident_detail(session: Session, *, incident: Incident) -> dict[str, Any]:
             )
         ],
         "timeline": [
-            {"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "text": e.text}
+            {"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "data": e.data, "text": e.text}
             for e in session.scalars(
                 select(TimelineEntry).where(TimelineEntry.incident_id == iid).order_by(TimelineEntry.id)
             )

@@ -277,6 +277,65 @@ def test_incident_lifecycle_over_http(seeded, client, token, clock):
     assert client.get("/api/incidents", headers=responder, params={"state": "closed"}).json()["total"] == 1
 
 
+def test_timeline_entries_carry_their_kind_and_data(seeded, client, token, clock):
+    officer = token("duty_officer", name="alice")
+    alert = _ids(client, officer, level="red")["items"][0]
+    aid = alert["id"]
+    iid = client.post(
+        "/api/incidents",
+        headers=officer,
+        json={"title": "Aflatoxin in Akto", "alert_ids": [aid], "commander": "bob"},
+    ).json()["id"]
+    # a due time given in Beijing time is kept as the instant, in UTC
+    tid = client.post(
+        f"/api/incidents/{iid}/tasks",
+        headers=officer,
+        json={"title": "seal batch", "owner": "carol", "due_at": "2026-03-03T09:30:00+08:00"},
+    ).json()["id"]
+    for path, body in (
+        ("members", {"name": "李工", "role": "检验"}),
+        ("links", {"kind": "enterprise", "value": "91653022MA78XXXX1K"}),
+        ("state", {"state": "investigating", "note": "samples sent"}),
+        ("state", {"state": "controlled"}),
+        (f"tasks/{tid}/done", {}),
+        ("commander", {"commander": "carol"}),
+    ):
+        r = client.post(f"/api/incidents/{iid}/{path}", headers=officer, json=body)
+        assert r.status_code in (200, 201), r.text
+    timeline = client.get(f"/api/incidents/{iid}", headers=officer).json()["timeline"]
+    assert [(e["kind"], e["data"]) for e in timeline] == [
+        ("opened", {"title": "Aflatoxin in Akto"}),
+        ("alert", {"alert_id": aid, "summary": alert["summary"]}),
+        ("commander", {"commander": "bob"}),
+        (
+            "task",
+            {
+                "task_id": tid,
+                "title": "seal batch",
+                "owner": "carol",
+                "due_at": "2026-03-03T01:30:00+00:00",
+                "done": False,
+            },
+        ),
+        ("member", {"name": "李工", "role": "检验"}),
+        ("link", {"kind": "enterprise", "value": "91653022MA78XXXX1K"}),
+        ("state", {"from": "reported", "to": "investigating", "note": "samples sent"}),
+        ("state", {"from": "investigating", "to": "controlled", "note": None}),
+        ("task", {"task_id": tid, "title": "seal batch", "done": True}),
+        ("commander", {"commander": "carol"}),
+    ]
+    # the English text stays beside the data, for the readers of text
+    assert [e["text"] for e in timeline][3:9] == [
+        f"task #{tid} 'seal batch' for carol, due 2026-03-03T09:30:00+08:00",
+        "member 李工 (检验)",
+        "linked enterprise 91653022MA78XXXX1K",
+        "reported -> investigating: samples sent",
+        "investigating -> controlled",
+        f"task #{tid} done",
+    ]
+    assert all(e["actor"] == "alice" and e["at"] == clock.now().isoformat() for e in timeline)
+
+
 def test_a_new_commander_takes_the_role_and_the_previous_one_stays_a_member(seeded, client, token):
     officer = token("duty_officer", name="alice")
     aid = _ids(client, officer, level="red")["items"][0]["id"]

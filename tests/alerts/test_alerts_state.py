@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
+from alembic import command as alembic_command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydantic import ValidationError
+from sqlalchemy import Engine, inspect, text
 
 from alerts.alert.models import AlertState
 from alerts.alert.state import TRANSITIONS as ALERT_MOVES
 from alerts.alert.state import next_state
+from alerts.db import make_engine, make_session_factory, migrate, migration_config
 from alerts.errors import IllegalTransition
-from alerts.incident.models import IncidentState
+from alerts.incident.models import Incident, IncidentState
+from alerts.incident.service import incident_detail
 from alerts.incident.state import check_transition
 from alerts.models import Base
 from alerts.settings import AlertSettings
@@ -84,3 +93,62 @@ def test_datetimes_come_back_timezone_aware(runtime, ingest, make_warning, sessi
     ingest(w)
     a = session.scalar(select(Alert))
     assert a.first_seen == w.raised_at and a.first_seen.tzinfo is not None
+
+
+@pytest.fixture
+def blank_engine(backend: str, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database of the backend, for running the migrations step by step."""
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'steps.db'}")
+        yield engine
+        engine.dispose()
+        return
+    url = os.environ["QW_TEST_DATABASE_URL"]
+    schema = f"alerts_steps_{os.getpid()}"
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    yield engine
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    admin.dispose()
+
+
+def test_timeline_entries_written_before_0003_keep_their_text_and_have_no_data(blank_engine: Engine) -> None:
+    migrate(blank_engine, "0002")
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    with blank_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO incidents (id, title, state, level, created_by, created_at, updated_at)"
+                " VALUES (1, 'old', 'investigating', 'red', 'alice', :at, :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO incident_timeline (incident_id, at, actor, kind, text)"
+                " VALUES (1, :at, 'alice', 'state', 'reported -> investigating')"
+            ),
+            {"at": at},
+        )
+    migrate(blank_engine)
+    with make_session_factory(blank_engine)() as session:
+        inc = session.get(Incident, 1)
+        assert inc is not None
+        [entry] = incident_detail(session, incident=inc)["timeline"]
+    assert entry == {
+        "at": at.isoformat(),
+        "actor": "alice",
+        "kind": "state",
+        "data": None,
+        "text": "reported -> investigating",
+    }
+    with blank_engine.begin() as conn:
+        alembic_command.downgrade(migration_config(conn), "0002")
+    with blank_engine.connect() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("incident_timeline")}
+    assert "data" not in columns and "text" in columns

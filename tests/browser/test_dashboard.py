@@ -275,6 +275,61 @@ def test_times_are_shown_and_read_in_the_bureaus_zone(page: Any, service: Servic
         page.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
 
 
+def test_incident_timeline_reads_in_the_page_language_and_the_bureaus_zone(
+    page: Any, service: Service
+) -> None:
+    auth = {"Authorization": f"Bearer {service.tokens['duty']}"}
+    alert_id = service.alert_ids["akto-yellow"]
+    incident = service.client.post(
+        "/api/incidents", json={"title": "时间线", "alert_ids": [alert_id], "commander": "王队"}, headers=auth
+    ).json()
+    iid = incident["id"]
+    for path, body in (
+        ("tasks", {"title": "复检留样", "owner": "李工", "due_at": "2026-03-02T01:00:00+00:00"}),
+        ("members", {"name": "李工", "role": "检验"}),
+        ("members", {"name": "张工", "role": "member"}),
+        ("links", {"kind": "enterprise", "value": "91653001MA7XQ1234K"}),
+        ("state", {"state": "investigating", "note": "已送检"}),
+    ):
+        service.client.post(f"/api/incidents/{iid}/{path}", json=body, headers=auth).raise_for_status()
+    # a workstation clock on UTC: the task's due time is still read in the bureau's zone (UTC+8)
+    page.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "UTC"})
+    try:
+        sign_in(page, service.tokens["duty"])
+        page.get(f"{service.url}/dashboard/#/incident/{iid}")
+        timeline = wait(page).until(ec.presence_of_element_located((By.ID, "timeline")))
+        entries = {
+            li.get_attribute("data-kind") + ":" + li.find_elements(By.TAG_NAME, "span")[1].text
+            for li in timeline.find_elements(By.TAG_NAME, "li")
+        }
+        assert "opened:创建事件：时间线" in entries
+        assert f"alert:关联预警 #{alert_id}：" in "\n".join(entries)
+        assert "commander:指挥长：王队" in entries
+        assert "task:任务 #" in "\n".join(entries)
+        [task] = [e for e in entries if e.startswith("task:")]
+        assert task.endswith("「复检留样」由 李工 负责，截止 2026/03/02 09:00"), task
+        assert "member:成员 李工（检验）" in entries and "member:成员 张工（成员）" in entries
+        assert "link:关联企业 91653001MA7XQ1234K" in entries
+        assert "state:已报告 → 调查中：已送检" in entries
+        text = timeline.text
+        assert not any(english in text for english in ("->", "due", "linked", "member", "+00:00", "opened"))
+        members = page.find_element(By.ID, "members").text
+        assert "王队 · 指挥长" in members and "张工 · 成员" in members and "李工 · 检验" in members
+
+        # the same entries in English, times still in the bureau's zone
+        page.find_element(By.ID, "lang").click()
+        wait(page).until(lambda d: "Investigating" in d.find_element(By.ID, "timeline").text)
+        text = page.find_element(By.ID, "timeline").text
+        assert "Reported → Investigating: 已送检" in text
+        assert "“复检留样” for 李工, due 02/03/2026, 09:00" in text
+        assert "Member 张工 (Member)" in text and "Commander: 王队" in text
+        assert "王队 · Commander" in page.find_element(By.ID, "members").text
+        page.find_element(By.ID, "lang").click()  # back to Chinese for the next test
+        wait(page).until(lambda d: "调查中" in d.find_element(By.ID, "timeline").text)
+    finally:
+        page.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+
+
 def test_closed_incident_offers_no_changes_the_service_refuses(page: Any, service: Service) -> None:
     auth = {"Authorization": f"Bearer {service.tokens['duty']}"}
     incident = service.client.post(

@@ -116,7 +116,7 @@ async function detail() {
         ),
         panel(
           t("inc.members"),
-          h("ul.plain", { id: "members" }, inc.members.map((m) => h("li", {}, `${m.name} · ${m.role}`))),
+          h("ul.plain", { id: "members" }, inc.members.map((m) => h("li", {}, `${m.name} · ${memberRole(m.role)}`))),
           writable ? addMember(inc) : null,
         ),
       ),
@@ -131,12 +131,49 @@ async function detail() {
             inc.timeline
               .slice()
               .reverse()
-              .map((e) => h("li", {}, h("time", {}, when(e.at)), h("span.actor", {}, e.actor), h("span", {}, e.text))),
+              .map((e) =>
+                h("li", { dataset: { kind: e.kind } }, h("time", {}, when(e.at)), h("span.actor", {}, e.actor),
+                  h("span", {}, entryText(e))),
+              ),
           ),
         ),
       ),
     ),
   );
+}
+
+/** A member's role: the service's own ones ("commander", "member") in the page's language, others as typed. */
+function memberRole(role) {
+  return role === "commander" || role === "member" ? t(`mrole.${role}`) : role;
+}
+
+/** A timeline entry in the page's language and the bureau's zone, from its kind and data; an entry
+ * written before entries carried their data (or of a kind this page does not know) shows its text. */
+function entryText(e) {
+  const d = e.data;
+  if (!d) return e.text;
+  switch (e.kind) {
+    case "opened":
+      return t("tl.opened", { title: d.title });
+    case "alert":
+      return t("tl.alert", { id: d.alert_id, summary: d.summary });
+    case "commander":
+      return t("tl.commander", { name: d.commander });
+    case "state": {
+      const vars = { from: t(`istate.${d.from}`), to: t(`istate.${d.to}`), note: d.note };
+      return t(d.note ? "tl.stateNote" : "tl.state", vars);
+    }
+    case "member":
+      return t("tl.member", { name: d.name, role: memberRole(d.role) });
+    case "task":
+      return d.done
+        ? t("tl.taskDone", { id: d.task_id, title: d.title })
+        : t("tl.task", { id: d.task_id, title: d.title, owner: d.owner, due: when(d.due_at) });
+    case "link":
+      return t(`tl.link.${d.kind}`, { value: d.value });
+    default:
+      return e.text;
+  }
 }
 
 function seriesQuery(a) {
