@@ -333,3 +333,12 @@ def test_ingest_front_door_serves_healthz_and_metrics(tmp_path: Path) -> None:
         'qw_ingest_records_total{county="unknown",industry="unknown",kind="sampling",outcome="rejected"}'
         in text
     )
+
+
+def test_operations_guide_lists_every_alert() -> None:
+    """Each platform alert has a row in docs/operations.md's table (what it means, where to look first)."""
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    table = guide[guide.index("| alert | when | first look |") :].split("\n\n", 1)[0]
+    named = set(re.findall(r"`(?:QualityWatch)?(\w+)`", table))
+    missing = [n for n, _ in rule_exprs() if n.removeprefix("QualityWatch") not in named]
+    assert missing == []
