@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from alembic import command as alembic_command
 from alembic.config import Config
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -113,12 +113,24 @@ def migration_config(connection: Connection | None = None, url: str | None = Non
     return cfg
 
 
+#: PostgreSQL advisory lock (a number of our own) held by a migration for its transaction
+MIGRATION_LOCK = 0x51570001
+
+
 def migrate(bind: Engine | Connection, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (the service does this at start)."""
+    """Bring the schema to ``revision`` (the service does this at start).
+
+    Given an engine, the migration runs in one transaction that first takes :data:`MIGRATION_LOCK` on
+    PostgreSQL: processes started together (the migration job, the alert service, the ingest replicas:
+    ``kubectl apply`` starts them at once) migrate one after another, and those that come after the
+    first find the schema at ``revision`` and do nothing. A connection handed in is the caller's.
+    """
     if isinstance(bind, Connection):
         alembic_command.upgrade(migration_config(bind), revision)
         return
     with bind.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         alembic_command.upgrade(migration_config(conn), revision)
 
 

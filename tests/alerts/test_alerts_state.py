@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,13 +13,14 @@ import pytest
 from alembic import command as alembic_command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from pydantic import ValidationError
 from sqlalchemy import Engine, inspect, text
 
 from alerts.alert.models import AlertState
 from alerts.alert.state import TRANSITIONS as ALERT_MOVES
 from alerts.alert.state import next_state
-from alerts.db import make_engine, make_session_factory, migrate, migration_config
+from alerts.db import MIGRATION_LOCK, make_engine, make_session_factory, migrate, migration_config
 from alerts.errors import IllegalTransition
 from alerts.incident.models import Incident, IncidentState
 from alerts.incident.service import incident_detail
@@ -152,3 +155,51 @@ def test_timeline_entries_written_before_0003_keep_their_text_and_have_no_data(b
     with blank_engine.connect() as conn:
         columns = {c["name"] for c in inspect(conn).get_columns("incident_timeline")}
     assert "data" not in columns and "text" in columns
+
+
+@pytest.mark.skipif(
+    not os.environ.get("QW_TEST_DATABASE_URL", "").startswith("postgresql"),
+    reason="advisory locks are PostgreSQL's",
+)
+def test_a_migration_waits_for_one_already_running(backend: str, blank_engine: Engine) -> None:
+    # processes started together (the migration job, the alert service, ingest replicas) must not
+    # create the same tables at once: the second waits for the first's transaction, then finds the
+    # schema at head and does nothing
+    if backend != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's")
+    admin = make_engine(os.environ["QW_TEST_DATABASE_URL"])
+    holder = blank_engine.connect()
+    holder.begin()
+    holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            migrate(blank_engine)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            failed.append(exc)
+
+    second = threading.Thread(target=run)
+    second.start()
+    try:
+        waiting = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND classid = 0 AND objid = :key"
+        )
+        deadline = time.monotonic() + 60
+        with admin.connect() as conn:
+            while not conn.execute(text(waiting), {"key": MIGRATION_LOCK}).scalar():
+                assert second.is_alive() and time.monotonic() < deadline, "the migration did not wait"
+                time.sleep(0.05)
+        assert "alembic_version" not in inspect(blank_engine).get_table_names()  # nothing done meanwhile
+    finally:
+        holder.rollback()
+        holder.close()
+        second.join(120)
+        admin.dispose()
+    assert not second.is_alive() and not failed
+    with blank_engine.connect() as conn:
+        assert (
+            MigrationContext.configure(conn).get_current_revision()
+            == ScriptDirectory.from_config(migration_config()).get_current_head()
+        )
