@@ -20,6 +20,7 @@ from schemas import Catalogue, RiskWarning, SamplingResult, field_errors, valida
 from schemas.fastpath import SamplingDecoder, SamplingRecord
 
 __all__ = [
+    "DEAD_LETTER_MAX_ORIGINAL",
     "Rejection",
     "dead_letter",
     "decode_cell_week",
@@ -145,6 +146,32 @@ def encode_warning(warning: RiskWarning) -> bytes:
     return warning.model_dump_json().encode("utf-8")
 
 
+#: the most of a refused message's key and of its value a dead letter carries (each): a dead letter
+#: must fit in one produce request (1 MiB by default) however large the message it refuses, or the
+#: worker could not send it and would stop on that message at every restart
+DEAD_LETTER_MAX_ORIGINAL = 192 * 1024
+#: the longest reason, and the most field errors (each field and reason cut to 500 characters), it
+#: carries; when the errors would still make it longer than :data:`DEAD_LETTER_MAX_BYTES` they are
+#: left out (the reason lists them too)
+DEAD_LETTER_MAX_REASON = 4096
+DEAD_LETTER_MAX_ERRORS = 100
+DEAD_LETTER_MAX_BYTES = 768 * 1024
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
+
+
+def _original(doc: dict[str, Any], name: str, raw: bytes | None) -> None:
+    """``<name>_b64`` of ``raw`` (at most :data:`DEAD_LETTER_MAX_ORIGINAL` bytes of it) and its size."""
+    doc[f"{name}_b64"] = (
+        base64.b64encode(raw[:DEAD_LETTER_MAX_ORIGINAL]).decode("ascii") if raw is not None else None
+    )
+    if raw is not None and len(raw) > DEAD_LETTER_MAX_ORIGINAL:
+        doc[f"{name}_truncated"] = True
+        doc[f"{name}_size"] = len(raw)
+
+
 def dead_letter(
     *,
     reason: str,
@@ -156,15 +183,28 @@ def dead_letter(
     errors: tuple[dict[str, str], ...] = (),
     at: datetime | None = None,
 ) -> bytes:
-    """The dead-letter message: where the input came from, why it was refused, its original bytes."""
+    """The dead-letter message: where the input came from, why it was refused, its original bytes.
+
+    The original key and value are cut to :data:`DEAD_LETTER_MAX_ORIGINAL` bytes each (then
+    ``key_truncated`` / ``value_truncated`` is true and ``key_size`` / ``value_size`` give the
+    original length), the reason and the field errors to a few kilobytes, so that the dead letter of
+    the largest message the broker accepts can still be sent.
+    """
+    errs = [{k: _cut(str(v), 500) for k, v in e.items()} for e in errors[:DEAD_LETTER_MAX_ERRORS]]
     doc: dict[str, Any] = {
-        "reason": reason,
-        "errors": list(errors),
+        "reason": _cut(reason, DEAD_LETTER_MAX_REASON),
+        "errors": errs,
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "key_b64": base64.b64encode(key).decode("ascii") if key is not None else None,
-        "value_b64": base64.b64encode(value).decode("ascii") if value is not None else None,
-        "refused_at": (at or datetime.now(UTC)).isoformat(),
     }
-    return json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    if len(errors) > DEAD_LETTER_MAX_ERRORS:
+        doc["errors_omitted"] = len(errors) - DEAD_LETTER_MAX_ERRORS
+    _original(doc, "key", key)
+    _original(doc, "value", value)
+    doc["refused_at"] = (at or datetime.now(UTC)).isoformat()
+    body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    if len(body) > DEAD_LETTER_MAX_BYTES and errs:
+        doc["errors"], doc["errors_omitted"] = [], len(errors)
+        body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    return body

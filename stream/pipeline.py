@@ -51,6 +51,9 @@ WARM_IMPORTS = ("sklearn.ensemble",)
 
 log = logging.getLogger(__name__)
 
+#: the longest key a dead letter is sent with (the input topics are keyed by county code)
+DEAD_LETTER_MAX_KEY = 1024
+
 PartitionState = SamplingPartition | PatrolPartition | CellWeekPartition
 
 
@@ -415,7 +418,8 @@ class DetectionPipeline:
             self.metrics.warnings.labels(str(w.kind), str(w.level), str(w.status)).inc()
 
     async def _dead_letter(self, msg: Any, why: Rejection) -> None:
-        log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, why.reason)
+        reason = why.reason if len(why.reason) <= 1000 else why.reason[:1000] + "..."
+        log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
         self.metrics.invalid.labels(msg.topic).inc()
         body = dead_letter(
             reason=why.reason,
@@ -427,7 +431,9 @@ class DetectionPipeline:
             errors=why.errors,
             at=self._clock(),
         )
-        await self._send(self.topics.dead_letter, body, msg.key)
+        # the original key, cut like the copy in the body: a huge key must not make it unsendable
+        key = msg.key[:DEAD_LETTER_MAX_KEY] if msg.key is not None else None
+        await self._send(self.topics.dead_letter, body, key)
 
     async def _send(self, topic: str, value: bytes, key: bytes | None, partition: int | None = None) -> None:
         assert self._producer is not None

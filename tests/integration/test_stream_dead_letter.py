@@ -85,3 +85,50 @@ def test_bad_bytes_on_every_input_topic_land_in_dead_letter(
     # the good records around the poison were processed exactly as the engine does
     result = collect(settings)
     assert_parity(result, reference_run(good, patrols, EPOCH))
+
+
+def test_a_message_too_large_to_copy_whole_is_dead_lettered_cut_and_the_worker_goes_on(
+    settings: StreamSettings, stream_data: StreamData, start_worker: Any
+) -> None:
+    # each message is below the broker's 1 MiB limit, but a dead letter carrying it whole (base64,
+    # plus a reason quoting it) would be above the producer's, and the worker could never send it
+    topics = Topics.from_settings(settings)
+    good = stream_data.sampling[:600]
+    huge_region = dict(json.loads(good[0]), region="9" * 500_000)
+    poison = [
+        (b"x" * 900_000, COUNTY.encode(), "invalid JSON"),
+        (json.dumps(huge_region).encode(), COUNTY.encode(), "invalid record: region"),
+        (good[1], b"6" * 600_000, "key: must be"),
+    ]
+    with RecordPusher(settings) as pusher:
+        ends = pusher.push_lines(good[:300], wait=True).end_offsets
+        futures = [(pusher.send_raw(topics.sampling, v, key=k), v, k, r) for v, k, r in poison]
+        metas = [(fut.get(timeout=30), v, k, r) for fut, v, k, r in futures]
+        for k, v in pusher.push_lines(good[300:], wait=True).end_offsets.items():
+            ends[k] = max(ends.get(k, 0), v)
+    for md, *_ in metas:
+        ends[(md.topic, md.partition)] = max(ends.get((md.topic, md.partition), 0), md.offset + 1)
+
+    start_worker()
+    wait_done(settings, ends)
+
+    letters = {}
+    for m in read_topic(settings, topics.dead_letter):
+        doc = json.loads(m.value or b"")
+        letters[(doc["topic"], doc["partition"], doc["offset"])] = doc
+    assert len(letters) == len(metas)
+    for md, value, key, reason in metas:
+        doc = letters[(md.topic, md.partition, md.offset)]
+        assert doc["reason"].startswith(reason), doc["reason"][:200]
+        assert len(doc["reason"]) < 10_000
+        original = base64.b64decode(doc["value_b64"])
+        assert value.startswith(original)
+        assert doc.get("value_truncated", False) == (len(original) < len(value))
+        assert doc.get("value_size", len(value)) == len(value)
+        assert key.startswith(base64.b64decode(doc["key_b64"]))
+        assert doc.get("key_size", len(key)) == len(key)
+    assert any(d.get("value_truncated") for d in letters.values())
+    assert any(d.get("key_truncated") for d in letters.values())
+
+    result = collect(settings)
+    assert_parity(result, reference_run(good, [], EPOCH))
