@@ -24,17 +24,33 @@ def command(
     source: BinaryIO, bootstrap_servers: str | None, topic: str | None, topic_prefix: str | None
 ) -> None:
     """Push the records of SOURCE (a JSONL file, or - for standard input)."""
+    from kafka.errors import KafkaError
+
     from stream.producer import RecordPusher
     from stream.settings import StreamSettings
 
     overrides: dict[str, Any] = {"bootstrap_servers": bootstrap_servers, "topic_prefix": topic_prefix}
     settings = StreamSettings(**{k: v for k, v in overrides.items() if v is not None})
-    with RecordPusher(settings) as pusher:
+    try:
+        pusher = RecordPusher(settings)
+    except KafkaError as exc:
+        raise click.ClickException(f"cannot reach the broker at {settings.bootstrap_servers}: {exc}") from exc
+    with pusher:
         report = pusher.push_lines(source, topic=topic)
+        pusher.flush(None)  # every delivery settled: the failures are all in the report
+    failed = {n for n, _ in report.failed}
     for line, problem in report.problems[:50]:
-        click.echo(f"line {line}: {problem} (sent; the worker will dead-letter it)", err=True)
+        sent = "not sent" if line in failed else "sent; the worker will dead-letter it"
+        click.echo(f"line {line}: {problem} ({sent})", err=True)
     if len(report.problems) > 50:
         click.echo(f"... and {len(report.problems) - 50} more bad lines", err=True)
+    for line, reason in sorted(report.failed)[:50]:
+        click.echo(f"line {line}: {reason}", err=True)
+    if len(report.failed) > 50:
+        click.echo(f"... and {len(report.failed) - 50} more lines not sent", err=True)
     per = ", ".join(f"{t}: {n}" for t, n in sorted(report.by_topic.items()))
-    click.echo(f"sent {report.sent} records ({per})", err=True)
-    sys.exit(1 if report.problems else 0)
+    if report.failed:
+        click.echo(f"sent {report.sent - len(report.failed)} of {report.sent} records ({per})", err=True)
+    else:
+        click.echo(f"sent {report.sent} records ({per})", err=True)
+    sys.exit(1 if report.problems or report.failed else 0)

@@ -23,6 +23,9 @@ class PushReport:
     by_topic: dict[str, int] = field(default_factory=dict)
     #: (line number, reason) for lines that will not pass the worker's validation
     problems: list[tuple[int, str]] = field(default_factory=list)
+    #: (line number, reason) for lines the broker did not get (the producer refused them or their
+    #: delivery failed); complete once the producer is flushed. ``sent`` counts them too.
+    failed: list[tuple[int, str]] = field(default_factory=list)
     #: (topic, partition) -> offset after the last record sent there (filled by ``wait=True``)
     end_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -40,6 +43,10 @@ def classify_line(line: bytes) -> tuple[str | None, str | None, str | None]:
     if not isinstance(region, str) or not region:
         return kind, None, "region: is required (it is the message key)"
     return kind, region, None
+
+
+def _why(exc: BaseException) -> str:
+    return f"not sent: {type(exc).__name__}: {exc}"
 
 
 class RecordPusher:
@@ -69,6 +76,8 @@ class RecordPusher:
 
         With ``wait`` the call returns once every record is acknowledged, with the end offsets.
         """
+        from kafka.errors import KafkaError
+
         report = PushReport()
         futures = []
         for n, raw in enumerate(lines, start=1):
@@ -79,17 +88,26 @@ class RecordPusher:
             if problem:
                 report.problems.append((n, problem))
             name = topic or (self.topics.patrols if kind == "patrol" else self.topics.sampling)
-            fut = self._producer.send(name, value=line, key=region.encode() if region else None)
-            if wait:
-                futures.append(fut)
             report.sent += 1
             report.by_topic[name] = report.by_topic.get(name, 0) + 1
+            try:
+                fut = self._producer.send(name, value=line, key=region.encode() if region else None)
+            except KafkaError as exc:  # refused before sending (too large, ...): the next lines still go
+                report.failed.append((n, _why(exc)))
+                continue
+            # a failed delivery is reported when the producer is flushed (the sender thread calls it)
+            fut.add_errback(lambda exc, n=n: report.failed.append((n, _why(exc))))
+            if wait:
+                futures.append(fut)
         if wait:
             self._producer.flush()
             for fut in futures:
+                if fut.failed():
+                    continue
                 md = fut.get(timeout=60)
                 key = (md.topic, md.partition)
                 report.end_offsets[key] = max(report.end_offsets.get(key, 0), md.offset + 1)
+            report.failed.sort()
         return report
 
     def flush(self, timeout: float | None = 60.0) -> None:
