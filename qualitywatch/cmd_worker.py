@@ -18,10 +18,14 @@ def run_worker(overrides: dict[str, Any], loglevel: str = "info") -> None:
     from faust.worker import Worker
 
     from stream.app import create_app
+    from stream.checkpoint import CheckpointStoreError
     from stream.settings import StreamSettings
 
     settings = StreamSettings(**{k: v for k, v in overrides.items() if v is not None})
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except CheckpointStoreError as exc:
+        raise click.ClickException(str(exc)) from exc
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 

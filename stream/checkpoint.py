@@ -36,14 +36,17 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
 from .tables import create_missing_tables
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "STATE_VERSION",
     "Checkpoint",
     "CheckpointStore",
+    "CheckpointStoreError",
     "CheckpointVersionError",
     "decode_state",
     "encode_state",
@@ -58,6 +61,16 @@ __all__ = [
 STATE_VERSION = 2
 _MAGIC = b"QW-STATE"
 _HEADER = len(_MAGIC) + 4  # the magic, then the version as 4 bytes big-endian
+
+
+#: seconds a connection to a PostgreSQL checkpoint store may take (its driver waits for ever by
+#: default, so a worker whose database host drops packets or never answers would hang silently at
+#: start); a ``connect_timeout`` in the URL wins
+CONNECT_TIMEOUT_S = 10
+
+
+class CheckpointStoreError(RuntimeError):
+    """The checkpoint store cannot be reached or its table cannot be created."""
 
 
 class CheckpointVersionError(RuntimeError):
@@ -115,10 +128,21 @@ class CheckpointStore:
 
     def __init__(self, url: str, group_id: str) -> None:
         self.group_id = group_id
-        self.engine: Engine = create_engine(url, future=True)
+        parsed = make_url(url)
+        connect_args: dict[str, Any] = {}
+        if parsed.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+        self.engine: Engine = create_engine(url, future=True, connect_args=connect_args)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        create_missing_tables(_meta, self.engine)  # workers may start together on a fresh store
+        try:
+            create_missing_tables(_meta, self.engine)  # workers may start together on a fresh store
+        except DBAPIError as exc:
+            self.engine.dispose()
+            raise CheckpointStoreError(
+                f"checkpoint store {parsed.render_as_string(hide_password=True)} (QW_CHECKPOINT_URL): "
+                f"cannot be reached or prepared: {str(exc.orig).strip()}"
+            ) from exc
 
     def load(self, topic: str, partition: int) -> Checkpoint | None:
         with self.engine.connect() as conn:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import pickle
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from conftest import StreamData
@@ -17,7 +21,7 @@ from stream.pipeline import DetectionPipeline
 from stream.producer import RecordPusher
 from stream.settings import StreamSettings
 from stream.stages import CellWeekPartition
-from stream.testing import checkpoint_offsets, collect
+from stream.testing import checkpoint_offsets, collect, settings_env
 
 pytestmark = pytest.mark.integration
 CAT = default_catalogue()
@@ -139,3 +143,35 @@ class _Clock:
     def __call__(self) -> datetime:
         self.now += timedelta(minutes=15)
         return self.now
+
+
+def _worker_exits(settings: StreamSettings) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from qualitywatch.cli import main; main()", "worker"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=400,  # generous: the worker must give up by itself well before
+    )
+
+
+def test_a_checkpoint_store_that_never_answers_stops_the_worker_with_a_clear_error(
+    settings: StreamSettings, tmp_path: Path
+) -> None:
+    # a PostgreSQL address where something accepts the connection and never answers (a hung server,
+    # a proxy in front of a dead one): the worker says so and exits instead of hanging silently
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        url = f"postgresql+psycopg://qw:secret@127.0.0.1:{port}/qualitywatch"
+        done = _worker_exits(settings.model_copy(update={"checkpoint_url": url}))
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"checkpoint store postgresql+psycopg://qw:***@127.0.0.1:{port}/qualitywatch" in done.stderr
+    assert "cannot be reached" in done.stderr
+    assert "secret" not in done.stderr and "Traceback" not in done.stderr
+
+    missing = f"sqlite:///{tmp_path / 'no-such-directory' / 'checkpoints.db'}"
+    done = _worker_exits(settings.model_copy(update={"checkpoint_url": missing}))
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "cannot be reached or prepared: unable to open database file" in done.stderr
