@@ -18,10 +18,12 @@ from pydantic import BaseModel, ValidationError
 from detectors.base import CellWeek
 from schemas import Catalogue, RiskWarning, SamplingResult, field_errors, validation_context
 from schemas.fastpath import SamplingDecoder, SamplingRecord
+from schemas.weeks import week_end, week_start
 
 __all__ = [
     "DEAD_LETTER_MAX_ORIGINAL",
     "Rejection",
+    "check_cell_week",
     "dead_letter",
     "decode_cell_week",
     "decode_record",
@@ -140,6 +142,35 @@ def decode_cell_week(raw: bytes | None, zone: tzinfo) -> CellWeek | Rejection:
         return Rejection(f"invalid JSON: {exc}")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return Rejection(f"invalid cell-week: {exc!r}")
+
+
+def check_cell_week(cell: CellWeek, catalogue: Catalogue, epoch: datetime, now: datetime) -> Rejection | None:
+    """Why a well-formed cell-week cannot be one a worker closed (None when it can be).
+
+    The industry and systemic barriers trust every cell they take: a cell of an unknown county or
+    industry, with impossible counts, or of a week that is not a catalogue week since ``epoch`` or
+    has not begun by ``now`` would be counted, or would stay pending for ever as the "later week"
+    that releases every earlier week without the counties not yet in.
+    """
+    zone = catalogue.zone
+    if cell.region not in catalogue.region_codes:
+        return Rejection(f"invalid cell-week: region {cell.region!r} is not a county of the catalogue")
+    if cell.industry not in catalogue.industry_slugs:
+        return Rejection(f"invalid cell-week: industry {cell.industry!r} is not an industry of the catalogue")
+    if not 0 <= cell.failed <= cell.tested:
+        return Rejection(f"invalid cell-week: failed {cell.failed} and tested {cell.tested} are impossible")
+    start = cell.week_start
+    if start != week_start(start, zone) or cell.week_end != week_end(start, zone):
+        return Rejection(
+            f"invalid cell-week: {start.isoformat()} to {cell.week_end.isoformat()} is not a week "
+            "(Monday 00:00 to the next Monday 00:00 in the catalogue's time zone)"
+        )
+    if start < epoch or start > now:
+        return Rejection(
+            f"invalid cell-week: week of {start.isoformat()} is before the epoch {epoch.isoformat()} "
+            f"or after the worker's clock {now.isoformat()}"
+        )
+    return None
 
 
 def encode_warning(warning: RiskWarning) -> bytes:

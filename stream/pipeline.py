@@ -36,7 +36,15 @@ from schemas import Catalogue, PatrolReport, RiskWarning, SamplingResult, defaul
 from schemas.fastpath import SamplingRecord
 
 from .checkpoint import Checkpoint, CheckpointStore, CheckpointVersionError, decode_state, encode_state
-from .codec import Rejection, dead_letter, decode_cell_week, decode_record, encode_cell_week, encode_warning
+from .codec import (
+    Rejection,
+    check_cell_week,
+    dead_letter,
+    decode_cell_week,
+    decode_record,
+    encode_cell_week,
+    encode_warning,
+)
 from .metrics import StreamMetrics
 from .settings import StreamSettings
 from .stages import CellWeekPartition, PatrolPartition, SamplingPartition, StageContext
@@ -365,6 +373,9 @@ class DetectionPipeline:
         warnings: list[RiskWarning] = []
         if isinstance(state, CellWeekPartition):
             cell = decode_cell_week(msg.value, self.ctx.catalogue.zone)
+            if not isinstance(cell, Rejection):
+                assert self.ctx.config.epoch is not None  # StageContext.create checks it
+                cell = check_cell_week(cell, self.ctx.catalogue, self.ctx.config.epoch, self._clock()) or cell
             if isinstance(cell, Rejection):
                 await self._dead_letter(msg, cell)
                 return

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from detectors.engine import DetectionEngine, EngineConfig
 from schemas import PatrolReport, SamplingResult, default_catalogue
 
 from .checkpoint import CheckpointStore, decode_state
-from .codec import Rejection, decode_cell_week, decode_record
+from .codec import Rejection, check_cell_week, decode_cell_week, decode_record
 from .readback import read_topic
 from .settings import StreamSettings
 from .stages import CellWeekPartition, PatrolPartition, SamplingPartition
@@ -188,7 +188,10 @@ class StreamResult:
 def collect(settings: StreamSettings) -> StreamResult:
     """The stream's output and final state; asserts that every re-sent output is identical."""
     topics = Topics.from_settings(settings)
-    zone = default_catalogue().zone
+    catalogue = default_catalogue()
+    zone, now = catalogue.zone, datetime.now(UTC)
+    assert settings.epoch is not None
+    epoch = settings.epoch.astimezone(zone)
     warnings: dict[str, dict[str, Any]] = {}
     raw_w = read_topic(settings, topics.warnings)
     for m in raw_w:
@@ -201,7 +204,7 @@ def collect(settings: StreamSettings) -> StreamResult:
         if m.partition != 0:
             continue
         cell = decode_cell_week(m.value, zone)
-        if isinstance(cell, Rejection):
+        if isinstance(cell, Rejection) or check_cell_week(cell, catalogue, epoch, now):
             continue  # poison put there on purpose: the worker dead-letters it
         key = (cell.region, cell.industry, cell.week_start)
         assert cells.setdefault(key, cell) == cell, f"cell-week {key} re-sent with other content"

@@ -132,3 +132,63 @@ def test_a_message_too_large_to_copy_whole_is_dead_lettered_cut_and_the_worker_g
 
     result = collect(settings)
     assert_parity(result, reference_run(good, [], EPOCH))
+
+
+def test_a_cell_week_no_worker_could_have_closed_is_dead_lettered(
+    settings: StreamSettings, stream_data: StreamData, start_worker: Any
+) -> None:
+    # well-formed JSON, but not a cell of this catalogue and epoch: counted, it would skew the
+    # industry series, or wait for ever as the later week that releases every week incomplete
+    topics = Topics.from_settings(settings)
+    good = stream_data.sampling[:1500]
+    cell = {
+        "region": COUNTY,
+        "industry": "textiles",
+        "week_start": "2021-06-07T00:00:00+08:00",  # after the records sent: no real cell of it
+        "week_end": "2021-06-14T00:00:00+08:00",
+        "tested": 5,
+        "failed": 1,
+        "failed_ids": ["x"],
+        "item_failures": [["formaldehyde", ["x"]]],
+        "last_event": "2021-06-08T10:00:00+08:00",
+    }
+    poison = [
+        (dict(cell, region="999999"), "region"),
+        (dict(cell, industry="no-such-industry"), "industry"),
+        (dict(cell, tested=-5, failed=9), "failed"),
+        (
+            dict(cell, week_start="2021-06-08T00:00:00+08:00", week_end="2021-06-15T00:00:00+08:00"),
+            "is not a week",
+        ),
+        (
+            dict(cell, week_start="2031-01-06T00:00:00+08:00", week_end="2031-01-13T00:00:00+08:00"),
+            "after the",
+        ),
+        (
+            dict(cell, week_start="2020-12-28T00:00:00+08:00", week_end="2021-01-04T00:00:00+08:00"),
+            "before the epoch",
+        ),
+    ]
+    with RecordPusher(settings) as pusher:
+        futures = [
+            (pusher.send_raw(topics.cell_weeks, json.dumps(doc).encode(), key=b"textiles", partition=p), why)
+            for doc, why in poison
+            for p in range(settings.partitions)
+        ]
+        metas = [(fut.get(timeout=30), why) for fut, why in futures]
+        ends = pusher.push_lines(good, wait=True).end_offsets
+
+    start_worker()
+    wait_done(settings, ends)
+
+    letters = {}
+    for m in read_topic(settings, topics.dead_letter):
+        doc = json.loads(m.value or b"")
+        letters[(doc["topic"], doc["partition"], doc["offset"])] = doc
+    assert len(letters) == len(metas)
+    for md, why in metas:
+        reason = letters[(md.topic, md.partition, md.offset)]["reason"]
+        assert reason.startswith("invalid cell-week: ") and why in reason, reason
+
+    result = collect(settings)
+    assert_parity(result, reference_run(good, [], EPOCH))
