@@ -288,14 +288,29 @@ class DetectionPipeline:
                 log.info("assigned %s[%d] from offset %d", tp.topic, tp.partition, part.next_offset)
 
     async def _revoke(self, revoked: set[TopicPartition]) -> None:
+        """Checkpoint the revoked partitions and forget them, also when the checkpoint fails.
+
+        A partition kept in memory after a failed checkpoint would be skipped by the next
+        :meth:`_assign` (neither restored nor sought), and carry on from a state that another worker
+        may have moved past meanwhile. Forgotten, it is restored from its last checkpoint, with the
+        offset saved beside it: what came after is read again, and counted once.
+        """
         async with self._lock:
             mine = [tp for tp in revoked if tp in self._parts]
-            if mine:
-                await self._checkpoint(mine)
-            for tp in mine:
-                del self._parts[tp]
-                with contextlib.suppress(KeyError):  # never sampled: nothing to remove
-                    self.metrics.lag.remove(tp.topic, str(tp.partition))
+            try:
+                if mine:
+                    await self._checkpoint(mine)
+            except (KafkaError, OSError, SQLAlchemyError) as exc:
+                log.warning(
+                    "checkpoint on revocation failed; %s resume from their last checkpoint: %r",
+                    ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(mine)),
+                    exc,
+                )
+            finally:
+                for tp in mine:
+                    del self._parts[tp]
+                    with contextlib.suppress(KeyError):  # never sampled: nothing to remove
+                        self.metrics.lag.remove(tp.topic, str(tp.partition))
 
     def _new_state(self, tp: TopicPartition) -> PartitionState:
         if tp.topic == self.topics.sampling:

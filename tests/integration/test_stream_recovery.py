@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import StreamData
+from sqlalchemy import text
 
 from schemas import default_catalogue
 from stream.checkpoint import Checkpoint, CheckpointStore, CheckpointVersionError, checkpoints, decode_state
@@ -175,3 +176,53 @@ def test_a_checkpoint_store_that_never_answers_stops_the_worker_with_a_clear_err
     done = _worker_exits(settings.model_copy(update={"checkpoint_url": missing}))
     assert done.returncode == 1, done.stderr[-2000:]
     assert "cannot be reached or prepared: unable to open database file" in done.stderr
+
+
+def test_a_revocation_whose_checkpoint_fails_forgets_the_partitions_and_restores_them_from_the_store(
+    settings: StreamSettings, stream_data: StreamData
+) -> None:
+    # a partition kept in memory after a failed checkpoint would be neither restored nor sought when
+    # assigned again, and carry on from a state another worker may have moved past meanwhile
+    first, later = stream_data.sampling[:1000], stream_data.sampling[1000:1300]
+    with RecordPusher(settings) as pusher:
+        ends = pusher.push_lines(first, wait=True).end_offsets
+    asyncio.run(_run_until_checkpointed(settings, ends))
+    saved = checkpoint_offsets(settings)
+    quiet = settings.model_copy(update={"checkpoint_interval_s": 3600.0})  # no checkpoint meanwhile
+    store = CheckpointStore(settings.checkpoint_url, settings.group_id)
+    sampling_topic = settings.topic_name("sampling-results")
+
+    async def scenario() -> None:
+        pipe = DetectionPipeline(quiet)
+        await pipe.start()
+        task = asyncio.create_task(pipe.run())
+        try:
+            with RecordPusher(settings) as pusher:
+                await asyncio.to_thread(pusher.push_lines, later, wait=True)
+            for _ in range(600):  # read into memory, past the last checkpoint
+                if _read(pipe, sampling_topic) >= len(later):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the later records were not read")
+            pipe.request_stop()
+            await task  # stop reading; the partitions are still held
+            mine = set(pipe._parts)
+            ahead = {(tp.topic, tp.partition): pipe._parts[tp].next_offset for tp in mine}
+            assert any(ahead[k] > saved.get(k, 0) for k in ahead)  # memory is past the store
+            with store.engine.begin() as conn:  # the store fails: its table is gone for a while
+                conn.execute(text("ALTER TABLE stream_checkpoints RENAME TO stream_checkpoints_away"))
+            await pipe._revoke(mine)  # as the consumer's rebalance calls it; the error is logged
+            assert not mine & set(pipe._parts)
+            with store.engine.begin() as conn:
+                conn.execute(text("ALTER TABLE stream_checkpoints_away RENAME TO stream_checkpoints"))
+            await pipe._assign(mine)  # assigned back: restored from the store, not from memory
+            restored = {(tp.topic, tp.partition): pipe._parts[tp].next_offset for tp in mine}
+            assert restored == {k: saved.get(k, 0) for k in restored}
+        finally:
+            await pipe.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
