@@ -267,7 +267,8 @@ class DetectionPipeline:
                 if tp in self._parts:
                     continue
                 t0 = time.perf_counter()
-                cp = self.store.load(tp.topic, tp.partition)
+                # in a thread: a slow store must not stall the event loop (and with it the heartbeats)
+                cp = await asyncio.to_thread(self.store.load, tp.topic, tp.partition)
                 if cp is None:
                     part = _Part(self._new_state(tp), 0)
                     await self._consumer.seek_to_beginning(tp)
