@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,28 @@ def _wait_http(url: str, procs: Sequence[subprocess.Popen[bytes]], timeout: floa
     return False
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on ``host:port`` (a socket in TIME_WAIT does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _check_ports_free(ports: Sequence[tuple[str, str, int, str]]) -> None:
+    """Refuse to start when one of ``(host, what, port, option)`` is taken: otherwise a client of this
+    run could reach another run's broker or server (and the banner show tokens that do not work there)."""
+    for host, what, port, option in ports:
+        if _port_in_use(host, port):
+            raise click.ClickException(
+                f"port {port} ({what}) is in use on {host}: is another `qualitywatch up` running? "
+                f"Stop it, or choose another port with {option}."
+            )
+
+
 def _banner(*, base: str, tokens: DemoTokens, web_port: int, broker: str, workdir: Path, demo: bool) -> str:
     from schemas import default_catalogue
 
@@ -231,6 +254,13 @@ def command(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)  # also when started with SIGINT ignored (a background job)
+    _check_ports_free(
+        [
+            ("127.0.0.1", "the embedded broker", port, "--port"),
+            ("127.0.0.1", "the worker's /metrics", web_port, "--web-port"),
+            (host, "the dashboard and APIs", http_port, "--http-port"),
+        ]
+    )
     own_workdir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="qualitywatch-up-")) if workdir is None else workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)

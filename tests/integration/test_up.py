@@ -150,3 +150,20 @@ def test_demo_history_is_fed_fast_up_to_the_warm_up_then_at_the_live_rate() -> N
     assert times == sorted(times)  # event-time order, as the stream expects
     sim = simulate(SimConfig(seed=1, years=2))
     assert len(warm) + len(live) == len(sim.records) + len(sim.patrols)
+
+
+@pytest.mark.parametrize("taken", ["--port", "--web-port", "--http-port"])
+def test_up_refuses_a_port_in_use_with_a_message_naming_the_option(taken: str, tmp_path: Path) -> None:
+    ports = {option: free_port() for option in ("--port", "--web-port", "--http-port")}
+    with socket.socket() as other:  # another program (or another `qualitywatch up`) holds the port
+        other.bind(("127.0.0.1", ports[taken]))
+        other.listen()
+        cmd = [sys.executable, "-c", "from qualitywatch.cli import main; main()", "up", "--no-demo"]
+        for option, port in ports.items():
+            cmd += [option, str(port)]
+        cmd += ["--workdir", str(tmp_path / "work")]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"port {ports[taken]}" in done.stderr and taken in done.stderr
+    assert "Traceback" not in done.stderr and "Ctrl-C stops everything" not in done.stdout
+    assert not any(_listening(p) for option, p in ports.items() if option != taken)
