@@ -269,6 +269,7 @@ def command(
     alerts_db = f"sqlite:///{work / 'alerts.db'}"
     broker = EmbeddedBroker(port=port).start()
     procs: list[subprocess.Popen[bytes]] = []
+    failed = False  # a process died, or the server never came up: exit with status 1
     stop = threading.Event()
     feeder: threading.Thread | None = None
     try:
@@ -292,6 +293,7 @@ def command(
         base = f"http://{host}:{http_port}"
         if not _wait_http(f"{base}/healthz", procs, timeout=90):
             click.echo("the server did not come up; stopping everything", err=True)
+            failed = True
             return
         if not no_demo:
             settings = StreamSettings(bootstrap_servers=broker.bootstrap)
@@ -311,7 +313,13 @@ def command(
         )
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
-        click.echo("a process exited; stopping everything", err=True)
+        name, code = next(
+            (n, p.returncode)
+            for p, n in zip(procs, ("worker", "serve"), strict=False)
+            if p.poll() is not None
+        )
+        click.echo(f"the {name} exited (status {code}); stopping everything", err=True)
+        failed = True  # a supervisor (systemd, a terminal's exit status) must see that it did not end well
     except KeyboardInterrupt:
         click.echo("stopping", err=True)
     finally:
@@ -332,3 +340,5 @@ def command(
         if own_workdir:
             shutil.rmtree(work, ignore_errors=True)
         click.echo("stopped", err=True)
+        if failed:
+            raise SystemExit(1)

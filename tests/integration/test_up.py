@@ -167,3 +167,48 @@ def test_up_refuses_a_port_in_use_with_a_message_naming_the_option(taken: str, t
     assert f"port {ports[taken]}" in done.stderr and taken in done.stderr
     assert "Traceback" not in done.stderr and "Ctrl-C stops everything" not in done.stdout
     assert not any(_listening(p) for option, p in ports.items() if option != taken)
+
+
+def test_up_stops_everything_and_exits_with_status_1_when_its_worker_dies(tmp_path: Path) -> None:
+    # a supervisor (systemd, a shell script, a terminal's exit status) must see that it did not end well
+    ports = {option: free_port() for option in ("--port", "--web-port", "--http-port")}
+    cmd = [sys.executable, "-c", "from qualitywatch.cli import main; main()", "up", "--no-demo"]
+    for option, port in ports.items():
+        cmd += [option, str(port)]
+    cmd += ["--workdir", str(tmp_path / "work")]
+    log = (tmp_path / "up.err").open("wb")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
+    banner = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            if b"Ctrl-C stops everything" in raw:
+                banner.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert banner.wait(90), "no banner; stderr:\n" + (tmp_path / "up.err").read_text()
+        children = subprocess.run(
+            ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(proc.pid)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        worker = [int(line.split()[0]) for line in children if " worker " in f" {line} "]
+        assert len(worker) == 1, children
+        subprocess.run(["kill", "-KILL", str(worker[0])], check=True)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+    err = (tmp_path / "up.err").read_text()
+    assert code == 1, err
+    assert "the worker exited (status -9); stopping everything" in err and err.rstrip().endswith("stopped")
+    assert not any(_listening(p) for p in ports.values())
