@@ -65,6 +65,18 @@ def _timeline(
     session.add(TimelineEntry(incident_id=inc.id, at=now, actor=actor, kind=kind, text=text, data=data))
 
 
+def _commander_named(session: Session, inc: Incident, *, actor: str, commander: str, now: datetime) -> None:
+    _timeline(
+        session,
+        inc,
+        actor=actor,
+        kind="commander",
+        text=f"commander: {commander}",
+        now=now,
+        data={"commander": commander},
+    )
+
+
 def _changed(
     session: Session, inc: Incident, *, actor: str, action: str, before: dict[str, Any] | None, now: datetime
 ) -> None:
@@ -145,15 +157,7 @@ def open_incident(
         _attach(session, inc, a, actor=principal.name, now=now)
     if commander:
         session.add(IncidentMember(incident_id=inc.id, name=commander, role="commander"))
-        _timeline(
-            session,
-            inc,
-            actor=principal.name,
-            kind="commander",
-            text=f"commander: {commander}",
-            now=now,
-            data={"commander": commander},
-        )
+        _commander_named(session, inc, actor=principal.name, commander=commander, now=now)
     _changed(session, inc, actor=principal.name, action="incident.open", before=None, now=now)
     return inc
 
@@ -246,15 +250,7 @@ def set_commander(
             member.role = "member"  # the previous commander stays on the team
     if new is None:
         session.add(IncidentMember(incident_id=inc.id, name=commander, role="commander"))
-    _timeline(
-        session,
-        inc,
-        actor=principal.name,
-        kind="commander",
-        text=f"commander: {commander}",
-        now=now,
-        data={"commander": commander},
-    )
+    _commander_named(session, inc, actor=principal.name, commander=commander, now=now)
     _changed(session, inc, actor=principal.name, action="incident.commander", before=before, now=now)
     return inc
 
