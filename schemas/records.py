@@ -11,6 +11,7 @@ names the field and the reason (see :func:`schemas.errors.field_errors`).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -20,6 +21,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     FiniteFloat,
@@ -103,6 +105,27 @@ def _none_if_empty(value: str | None) -> str | None:
 OptionalText = Annotated[str | None, AfterValidator(_none_if_empty)]
 
 
+#: a number, or a text that is only one: pydantic would read it as seconds since 1970
+_NUMERIC = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _iso_date_time(value: Any) -> Any:
+    """Refuse a Unix timestamp where the wire contract asks for an ISO 8601 date-time with offset."""
+    if (isinstance(value, int | float) and not isinstance(value, bool)) or (
+        isinstance(value, str) and _NUMERIC.fullmatch(value)
+    ):
+        raise PydanticCustomError(
+            "not_iso_date_time",
+            "{value} is a number, not an ISO 8601 date-time with offset (e.g. 2026-03-02T10:30:00+08:00)",
+            {"value": repr(value)},
+        )
+    return value
+
+
+#: an ISO 8601 date-time with offset, as JSON text or a timezone-aware ``datetime`` (never a number)
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_date_time)]
+
+
 def _check_event_time(value: datetime, info: ValidationInfo) -> datetime:
     now = _now(info)
     if value > now + MAX_FUTURE_SKEW:
@@ -184,8 +207,8 @@ class SamplingResult(_Record):
     """One tested batch (监督抽查 / 风险监测 result)."""
 
     id: NonBlank = Field(max_length=128)
-    sampled_at: AwareDatetime
-    reported_at: AwareDatetime | None = None
+    sampled_at: IsoDateTime
+    reported_at: IsoDateTime | None = None
     region: str
     industry: str
     product: NonBlank
@@ -262,7 +285,7 @@ class PatrolReport(_Record):
     """One risk-source inspection patrol (风险源巡查)."""
 
     id: NonBlank = Field(max_length=128)
-    patrolled_at: AwareDatetime
+    patrolled_at: IsoDateTime
     region: str
     industry: str
     enterprise_id: EnterpriseId

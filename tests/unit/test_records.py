@@ -175,6 +175,33 @@ def test_naive_datetime_is_refused_with_the_expected_format() -> None:
     assert "must carry a UTC offset" in err.reason
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("sampled_at", 1772330400),
+        ("sampled_at", 1772330400.5),
+        ("sampled_at", "1772330400"),
+        ("reported_at", 1772330400),
+    ],
+)
+def test_a_unix_timestamp_is_not_an_iso_8601_date_time(field: str, value: Any) -> None:
+    # DESIGN.md: dates are ISO 8601 with offset; the exported JSON Schema says a date-time string
+    data = sampling(**{field: value})
+    for decoded in (data, json.loads(json.dumps(data))):
+        err = only_error(SamplingResult, decoded)
+        assert err.field == field and err.type == "not_iso_date_time"
+        assert "ISO 8601" in err.reason
+    with pytest.raises(ValidationError):
+        SamplingResult.model_validate_json(json.dumps(data), context=ctx())
+    err = only_error(PatrolReport, patrol(patrolled_at=1772330400))
+    assert err.field == "patrolled_at" and err.type == "not_iso_date_time"
+
+
+def test_a_datetime_object_with_an_offset_is_still_accepted() -> None:
+    when = datetime(2026, 3, 1, 10, tzinfo=CST)
+    assert SamplingResult.model_validate(sampling(sampled_at=when), context=ctx()).sampled_at == when
+
+
 def test_missing_fields_are_each_named() -> None:
     data = sampling(region=..., enterprise_id=..., inspector_id=...)
     errors = errors_of(SamplingResult, data)
