@@ -203,8 +203,25 @@ class TestItem(_Record):
         return _catalogue(info).normalise_item(value)
 
 
+#: the passed / failed_items rule in the exported JSON Schema: named items when failed, none when passed
+_FAILED_ITEMS_RULE: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": {"properties": {"passed": {"const": False}}, "required": ["passed"]},
+            "then": {"properties": {"failed_items": {"minItems": 1}}, "required": ["failed_items"]},
+        },
+        {
+            "if": {"properties": {"passed": {"const": True}}, "required": ["passed"]},
+            "then": {"properties": {"failed_items": {"maxItems": 0}}},
+        },
+    ]
+}
+
+
 class SamplingResult(_Record):
     """One tested batch (监督抽查 / 风险监测 result)."""
+
+    model_config = ConfigDict(json_schema_extra=_FAILED_ITEMS_RULE)
 
     id: NonBlank = Field(max_length=128)
     sampled_at: IsoDateTime

@@ -156,6 +156,18 @@ def test_enumerations_are_in_the_schema(exported: dict[str, dict[str, Any]]) -> 
     assert not warning.is_valid(dict(_warning(), level="purple"))
 
 
+def test_the_passed_and_failed_items_rule_is_in_the_schema(exported: dict[str, dict[str, Any]]) -> None:
+    # DESIGN.md: failed_items is empty when passed, must be non-empty when not passed
+    validator = jsonschema.Draft202012Validator(exported["sampling-result"])
+    passed = dict(SAMPLING, passed=True, failed_items=[])
+    del passed["test_items"]
+    assert validator.is_valid(passed)
+    assert validator.is_valid({k: v for k, v in passed.items() if k != "failed_items"})
+    assert not validator.is_valid(dict(passed, failed_items=["lead"]))
+    assert not validator.is_valid(dict(SAMPLING, failed_items=[]))
+    assert not validator.is_valid({k: v for k, v in SAMPLING.items() if k != "failed_items"})
+
+
 def test_export_into_a_new_nested_directory(tmp_path: Path) -> None:
     target = tmp_path / "a" / "b"
     result = CliRunner().invoke(main, ["schemas", "export", str(target)])
