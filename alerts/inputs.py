@@ -5,17 +5,24 @@ otherwise surface as a database error. :class:`RefuseNulText` answers such a req
 parameter or body field that held it, in the service's error shape, before any view runs.
 
 A warning comes from the HTTP API or straight off the topic; :func:`check_storable` refuses one whose
-identifiers are longer than their columns or whose text holds a NUL, naming the field, so neither
-path meets a database error (on the topic, one such record would otherwise fail its whole batch).
+identifiers are longer than their columns, whose text holds a NUL or whose times fall outside the
+years 1..9999 once in UTC, naming the field, so neither path meets a database error (on the topic,
+one such record would otherwise fail its whole batch).
+
+Times are stored in UTC, so ``9999-12-31T23:59:59-12:00`` (or ``0001-01-01T00:00:00+14:00``) is a
+valid ISO 8601 time that no store can hold: :data:`UtcDatetime` is the aware datetime the views take
+in bodies and query parameters, refusing such a value (422 naming the field) instead.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, AwareDatetime
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas import RiskWarning
@@ -23,7 +30,7 @@ from schemas import RiskWarning
 from .alert.models import Alert, ReceivedWarning
 from .errors import InvalidInput
 
-__all__ = ["RefuseNulText", "check_storable", "nul_field"]
+__all__ = ["RefuseNulText", "UtcDatetime", "check_storable", "in_utc_range", "nul_field"]
 
 NUL = "\x00"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -48,6 +55,21 @@ def nul_field(value: Any, path: tuple[str, ...] = ()) -> str | None:
     return None
 
 
+def in_utc_range(value: datetime) -> datetime:
+    """``value`` unchanged if it has a UTC equivalent (years 1..9999), else :class:`ValueError` saying so."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is outside the years 1..9999 once converted to UTC") from None
+    return value
+
+
+#: a timezone-aware datetime that converts to UTC (what the store keeps); 422 naming the field otherwise
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc_range)]
+
+#: a warning's times
+_TIMES = ("raised_at", "window_start", "window_end")
+
 #: a warning's text fields and the columns that hold them
 _COLUMNS = {
     "id": ReceivedWarning.__table__.c.id,
@@ -70,6 +92,11 @@ def check_storable(warning: RiskWarning) -> None:
         width = getattr(column.type, "length", None)
         if isinstance(value, str) and width is not None and len(value) > width:
             raise InvalidInput(f"at most {width} characters, got {len(value)}", field=name)
+    for name in _TIMES:
+        try:
+            in_utc_range(getattr(warning, name))
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field=name) from None
     field = nul_field(data)
     if field is not None:
         raise InvalidInput("must not contain NUL characters (U+0000)", field=field or "warning")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from schemas import Level, RiskWarning, WarningKind
 
 from ..auth.service import Principal
 from ..deps import Id, Now, Offset, Rt, Sess, caller
 from ..escalation import escalate
-from ..inputs import check_storable
+from ..inputs import UtcDatetime, check_storable
 from ..notification.service import list_notifications
 from ..pipeline import process_warning
 from . import service
@@ -56,8 +56,8 @@ def list_alerts(
     level: Level | None = None,
     county: Annotated[str | None, Query(max_length=16)] = None,
     industry: Annotated[str | None, Query(max_length=64)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: UtcDatetime | None = None,
+    until: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
 ) -> AlertPage:

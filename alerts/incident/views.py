@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from ..auth.service import Principal
 from ..deps import MAX_ID, Id, Now, Offset, Sess, caller
+from ..inputs import UtcDatetime
 from . import service
 from .models import IncidentState
 
@@ -44,7 +45,7 @@ class MemberBody(BaseModel):
 class TaskBody(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     owner: str = Field(min_length=1, max_length=64)
-    due_at: AwareDatetime
+    due_at: UtcDatetime
 
 
 class AlertLinkBody(BaseModel):

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from schemas import Level, WarningKind
 
 from ..audit.service import snapshot
 from ..auth.service import Principal
 from ..deps import Id, Now, Sess, caller
+from ..inputs import UtcDatetime
 from . import service
 
 __all__ = ["router"]
@@ -28,8 +29,8 @@ class SilenceBody(BaseModel):
     industry: str | None = Field(default=None, max_length=64)
     item: str | None = Field(default=None, max_length=128)
     level: Level | None = Field(default=None, description="matches this level and below")
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
     reason: str = Field(min_length=1, max_length=2000)
 
 

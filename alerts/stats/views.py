@@ -8,12 +8,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from schemas import Catalogue, default_catalogue
 
 from ..auth.service import Principal
 from ..deps import Now, Sess, caller
+from ..inputs import UtcDatetime
 from . import service
 
 __all__ = ["router"]
@@ -34,8 +35,8 @@ Cat = Annotated[Catalogue, Depends(get_catalogue)]
 class CellWeekBody(BaseModel):
     region: str = Field(max_length=16)
     industry: str = Field(max_length=64)
-    week_start: AwareDatetime
-    week_end: AwareDatetime
+    week_start: UtcDatetime
+    week_end: UtcDatetime
     tested: int = Field(ge=0, le=1_000_000)
     failed: int = Field(ge=0, le=1_000_000)
     #: hazard item -> number of failed batches naming it (the topic's lists of ids are accepted too)
@@ -143,8 +144,8 @@ def pass_rates(
     by: Literal["county", "industry", "county,industry"] = "county,industry",
     county: Annotated[str | None, Query(max_length=16)] = None,
     industry: Annotated[str | None, Query(max_length=64)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: UtcDatetime | None = None,
+    until: UtcDatetime | None = None,
     format: Literal["json", "csv"] = "json",
     lang: Literal["zh-CN", "en"] = "zh-CN",
 ) -> dict[str, Any] | Response:

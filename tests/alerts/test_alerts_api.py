@@ -549,3 +549,48 @@ def test_closing_an_incident_audits_what_it_was_before(seeded, client, token, cl
     assert close["before"]["state"] == "resolved"
     assert close["before"]["summary"] is None and close["before"]["closed_at"] is None
     assert close["after"]["summary"] == "recalled" and close["after"]["closed_at"]
+
+
+#: valid ISO 8601 times with no UTC equivalent (year 10000, year 0): the store keeps UTC
+BEYOND_UTC = ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"]
+
+
+@pytest.mark.parametrize("when", BEYOND_UTC)
+def test_times_beyond_the_utc_years_are_refused_naming_the_field(seeded, client, token, make_warning, when):
+    admin = token("admin")
+    aid = _ids(client, admin)["items"][0]["id"]
+    iid = client.post("/api/incidents", headers=admin, json={"title": "t", "alert_ids": [aid]}).json()["id"]
+    silence = {
+        "starts_at": "2026-03-02T00:00:00+00:00",
+        "ends_at": "2026-03-03T00:00:00+00:00",
+        "reason": "x",
+    }
+    task = {"title": "t", "owner": "o"}
+    cell = {
+        "region": AKTO,
+        "industry": "food_processing",
+        "week_start": "2026-03-02T00:00:00+08:00",
+        "week_end": "2026-03-09T00:00:00+08:00",
+        "tested": 1,
+        "failed": 0,
+    }
+    cells = {"cells": [{**cell, "week_end": when}]}
+    warning = make_warning(region=WUQIA, level="blue").model_dump(mode="json")
+    asks = [
+        ("GET", "/api/alerts", {"params": {"since": when}}, "query.since"),
+        ("GET", "/api/alerts", {"params": {"until": when}}, "query.until"),
+        ("GET", "/api/stats/pass-rates", {"params": {"since": when}}, "query.since"),
+        ("GET", "/api/stats/pass-rates", {"params": {"until": when}}, "query.until"),
+        ("POST", "/api/silences", {"json": {**silence, "starts_at": when}}, "starts_at"),
+        ("POST", "/api/silences", {"json": {**silence, "ends_at": when}}, "ends_at"),
+        ("POST", f"/api/incidents/{iid}/tasks", {"json": {**task, "due_at": when}}, "due_at"),
+        ("POST", "/api/stats/cell-weeks", {"json": cells}, "cells.0.week_end"),
+        ("POST", "/api/warnings", {"json": {**warning, "raised_at": when}}, "raised_at"),
+        ("POST", "/api/warnings", {"json": {**warning, "window_start": when}}, "window_start"),
+    ]
+    for method, path, kwargs, field in asks:
+        r = client.request(method, path, headers=admin, **kwargs)
+        assert r.status_code == 422, (path, field, r.text)
+        error = r.json()["error"]
+        assert error["field"] == field and "UTC" in error["message"], (path, error)
+    assert _ids(client, admin)["total"] == 3
