@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
@@ -60,11 +60,7 @@ def _install_error_mapping(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {
-                "field": ".".join(str(p) for p in e["loc"] if p != "body"),
-                "reason": str(e["msg"]),
-                "type": e["type"],
-            }
+            {"field": _field(e["loc"], e["type"]), "reason": _reason(e), "type": e["type"]}
             for e in exc.errors()
         ]
         field, reason = (errors[0]["field"], errors[0]["reason"]) if errors else (None, "invalid request")
@@ -80,6 +76,27 @@ def _install_error_mapping(app: FastAPI) -> None:
             f"unexpected {exc.__class__.__name__} while handling "
             f"{request.method} {request.url.path}; see the service log",
         )
+
+
+def _field(loc: Sequence[Any], kind: str) -> str:
+    """The field a validation error is about: its path in the JSON body (``body`` for the body as a
+    whole, or JSON that does not parse), or ``query.…`` / ``path.…`` / ``header.…``."""
+    if not loc or loc[0] != "body":
+        return ".".join(str(p) for p in loc)
+    if kind == "json_invalid" or len(loc) == 1:
+        return "body"
+    return ".".join(str(p) for p in loc[1:])
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    loc, kind = tuple(error["loc"]), error["type"]
+    if kind == "json_invalid":
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        cause = (error.get("ctx") or {}).get("error")
+        return f"not valid JSON{where}" + (f": {cause}" if cause else "")
+    if loc == ("body",) and kind == "missing":
+        return "a JSON body is required"
+    return str(error["msg"])
 
 
 def _sse(event: Event) -> str:

@@ -594,3 +594,28 @@ def test_times_beyond_the_utc_years_are_refused_naming_the_field(seeded, client,
         error = r.json()["error"]
         assert error["field"] == field and "UTC" in error["message"], (path, error)
     assert _ids(client, admin)["total"] == 3
+
+
+def test_body_errors_name_the_body_or_its_field(seeded, client, token):
+    admin = token("admin")
+    aid = _ids(client, admin)["items"][0]["id"]
+    json_body = {**admin, "content-type": "application/json"}
+    # a field that happens to be called "body" is named as such
+    r = client.post(f"/api/alerts/{aid}/comments", headers=admin, json={"body": 5})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "body"
+    assert "string" in r.json()["error"]["message"]
+    # a missing body, one that is not an object, and JSON that does not parse name the body
+    r = client.post(f"/api/alerts/{aid}/comments", headers=json_body, content=b"")
+    assert r.status_code == 422 and r.json()["error"] == {
+        "code": "invalid",
+        "field": "body",
+        "message": "a JSON body is required",
+    }
+    r = client.post("/api/silences", headers=admin, json=["x"])
+    assert r.status_code == 422 and r.json()["error"]["field"] == "body"
+    r = client.post("/api/silences", headers=json_body, content=b'{"reason": ')
+    assert r.status_code == 422 and r.json()["error"]["field"] == "body"
+    assert r.json()["error"]["message"].startswith("not valid JSON at character 11")
+    # nested fields keep their path
+    r = client.post("/api/stats/cell-weeks", headers=admin, json={"cells": [{"region": 1}]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "cells.0.region"
