@@ -18,15 +18,18 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy import Index, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
 from .alert.views import router as alert_router
 from .audit.views import router as audit_router
 from .auth.service import Principal, authenticate, require
 from .auth.views import router as auth_router
 from .dashboard.views import router as dashboard_router
+from .db import Base
 from .deps import Rt
-from .errors import AlertServiceError
+from .errors import AlertServiceError, Conflict
 from .events import Event
 from .incident.views import router as incident_router
 from .inputs import RefuseNulText
@@ -66,6 +69,13 @@ def _install_error_mapping(app: FastAPI) -> None:
         field, reason = (errors[0]["field"], errors[0]["reason"]) if errors else (None, "invalid request")
         return _error(422, "invalid", field, reason, errors=errors)
 
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        conflict = _unique_conflict(exc)
+        if conflict is not None:
+            return await _service_error(request, conflict)
+        return await _unexpected(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
@@ -76,6 +86,35 @@ def _install_error_mapping(app: FastAPI) -> None:
             f"unexpected {exc.__class__.__name__} while handling "
             f"{request.method} {request.url.path}; see the service log",
         )
+
+
+def _unique_conflict(exc: IntegrityError) -> Conflict | None:
+    """A unique key another request stored between this one's check and its write, as a 409 naming
+    the key's columns; ``None`` for any other integrity error (a bug, answered 500)."""
+    orig = exc.orig
+    columns: list[str] = []
+    table = ""
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        name = getattr(getattr(orig, "diag", None), "constraint_name", None)
+        for t in Base.metadata.tables.values():
+            keys: list[ColumnCollectionConstraint | Index] = [
+                c for c in t.constraints if isinstance(c, ColumnCollectionConstraint)
+            ]
+            keys.extend(t.indexes)
+            for key in keys:
+                if key.name == name:
+                    table, columns = t.name, [c.name for c in key.columns]
+    elif str(orig).startswith("UNIQUE constraint failed: "):  # SQLite
+        spec = str(orig).removeprefix("UNIQUE constraint failed: ")
+        pairs = [part.strip().partition(".") for part in spec.split(",")]
+        table, columns = pairs[0][0], [column for _, _, column in pairs]
+    if not columns:
+        return None
+    what = ", ".join(columns)
+    return Conflict(
+        f"another request stored a {table} row with the same {what} at the same time; retry to see it",
+        field=what,
+    )
 
 
 def _field(loc: Sequence[Any], kind: str) -> str:

@@ -619,3 +619,37 @@ def test_body_errors_name_the_body_or_its_field(seeded, client, token):
     # nested fields keep their path
     r = client.post("/api/stats/cell-weeks", headers=admin, json={"cells": [{"region": 1}]})
     assert r.status_code == 422 and r.json()["error"]["field"] == "cells.0.region"
+
+
+def test_a_key_stored_by_a_concurrent_request_is_a_409_naming_the_key(client, token, runtime):
+    """Another request inserts the same receiver just after this one looked it up (and found none)."""
+    from sqlalchemy import event, text
+
+    bind = runtime.session_factory.kw["bind"]
+    rivals: list[str] = []
+
+    def rival(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if not rivals and "FROM receivers" in statement:
+            rivals.append("rival")
+            with bind.engine.connect() as other:
+                other.execute(
+                    text("INSERT INTO receivers (name, kind, target) VALUES ('rival', 'webhook', 'x')")
+                )
+                other.commit()
+
+    admin = token("admin")
+    body = {"kind": "webhook", "target": "http://hooks.test/duty"}
+    event.listen(bind, "after_cursor_execute", rival)
+    try:
+        r = client.put("/api/receivers/rival", headers=admin, json=body)
+        assert rivals == ["rival"]
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["code"] == "conflict" and r.json()["error"]["field"] == "name"
+        assert "at the same time" in r.json()["error"]["message"]
+        # what the other request stored is there to see
+        assert "rival" in client.get("/api/receivers", headers=admin).text
+    finally:
+        event.remove(bind, "after_cursor_execute", rival)
+        with bind.engine.connect() as other:  # the rival committed outside the test's transaction
+            other.execute(text("DELETE FROM receivers WHERE name = 'rival'"))
+            other.commit()
