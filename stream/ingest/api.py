@@ -213,7 +213,7 @@ def _json_rows(body: bytes, max_rows: int) -> list[RawRow]:
     if text.startswith("["):
         try:
             items = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: also a number too long to convert
             raise BadPayload(f"the body is not a JSON array: {exc}") from None
         rows = [RawRow(n, item) for n, item in enumerate(items, start=1)]
     else:
@@ -223,7 +223,7 @@ def _json_rows(body: bytes, max_rows: int) -> list[RawRow]:
                 continue
             try:
                 rows.append(RawRow(n, json.loads(line)))
-            except (json.JSONDecodeError, RecursionError) as exc:
+            except (ValueError, RecursionError) as exc:
                 reason = f"line is not JSON: {getattr(exc, 'msg', exc)}"
                 rows.append(RawRow(n, None, (FieldError("", reason, "invalid_json"),)))
     if len(rows) > max_rows:
@@ -283,7 +283,7 @@ def create_ingest_router(
         principal = authorise(credentials)
         try:
             data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # decoding, syntax, a number too long to convert
             raise BadPayload(f"the body is not JSON: {exc}") from None
         outcome = await writer.submit(
             kind=kind, data=data, submitted_by=principal.name, scope_region=principal.region

@@ -96,6 +96,22 @@ def test_a_body_that_is_not_json_is_400(client: TestClient) -> None:
     assert r.status_code == 400 and r.json()["detail"]["error"] == "bad_payload"
 
 
+def test_a_number_too_long_to_read_is_a_400_not_a_500(client: TestClient) -> None:
+    digits = b"9" * 5000  # beyond Python's 4300-digit limit for reading an integer
+    r = client.post("/api/v1/sampling-results", content=digits, headers=AUTH)
+    assert r.status_code == 400 and r.json()["detail"]["error"] == "bad_payload"
+    assert "4300 digits" in r.json()["detail"]["message"]
+    r = client.post("/api/v1/sampling-results:batch", content=b"[" + digits + b"]", headers=AUTH)
+    assert r.status_code == 400 and r.json()["detail"]["error"] == "bad_payload"
+    r = client.post(
+        "/api/v1/patrol-reports:batch",
+        content=digits + b"\n",
+        headers={**AUTH, "content-type": "application/x-ndjson"},
+    )
+    assert r.status_code == 200 and r.json()["rejected"] == 1
+    assert r.json()["outcomes"][0]["reason"].startswith("line is not JSON")
+
+
 def test_batch_json_array_gives_per_row_outcomes(client: TestClient) -> None:
     body = [sampling(1), sampling(2, region="mars"), sampling(1), "S-3"]
     r = client.post("/api/v1/sampling-results:batch", json=body, headers=AUTH)
