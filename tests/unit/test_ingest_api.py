@@ -112,6 +112,17 @@ def test_a_number_too_long_to_read_is_a_400_not_a_500(client: TestClient) -> Non
     assert r.json()["outcomes"][0]["reason"].startswith("line is not JSON")
 
 
+def test_a_time_with_no_utc_equivalent_is_rejected_naming_the_field(client: TestClient) -> None:
+    r = client.post(
+        "/api/v1/sampling-results",
+        json=sampling(reported_at="9999-12-31T23:59:59-12:00"),
+        headers=AUTH,
+    )
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["detail"]["errors"]
+    assert err["field"] == "reported_at" and "UTC" in err["reason"]
+
+
 def test_batch_json_array_gives_per_row_outcomes(client: TestClient) -> None:
     body = [sampling(1), sampling(2, region="mars"), sampling(1), "S-3"]
     r = client.post("/api/v1/sampling-results:batch", json=body, headers=AUTH)
