@@ -175,7 +175,7 @@ class SamplingDecoder:
         if not bounds[0] <= when <= bounds[1]:
             return False
         reported = r.reported_at
-        if reported is not None and (reported.tzinfo is None or reported < when):
+        if reported is not None and (reported.tzinfo is None or reported < when or reported > self._latest):
             return False
         # every string non-blank (where the model says so) and already stripped: the model strips
         # every string, the short cut never does

@@ -126,7 +126,8 @@ def _iso_date_time(value: Any) -> Any:
 IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_date_time)]
 
 
-def _check_event_time(value: datetime, info: ValidationInfo) -> datetime:
+def _not_in_future(value: datetime, info: ValidationInfo) -> datetime:
+    """The validating clock, once ``value`` is found no later than it (beyond the allowed skew)."""
     now = _now(info)
     if value > now + MAX_FUTURE_SKEW:
         raise PydanticCustomError(
@@ -134,6 +135,11 @@ def _check_event_time(value: datetime, info: ValidationInfo) -> datetime:
             "{when} is in the future (validating clock {now})",
             {"when": value.isoformat(), "now": now.isoformat(timespec="seconds")},
         )
+    return now
+
+
+def _check_event_time(value: datetime, info: ValidationInfo) -> datetime:
+    now = _not_in_future(value, info)
     if value < now - MAX_AGE:
         raise PydanticCustomError(
             "implausibly_old",
@@ -250,6 +256,8 @@ class SamplingResult(_Record):
     @field_validator("reported_at")
     @classmethod
     def _reported_after_sampling(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is not None:
+            _not_in_future(value, info)  # a report from the future is a wrong clock (or a typo)
         sampled = info.data.get("sampled_at")
         if value is not None and sampled is not None and value < sampled:
             raise PydanticCustomError(

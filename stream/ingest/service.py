@@ -225,13 +225,6 @@ def _validate(
             f"(county {_region_label(catalogue, scope_region)})"
         )
         return RowOutcome(raw.row, record.id, "rejected", (FieldError("region", reason, "out_of_scope"),))
-    for name in _TIME_FIELDS[kind]:
-        value = getattr(record, name)
-        try:
-            value is None or value.astimezone(UTC)
-        except OverflowError:  # e.g. 9999-12-31T23:59:59-12:00: valid ISO 8601, no UTC equivalent
-            reason = f"{value.isoformat()} is outside the years 1..9999 once converted to UTC"
-            return RowOutcome(raw.row, record.id, "rejected", (FieldError(name, reason, "out_of_range"),))
     payload, digest = canonical_record(record, kind)
     return Prepared(raw.row, record.id, record.region, payload, digest)
 

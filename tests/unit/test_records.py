@@ -378,3 +378,13 @@ def test_a_test_item_value_or_limit_must_be_finite(field: str, literal: str) -> 
     decode = SamplingDecoder(default_catalogue(), now=NOW)  # the replay's short cut refuses it the same way
     with pytest.raises(ValidationError):
         decode(text.encode())
+
+
+@pytest.mark.parametrize("reported", ["2026-03-09T12:00:00+08:00", "9999-12-31T23:59:59-12:00"])
+def test_a_report_from_the_future_is_refused(reported: str) -> None:
+    # a wrong clock or a typo; the second has no UTC equivalent at all
+    err = only_error(SamplingResult, sampling(reported_at=reported))
+    assert err.field == "reported_at" and err.type == "in_future" and "in the future" in err.reason
+    decode = SamplingDecoder(default_catalogue(), now=NOW)  # the replay's short cut refuses it the same way
+    with pytest.raises(ValidationError):
+        decode(json.dumps(sampling(reported_at=reported)).encode())
