@@ -35,6 +35,25 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _up_command(ports: dict[str, int], tmp_path: Path) -> list[str]:
+    """``qualitywatch up`` without demo data on ``ports`` (option -> port), its state under ``tmp_path``."""
+    cmd = [sys.executable, "-c", "from qualitywatch.cli import main; main()", "up", "--no-demo"]
+    for option, port in ports.items():
+        cmd += [option, str(port)]
+    return [*cmd, "--workdir", str(tmp_path / "work")]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """After a failed check: still stop everything ``up`` started (SIGINT, then kill)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _patrol(n: int, when: datetime, severity: str) -> dict[str, Any]:
     first = "91653022MA7F0000"[:16] + f"{n:01d}"
     return {
@@ -118,13 +137,7 @@ def test_up_prints_how_to_sign_in_serves_ingest_and_alerts_and_stops_on_sigint(t
             proc.send_signal(signal.SIGINT)
             code = proc.wait(60)
     finally:
-        if proc.poll() is None:  # a failed check: still stop everything it started
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(proc)
         log.close()
     err = (tmp_path / "up.err").read_text()
     assert code == 0, err
@@ -158,11 +171,7 @@ def test_up_refuses_a_port_in_use_with_a_message_naming_the_option(taken: str, t
     with socket.socket() as other:  # another program (or another `qualitywatch up`) holds the port
         other.bind(("127.0.0.1", ports[taken]))
         other.listen()
-        cmd = [sys.executable, "-c", "from qualitywatch.cli import main; main()", "up", "--no-demo"]
-        for option, port in ports.items():
-            cmd += [option, str(port)]
-        cmd += ["--workdir", str(tmp_path / "work")]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(_up_command(ports, tmp_path), capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert f"port {ports[taken]}" in done.stderr and taken in done.stderr
     assert "Traceback" not in done.stderr and "Ctrl-C stops everything" not in done.stdout
@@ -172,12 +181,8 @@ def test_up_refuses_a_port_in_use_with_a_message_naming_the_option(taken: str, t
 def test_up_stops_everything_and_exits_with_status_1_when_its_worker_dies(tmp_path: Path) -> None:
     # a supervisor (systemd, a shell script, a terminal's exit status) must see that it did not end well
     ports = {option: free_port() for option in ("--port", "--web-port", "--http-port")}
-    cmd = [sys.executable, "-c", "from qualitywatch.cli import main; main()", "up", "--no-demo"]
-    for option, port in ports.items():
-        cmd += [option, str(port)]
-    cmd += ["--workdir", str(tmp_path / "work")]
     log = (tmp_path / "up.err").open("wb")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
+    proc = subprocess.Popen(_up_command(ports, tmp_path), stdout=subprocess.PIPE, stderr=log)
     banner = threading.Event()
 
     def read() -> None:
@@ -200,13 +205,7 @@ def test_up_stops_everything_and_exits_with_status_1_when_its_worker_dies(tmp_pa
         subprocess.run(["kill", "-KILL", str(worker[0])], check=True)
         code = proc.wait(60)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(proc)
         log.close()
     err = (tmp_path / "up.err").read_text()
     assert code == 1, err
