@@ -12,6 +12,7 @@ from alerts.auth.models import Role
 from alerts.auth.service import Principal
 from alerts.escalation import tick
 from alerts.notification.models import Notification
+from alerts.silence.service import create_silence
 
 OFFICER = Principal(name="officer", role=Role.duty_officer)
 
@@ -27,6 +28,21 @@ def _escalations(session, alert_id):  # type: ignore[no-untyped-def]
             select(Notification).where(Notification.alert_id == alert_id, Notification.event == "escalated")
         )
     )
+
+
+def _silence_wuqia(session, clock, lasting):  # type: ignore[no-untyped-def]
+    """An officer silences Wuqia (653024) from now for ``lasting``; the silence, committed."""
+    silence = create_silence(
+        session,
+        principal=OFFICER,
+        region="653024",
+        starts_at=clock.now(),
+        ends_at=clock.now() + lasting,
+        reason="known: the lab re-tests the batch",
+        now=clock.now(),
+    )
+    session.commit()
+    return silence
 
 
 def test_red_alert_escalates_after_fifteen_minutes_to_the_next_tier(
@@ -92,21 +108,10 @@ def test_runtime_tick_escalates_and_delivers(routed, ingest, make_warning, clock
 def test_a_silence_set_after_the_alert_fired_holds_back_its_escalation_until_it_ends(
     routed, ingest, make_warning, session, clock, settings
 ):
-    from alerts.silence.service import create_silence
-
     w = make_warning(region="653024", level="red")
     ingest(w)
     clock.advance(timedelta(minutes=5))
-    s = create_silence(
-        session,
-        principal=OFFICER,
-        region="653024",
-        starts_at=clock.now(),
-        ends_at=clock.now() + timedelta(hours=4),
-        reason="known: the lab re-tests the batch",
-        now=clock.now(),
-    )
-    session.commit()
+    s = _silence_wuqia(session, clock, timedelta(hours=4))
     clock.advance(timedelta(minutes=15))
     assert tick(session, now=clock.now(), settings=settings) == []
     session.commit()
@@ -125,18 +130,7 @@ def test_a_silence_set_after_the_alert_fired_holds_back_its_escalation_until_it_
 def test_a_silence_set_before_the_alert_fired_holds_back_its_escalation_until_it_ends(
     routed, ingest, make_warning, session, clock, settings
 ):
-    from alerts.silence.service import create_silence
-
-    s = create_silence(
-        session,
-        principal=OFFICER,
-        region="653024",
-        starts_at=clock.now(),
-        ends_at=clock.now() + timedelta(hours=4),
-        reason="known: the lab re-tests the batch",
-        now=clock.now(),
-    )
-    session.commit()
+    s = _silence_wuqia(session, clock, timedelta(hours=4))
     clock.advance(timedelta(minutes=5))
     w = make_warning(region="653024", level="red")
     ingest(w)
@@ -158,18 +152,7 @@ def test_a_silence_set_before_the_alert_fired_holds_back_its_escalation_until_it
 def test_a_silence_that_ends_before_the_timeout_does_not_delay_the_escalation(
     routed, ingest, make_warning, session, clock, settings
 ):
-    from alerts.silence.service import create_silence
-
-    create_silence(
-        session,
-        principal=OFFICER,
-        region="653024",
-        starts_at=clock.now(),
-        ends_at=clock.now() + timedelta(minutes=10),
-        reason="known: the lab re-tests the batch",
-        now=clock.now(),
-    )
-    session.commit()
+    _silence_wuqia(session, clock, timedelta(minutes=10))
     w = make_warning(region="653024", level="red")
     ingest(w)
     clock.advance(timedelta(minutes=14, seconds=59))
