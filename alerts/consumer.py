@@ -22,8 +22,9 @@ from .errors import InvalidInput
 from .inputs import check_storable
 from .pipeline import Outcome, process_batch
 from .runtime import Runtime
+from .settings import AlertSettings
 
-__all__ = ["BatchResult", "apply_batch", "make_consumer", "run_consumer"]
+__all__ = ["BatchResult", "apply_batch", "consumer_config", "make_consumer", "run_consumer"]
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,12 @@ def apply_batch(runtime: Runtime, records: Iterable[Any]) -> BatchResult:
     return BatchResult(outcomes=outcomes, rejected=rejected)
 
 
-def kafka_consumer(runtime: Runtime, *, group: str, topic: str, **overrides: Any) -> Any:
-    """A kafka-python consumer of ``topic`` in ``group``: manual commits, the profile's timings."""
-    from kafka import KafkaConsumer
-
-    s = runtime.settings
+def consumer_config(settings: AlertSettings, *, group: str, **overrides: Any) -> dict[str, Any]:
+    """The kafka-python consumer configuration of ``group``: the servers and their SASL/TLS settings,
+    manual commits, the profile's timings; ``overrides`` on top."""
+    s = settings
     config: dict[str, Any] = {
-        "bootstrap_servers": s.bootstrap_servers,
+        **s.client_kwargs(),
         "group_id": group,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -83,7 +83,14 @@ def kafka_consumer(runtime: Runtime, *, group: str, topic: str, **overrides: Any
         "max_poll_records": 2000,  # a bigger batch shares its reads, writes and commit among more records
     }
     config.update(overrides)
-    consumer = KafkaConsumer(**config)
+    return config
+
+
+def kafka_consumer(runtime: Runtime, *, group: str, topic: str, **overrides: Any) -> Any:
+    """A kafka-python consumer of ``topic`` in ``group`` (see :func:`consumer_config`)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(**consumer_config(runtime.settings, group=group, **overrides))
     consumer.subscribe([topic])
     return consumer
 

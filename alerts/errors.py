@@ -14,6 +14,7 @@ __all__ = [
     "IllegalTransition",
     "InvalidInput",
     "NotFound",
+    "SettingsError",
     "Unauthorized",
 ]
 
@@ -64,3 +65,11 @@ class Unauthorized(AlertServiceError):
 class Forbidden(AlertServiceError):
     status_code = 403
     code = "forbidden"
+
+
+class SettingsError(AlertServiceError):
+    """The service's settings cannot be used (names each ``QW_*`` variable and the reason); raised at
+    start-up, before anything is served."""
+
+    status_code = 500
+    code = "settings"

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-__all__ = ["command"]
+if TYPE_CHECKING:
+    from alerts import AlertSettings
+
+__all__ = ["alert_settings", "command"]
+
+
+def alert_settings(**overrides: object) -> AlertSettings:
+    """The alert service's settings (``QW_*``), or a one-line error naming each unusable variable."""
+    from alerts import load_settings
+    from alerts.errors import SettingsError
+
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group("alerts")
@@ -22,9 +38,9 @@ def serve(host: str | None, port: int | None, no_consume: bool) -> None:
 
     import uvicorn
 
-    from alerts import build_runtime, create_app, load_settings
+    from alerts import build_runtime, create_app
 
-    settings = load_settings(**({"consume": False} if no_consume else {}))
+    settings = alert_settings(**({"consume": False} if no_consume else {}))
     runtime = build_runtime(settings)
     app = create_app(runtime, background=True)
     # what exists now (modules, the app) lives as long as the process: keep it out of full
@@ -37,10 +53,9 @@ def serve(host: str | None, port: int | None, no_consume: bool) -> None:
 @click.option("--revision", default="head", show_default=True)
 def migrate_cmd(revision: str) -> None:
     """Bring the database (QW_DATABASE_URL) to the given migration."""
-    from alerts import load_settings
     from alerts.db import make_engine, migrate
 
-    settings = load_settings()
+    settings = alert_settings()
     migrate(make_engine(settings.database_url), revision)
     click.echo(f"migrated {settings.database_url.split('@')[-1]} to {revision}")
 
@@ -56,11 +71,11 @@ def token() -> None:
 @click.option("--county", default=None, help="restrict to one county (GB/T 2260 code)")
 def token_create(name: str, role: str, county: str | None) -> None:
     """Issue a token and print it once (only its digest is stored)."""
-    from alerts import SystemClock, load_settings
+    from alerts import SystemClock
     from alerts.auth.service import create_token
     from alerts.db import make_engine, make_session_factory, migrate
 
-    settings = load_settings()
+    settings = alert_settings()
     engine = make_engine(settings.database_url)
     migrate(engine)
     with make_session_factory(engine)() as session:

@@ -40,11 +40,12 @@ def command(
 
     import uvicorn
 
-    from alerts import build_runtime, load_settings
+    from alerts import build_runtime
+    from qualitywatch.cmd_alerts import alert_settings as load_alert_settings
     from qualitywatch.server import create_platform_app
     from stream.ingest import IngestSettings
 
-    alert_settings = load_settings(**({"consume": False} if no_consume else {}))
+    alert_settings = load_alert_settings(**({"consume": False} if no_consume else {}))
     ingest_settings = IngestSettings()
     if ingest_database_url:
         ingest_settings = ingest_settings.model_copy(update={"database_url": ingest_database_url})

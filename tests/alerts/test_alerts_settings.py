@@ -1,15 +1,34 @@
-"""The consumer timings of the settings' broker profiles: short ones for the embedded broker only."""
+"""The alert service's settings: the consumer timings of the broker profiles (short ones for the
+embedded broker only), and the SASL/TLS settings the consumers pass to kafka-python, refused at
+start-up with the variable named when they cannot work."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from alerts.settings import PROFILE_DEFAULTS, AlertSettings
+import certifi
+import pytest
+from click.testing import CliRunner
+from kafka import KafkaConsumer
+
+from alerts.consumer import consumer_config
+from alerts.errors import SettingsError
+from alerts.settings import PROFILE_DEFAULTS, AlertSettings, load_settings
+from qualitywatch.cli import main
+
+SECURITY = (
+    "QW_SECURITY_PROTOCOL",
+    "QW_SASL_MECHANISM",
+    "QW_SASL_USERNAME",
+    "QW_SASL_PASSWORD",
+    "QW_SSL_CAFILE",
+)
+PASSWORD = "kafka-pass-5d1e"
 
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("QW_PROFILE", "QW_ENVIRONMENT", "QW_SESSION_TIMEOUT_MS", "QW_FETCH_MAX_WAIT_MS"):
+    for name in ("QW_PROFILE", "QW_ENVIRONMENT", "QW_SESSION_TIMEOUT_MS", "QW_FETCH_MAX_WAIT_MS", *SECURITY):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -37,3 +56,148 @@ def test_an_explicit_profile_or_timing_wins(monkeypatch: pytest.MonkeyPatch) -> 
 def test_an_unknown_profile_is_refused_naming_the_field() -> None:
     with pytest.raises(ValueError, match="profile"):
         AlertSettings(profile="cluster")
+
+
+def _environment(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(f"QW_{name.upper()}", value)
+
+
+def test_the_consumer_connects_in_plain_text_by_default() -> None:
+    config = consumer_config(AlertSettings(), group="qw-alerts")
+    assert config["security_protocol"] == "PLAINTEXT"
+    assert not [k for k in config if k.startswith(("sasl_", "ssl_"))]
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_and_tls_settings_reach_the_consumers_kafka_python_config(
+    monkeypatch: pytest.MonkeyPatch, mechanism: str
+) -> None:
+    _environment(
+        monkeypatch,
+        bootstrap_servers="kafka-1:9093,kafka-2:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism=mechanism,
+        sasl_username="qw-alerts",
+        sasl_password=PASSWORD,
+        ssl_cafile=certifi.where(),
+    )
+    settings = load_settings()
+    assert PASSWORD not in repr(settings)
+    for group in (settings.consumer_group, settings.stats_consumer_group):
+        config = consumer_config(settings, group=group)
+        assert config["group_id"] == group
+        connection = ("bootstrap", "security", "sasl_", "ssl_")
+        assert {k: v for k, v in config.items() if k.startswith(connection)} == {
+            "bootstrap_servers": "kafka-1:9093,kafka-2:9093",
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": mechanism,
+            "sasl_plain_username": "qw-alerts",
+            "sasl_plain_password": PASSWORD,
+            "ssl_cafile": certifi.where(),
+        }
+        assert set(config) <= set(KafkaConsumer.DEFAULT_CONFIG)  # every key is one kafka-python knows
+
+
+def test_tls_without_a_ca_file_trusts_the_system_authorities(monkeypatch: pytest.MonkeyPatch) -> None:
+    _environment(monkeypatch, security_protocol="SSL")
+    config = consumer_config(load_settings(), group="g")
+    assert config["security_protocol"] == "SSL" and "ssl_cafile" not in config
+
+
+def test_variables_set_to_nothing_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    _environment(monkeypatch, sasl_mechanism="", sasl_username="", sasl_password="", ssl_cafile="")
+    s = load_settings()
+    assert (s.sasl_mechanism, s.sasl_username, s.sasl_password, s.ssl_cafile) == (None, None, None, None)
+
+
+def _not_pem(tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    path.write_text("not a certificate\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"security_protocol": "SASL_SSL", "sasl_username": "u", "sasl_password": PASSWORD},
+            "QW_SASL_MECHANISM: is required with QW_SECURITY_PROTOCOL=SASL_SSL",
+        ),
+        (
+            {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_password": PASSWORD},
+            "QW_SASL_USERNAME: is required with QW_SASL_MECHANISM=PLAIN",
+        ),
+        (
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "u"},
+            "QW_SASL_PASSWORD: is required with QW_SASL_MECHANISM=SCRAM-SHA-512",
+        ),
+        (
+            {"sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": PASSWORD},
+            "QW_SASL_MECHANISM: is only used with QW_SECURITY_PROTOCOL=SASL_PLAINTEXT or SASL_SSL, "
+            "not PLAINTEXT",
+        ),
+        (
+            {"security_protocol": "SSL", "sasl_password": PASSWORD},
+            "QW_SASL_PASSWORD: is only used with QW_SECURITY_PROTOCOL=SASL_PLAINTEXT or SASL_SSL, not SSL",
+        ),
+        (
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI", "sasl_password": PASSWORD},
+            "QW_SASL_MECHANISM: Input should be 'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'",
+        ),
+        ({"security_protocol": "TLS"}, "QW_SECURITY_PROTOCOL: Input should be 'PLAINTEXT'"),
+        (
+            {
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": "PLAIN",
+                "sasl_username": "u",
+                "sasl_password": PASSWORD,
+                "ssl_cafile": certifi.where(),
+            },
+            "QW_SSL_CAFILE: is only used with QW_SECURITY_PROTOCOL=SSL or SASL_SSL, not SASL_PLAINTEXT",
+        ),
+        (
+            {"security_protocol": "SSL", "ssl_cafile": "{tmp}/missing.pem"},
+            "QW_SSL_CAFILE: {tmp}/missing.pem does not exist or is not a file",
+        ),
+        (
+            {"security_protocol": "SSL", "ssl_cafile": "{tmp}"},
+            "QW_SSL_CAFILE: {tmp} does not exist or is not a file",
+        ),
+        (
+            {"security_protocol": "SSL", "ssl_cafile": "{not_pem}"},
+            "QW_SSL_CAFILE: {not_pem} is not a readable PEM file of certificate authorities",
+        ),
+    ],
+)
+def test_unusable_broker_security_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, values: dict[str, str], message: str
+) -> None:
+    where = {"tmp": str(tmp_path), "not_pem": _not_pem(tmp_path)}
+    _environment(monkeypatch, **{k: v.format(**where) for k, v in values.items()})
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("invalid settings: ")
+    assert message.format(**where) in str(caught.value)
+    assert PASSWORD not in str(caught.value)
+
+
+def test_the_alert_service_refuses_to_start_with_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _environment(
+        monkeypatch,
+        database_url=f"sqlite:///{tmp_path / 'alerts.db'}",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        sasl_username="qw-alerts",
+        sasl_password=PASSWORD,
+        ssl_cafile=str(tmp_path / "ca.pem"),
+    )
+    for command in (["alerts", "migrate"], ["alerts", "serve"], ["serve"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1, result.output
+        assert result.output == (
+            f"Error: invalid settings: QW_SSL_CAFILE: {tmp_path / 'ca.pem'} does not exist or is not a file\n"
+        )
+    assert not (tmp_path / "alerts.db").exists()  # refused before anything was touched
