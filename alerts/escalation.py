@@ -8,6 +8,10 @@ notifications owed to the route's escalation receivers (or the alert's own recei
 A silence holds back escalation as it holds back every other notification, whether it was set before
 or after the alert fired: a due alert that an active silence matches waits until the silence ends, and
 escalates then if it is still firing and unacknowledged.
+
+An alert a systemic alert covers (``inhibited_by_id``) has no timer of its own, even after a duty
+officer escalates it by hand: that escalation is recorded and told, and the timer to the next tier
+starts when the systemic alert releases it (``alerts.pipeline``), as for any released alert.
 """
 
 from __future__ import annotations
@@ -46,16 +50,26 @@ def escalate_alert(
         list(route.escalation_receivers) if route and route.escalation_receivers else list(alert.receivers)
     )
     alert.tier += 1
-    timeout = settings.escalation_timeout(Level(alert.level))
-    alert.escalate_at = now + timedelta(seconds=timeout) if alert.tier < settings.escalation_tiers else None
+    reason += f"; tier {alert.tier - 1} -> {alert.tier}" + (
+        f", told {', '.join(receivers)}" if receivers else ", no escalation receivers"
+    )
+    if alert.tier >= settings.escalation_tiers:
+        alert.escalate_at = None
+    elif alert.inhibited_by_id is not None:  # covered: the timer starts when the systemic alert releases it
+        alert.escalate_at = None
+        reason += (
+            f"; covered by systemic alert #{alert.inhibited_by_id}: escalates by itself only "
+            "once released, if still unacknowledged"
+        )
+    else:
+        alert.escalate_at = now + timedelta(seconds=settings.escalation_timeout(Level(alert.level)))
     alert.updated_at = now
     record_decision(
         session,
         alert=alert,
         stage="escalate",
         decision=f"tier_{alert.tier}",
-        reason=f"{reason}; tier {alert.tier - 1} -> {alert.tier}"
-        + (f", told {', '.join(receivers)}" if receivers else ", no escalation receivers"),
+        reason=reason,
         at=now,
         warning_id=None,
     )

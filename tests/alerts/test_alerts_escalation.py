@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from alerts.alert.models import Alert
@@ -218,3 +219,47 @@ def test_an_acknowledged_alert_released_from_a_systemic_one_does_not_escalate(
     assert a.inhibited_by_id is None and a.escalate_at is None
     clock.advance(timedelta(hours=1))
     assert tick(session, now=clock.now(), settings=settings) == []
+
+
+@pytest.mark.parametrize(
+    "told_first", [False, True], ids=["covered-when-it-fired", "covered-after-it-was-told"]
+)
+def test_an_alert_escalated_by_hand_while_covered_escalates_by_itself_only_once_released(
+    routed, client, token, ingest, make_warning, session, clock, sink, told_first
+):
+    w = make_warning(region="653022", level="red")
+    if told_first:
+        ingest(w)
+        routed.deliver()
+        ingest(_systemic(make_warning))
+    else:
+        ingest(_systemic(make_warning), w)
+    a = _alert(session, w.fingerprint)
+    assert a.inhibited_by_id is not None and a.escalate_at is None
+    systemic_id = a.inhibited_by_id
+    clock.advance(timedelta(minutes=5))
+    # the duty officer escalates it by hand: recorded and told as any escalation by hand
+    r = client.post(f"/api/alerts/{a.id}/escalate", headers=token("duty_officer", name="alice"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["tier"], body["inhibited_by_id"], body["escalate_at"]) == (1, systemic_id, None)
+    [n] = _escalations(session, a.id)
+    assert (n.receiver, n.status) == ("chief-hook", "sent")
+    assert str(sink.requests[-1].url) == "http://hooks.test/chief"
+    decision = [d for d in list_decisions(session, alert_id=a.id) if d.stage == "escalate"][-1]
+    assert "escalated by alice; tier 0 -> 1, told chief-hook" in decision.reason
+    assert f"covered by systemic alert #{systemic_id}" in decision.reason
+    # still covered long past the red timeout: its own timer is held, only the systemic alert escalates
+    clock.advance(timedelta(hours=2))
+    escalated, _ = routed.tick()
+    assert escalated == [systemic_id]
+    assert _alert(session, w.fingerprint).tier == 1 and len(_escalations(session, a.id)) == 1
+    # released, still firing and unacknowledged: its timer starts at the release, then the next tier
+    ingest(_systemic(make_warning, status="resolved", week=1))
+    a = _alert(session, w.fingerprint)
+    assert a.state == "firing" and a.inhibited_by_id is None and a.escalate_at is not None
+    clock.advance(timedelta(minutes=14, seconds=59))
+    assert routed.tick()[0] == []
+    clock.advance(timedelta(seconds=1))
+    assert routed.tick()[0] == [a.id]
+    assert _alert(session, w.fingerprint).tier == 2 and len(_escalations(session, a.id)) == 2
