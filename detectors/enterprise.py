@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache, partial
@@ -48,6 +49,11 @@ DEFAULT_SEVERE_ITEMS: tuple[str, ...] = (
     "electrical_safety",
 )
 _DEFAULT_SEVERE = frozenset(DEFAULT_SEVERE_ITEMS)  # shared by every instance (and stored once per pickle)
+
+
+def _named(items: Iterable[str], labels: Mapping[str, str]) -> str:
+    """``items`` by their human names (``labels``), comma-separated; an item without one as it is."""
+    return ", ".join(labels.get(item, item) for item in items)
 
 
 binomial_tail = binomial_upper_tail  # P(X >= failed) for X ~ Binomial(tested, rate)
@@ -178,6 +184,10 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
       sampled every week is expected to fail now and then);
     * blue: otherwise, a failure of a ``severe_items`` item within the window.
 
+    ``region_label`` names the county and ``item_labels`` the hazard items in summaries (the
+    catalogue's names; an item without one is named by its key). The registry hands every instance
+    the same ``item_labels`` mapping, which is kept, not copied.
+
     A firing warning is emitted when the level first appears or rises. It resolves when the
     enterprise passes ``clear_after_passes`` samplings in a row (its earlier failures are then
     forgiven: they no longer count), or when, at its next sampling, the failures left in the
@@ -196,6 +206,7 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         "_tests",
         "_where",
         "enterprise_id",
+        "item_labels",
         "region_label",
         "rules",
     )
@@ -205,6 +216,7 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
         *,
         enterprise_id: str,
         region_label: str,
+        item_labels: Mapping[str, str],
         window_days: int = 365,
         expected_rate: float = 0.06,
         alpha: float = 0.05,
@@ -214,6 +226,7 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
     ) -> None:
         self.enterprise_id = enterprise_id
         self.region_label = region_label
+        self.item_labels = item_labels  # shared by the instances, and stored once per pickle
         self.rules = _repeat_rules(
             window_days, expected_rate, alpha, clear_after_passes, severe_items, max_tests
         )
@@ -419,7 +432,8 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
     ) -> RiskWarning:
         region, industry = self._where or (obs.region, obs.industry)
         scope = enterprise_scope(region, industry, self.enterprise_id)
-        items = ", ".join(rec.items) or "no open items"
+        labels = self.item_labels
+        items = _named(rec.items, labels) or "no open items"
         days = self.window.days
         who = f"Enterprise {self._label} ({self.region_label})"
         if status is WarningStatus.firing:
@@ -428,9 +442,9 @@ class EnterpriseRepeatDetector(Detector[SamplingResult]):
             # alone: "4 failed of 25" without them would read as a red)
             why = f"p={rec.p_value:.2g} at the usual {100 * self.expected_rate:g} % failure rate"
             if rec.repeated_items:
-                why += f"; repeated: {', '.join(rec.repeated_items)}"
+                why += f"; repeated: {_named(rec.repeated_items, labels)}"
             if rec.severe_items:
-                why += f"; severe: {', '.join(rec.severe_items)}"
+                why += f"; severe: {_named(rec.severe_items, labels)}"
             summary = (
                 f"{who}: {rec.failed} failed of {rec.tested} samplings within {days} days ({items}; {why}) "
                 f"— {level.value} quality-credit warning"
@@ -919,6 +933,8 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
     every score of its training window (yellow). Flagged vectors are not learnt.
 
     These are point warnings: one ``firing`` emission per unusual batch, never a ``resolved`` one.
+    Summaries name the county, the industry and the items by ``region_label``, ``industry_label``
+    and ``item_labels`` (the catalogue's names; an item without one is named by its key).
     """
 
     name = "enterprise_outlier"
@@ -930,6 +946,9 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
         industry: str,
         items: tuple[str, ...],
         seed: int,
+        region_label: str,
+        industry_label: str,
+        item_labels: Mapping[str, str],
         min_train: int = 200,
         refit_every: int = 1000,
         window: int = 2000,
@@ -944,6 +963,8 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
             raise ValueError("need min_train >= 2, refit_every >= 1 and window >= min_train")
         self.region, self.industry = region, industry
         self.items = tuple(items)
+        self.region_label, self.industry_label = region_label, industry_label
+        self.item_labels = {item: item_labels.get(item, item) for item in self.items}
         self.seed = seed
         self.min_train = min_train
         self.refit_every = refit_every
@@ -1092,11 +1113,12 @@ class EnterpriseOutlierDetector(Detector[SamplingResult]):
         x: tuple[float, ...] = s.extra["features"]
         tested = {item: round(v, 4) for item, v in zip(self.items, x, strict=True) if not math.isnan(v)}
         level = Level.yellow if s.extra["extreme"] else Level.blue
-        shown = ", ".join(f"{k} {v:.2f}×limit" for k, v in tested.items())
+        names = self.item_labels
+        shown = ", ".join(f"{names[k]} {v:.2f}×limit" for k, v in tested.items())
         label = obs.enterprise_name or obs.enterprise_id
         summary = (
-            f"Unusual passing result of {label} ({obs.product}, {self.industry}, {self.region}): {shown} "
-            f"— score {s.statistic:.3f} below {forest.offset:.3f}"
+            f"Unusual passing result of {label} ({obs.product}, {self.industry_label}, {self.region_label}): "
+            f"{shown} — score {s.statistic:.3f} below {forest.offset:.3f}"
         )
         return make_warning(
             detector=self.name,

@@ -12,6 +12,7 @@ its own fingerprint (levels and resolution rules in ``docs/detectors.md``):
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -91,6 +92,9 @@ class PatrolDetector(Detector[PatrolReport]):
       ``alpha``, once ``min_baseline_days`` of history exist. Reports counted while a cluster fires
       are left out of the baseline (a cluster does not become the new normal). Resolved when a
       later report finds the condition gone.
+
+    Summaries name the county by ``label``, industries by ``industry_labels`` and hazards by
+    ``item_labels`` (the catalogue's names; a hazard without one, such as free text, as reported).
     """
 
     name = "patrol"
@@ -100,6 +104,8 @@ class PatrolDetector(Detector[PatrolReport]):
         *,
         region: str,
         label: str,
+        industry_labels: Mapping[str, str],
+        item_labels: Mapping[str, str],
         repeat_days: int = 90,
         cluster_days: int = 28,
         baseline_days: int = 364,
@@ -113,6 +119,8 @@ class PatrolDetector(Detector[PatrolReport]):
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         self.region, self.label = region, label
+        self.industry_labels = dict(industry_labels)
+        self.item_labels = dict(item_labels)
         self.repeat = timedelta(days=repeat_days)
         self.cluster = timedelta(days=cluster_days)
         self.baseline = timedelta(days=baseline_days)
@@ -282,14 +290,20 @@ class PatrolDetector(Detector[PatrolReport]):
         return out
 
     # -- warnings ---------------------------------------------------------------------------------
+    def _industry(self, slug: str) -> str:
+        return self.industry_labels.get(slug, slug)
+
+    def _item(self, hazard: str) -> str:
+        return self.item_labels.get(hazard, hazard)
+
     def _major_warning(
         self, m: _Major, now: datetime, status: WarningStatus, reason: str | None, obs: PatrolReport | None
     ) -> RiskWarning:
-        hazard, eid = m.scope.item, m.scope.enterprise_id
+        hazard, eid = self._item(m.scope.item or ""), m.scope.enterprise_id
         if status is WarningStatus.firing:
             assert obs is not None
             summary = (
-                f"Major hazard {hazard} at enterprise {eid} ({self.label}, {obs.industry}): "
+                f"Major hazard {hazard} at enterprise {eid} ({self.label}, {self._industry(obs.industry)}): "
                 f"action {obs.action.value} — {m.level.value} site warning"
             )
         elif reason == "rectified":
@@ -334,9 +348,11 @@ class PatrolDetector(Detector[PatrolReport]):
         eid = rep.scope.enterprise_id
         hazards = sorted({h for _, _, h in events})
         if status is WarningStatus.firing:
+            industry = self._industry(rep.scope.industry or "")
+            named = ", ".join(self._item(h) for h in hazards)
             summary = (
-                f"Enterprise {eid} ({self.label}, {rep.scope.industry}): {len(events)} general hazards "
-                f"within {self.repeat.days} days ({', '.join(hazards)}) — {level.value} site warning"
+                f"Enterprise {eid} ({self.label}, {industry}): {len(events)} general hazards "
+                f"within {self.repeat.days} days ({named}) — {level.value} site warning"
             )
             ids = [rid for _, rid, _ in events]
         else:

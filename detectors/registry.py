@@ -6,7 +6,7 @@ to the conformance suite, and build it in the stage whose key it watches below.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -183,15 +183,32 @@ def _drain_all(detectors: Iterable[Any]) -> list[RiskWarning]:
     return out
 
 
-def _enterprise_repeat(enterprise_id: str, *, region_label: str) -> EnterpriseRepeatDetector:
-    return EnterpriseRepeatDetector(enterprise_id=enterprise_id, region_label=region_label)
+def _enterprise_repeat(
+    enterprise_id: str, *, region_label: str, item_labels: Mapping[str, str]
+) -> EnterpriseRepeatDetector:
+    return EnterpriseRepeatDetector(
+        enterprise_id=enterprise_id, region_label=region_label, item_labels=item_labels
+    )
 
 
 def _enterprise_outlier(
-    industry: str, *, region: str, cat_items: dict[str, tuple[str, ...]], seed: int, batch: bool
+    industry: str,
+    *,
+    region: str,
+    cat_items: dict[str, tuple[str, ...]],
+    seed: int,
+    batch: bool,
+    labels: Labels,
 ) -> EnterpriseOutlierDetector:
     return EnterpriseOutlierDetector(
-        region=region, industry=industry, items=cat_items.get(industry, ()), seed=seed, batch=batch
+        region=region,
+        industry=industry,
+        items=cat_items.get(industry, ()),
+        seed=seed,
+        batch=batch,
+        region_label=labels.region(region),
+        industry_label=labels.industry(industry),
+        item_labels=labels.items,
     )
 
 
@@ -210,7 +227,11 @@ def build_region_detectors(region: str, cat: Catalogue, config: EngineConfig, la
             PolicyTargetDetector(kind=WarningKind.regional, scope=scope, label=label),
         ],
         record=[
-            KeyedDetector(attrgetter("enterprise_id"), partial(_enterprise_repeat, region_label=label)),
+            KeyedDetector(
+                attrgetter("enterprise_id"),
+                # one mapping of item names for every enterprise of the county (not a copy each)
+                partial(_enterprise_repeat, region_label=label, item_labels=labels.items),
+            ),
             KeyedDetector(
                 attrgetter("industry"),
                 only=attrgetter("test_items"),  # the outlier model reads test-item values only
@@ -220,6 +241,7 @@ def build_region_detectors(region: str, cat: Catalogue, config: EngineConfig, la
                     cat_items={i.slug: i.hazard_items for i in cat.industries},
                     seed=config.seed,
                     batch=config.batch_scoring,
+                    labels=labels,
                 ),
             ),
         ],
@@ -227,7 +249,16 @@ def build_region_detectors(region: str, cat: Catalogue, config: EngineConfig, la
 
 
 def build_patrol_detectors(region: str, cat: Catalogue, config: EngineConfig, labels: Labels) -> DetectorSet:
-    return DetectorSet(record=[PatrolDetector(region=region, label=labels.region(region))])
+    return DetectorSet(
+        record=[
+            PatrolDetector(
+                region=region,
+                label=labels.region(region),
+                industry_labels=labels.industries,
+                item_labels=labels.items,
+            )
+        ]
+    )
 
 
 def build_industry_detectors(

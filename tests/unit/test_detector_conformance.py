@@ -269,17 +269,28 @@ CASES: dict[type, Case] = {
         stream=lambda seed: item_stream(seed),
     ),
     EnterpriseRepeatDetector: Case(
-        make=lambda seed: EnterpriseRepeatDetector(enterprise_id=uscc(7), region_label="Artux City"),
+        make=lambda seed: EnterpriseRepeatDetector(
+            enterprise_id=uscc(7), region_label="Artux City", item_labels={"ph": "pH"}
+        ),
         stream=lambda seed: repeat_stream(seed),
     ),
     EnterpriseOutlierDetector: Case(
         make=lambda seed: EnterpriseOutlierDetector(  # refits twice within the stream
-            region="653001", industry="textiles", items=OUTLIER_ITEMS, seed=seed, refit_every=300
+            region="653001",
+            industry="textiles",
+            items=OUTLIER_ITEMS,
+            seed=seed,
+            refit_every=300,
+            region_label="Artux City",
+            industry_label="Textiles",
+            item_labels={"ph": "pH"},
         ),
         stream=lambda seed: outlier_stream(seed),
     ),
     PatrolDetector: Case(
-        make=lambda seed: PatrolDetector(region="653001", label="Artux City"),
+        make=lambda seed: PatrolDetector(
+            region="653001", label="Artux City", industry_labels={"textiles": "Textiles"}, item_labels={}
+        ),
         stream=lambda seed: patrol_stream(seed),
     ),
 }

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
+from detectors import DetectionEngine
 from detectors.enterprise import (
     EnterpriseOutlierDetector,
     EnterpriseRepeatDetector,
@@ -22,7 +23,15 @@ from detectors.enterprise import (
     _z_order,
     binomial_tail,
 )
-from schemas import Level, SamplingResult, WarningKind, WarningStatus, uscc_check_char, validation_context
+from schemas import (
+    Level,
+    SamplingResult,
+    WarningKind,
+    WarningStatus,
+    default_catalogue,
+    uscc_check_char,
+    validation_context,
+)
 
 ZONE = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2023, 3, 6, 9, tzinfo=ZONE)
@@ -54,7 +63,7 @@ def rec(day: float, *, failed: tuple[str, ...] = (), **fields: Any) -> SamplingR
 
 
 def repeat(**hyper: Any) -> EnterpriseRepeatDetector:
-    return EnterpriseRepeatDetector(enterprise_id=ENT, region_label="Akto County", **hyper)
+    return EnterpriseRepeatDetector(enterprise_id=ENT, region_label="Akto County", item_labels={}, **hyper)
 
 
 def feed(det: Any, records: list[SamplingResult]) -> list[tuple[str, str, str]]:
@@ -207,6 +216,23 @@ def test_repeat_evidence_and_summary() -> None:
     assert w.raised_at == T0 + timedelta(days=30)
 
 
+def test_repeat_summary_names_hazard_items_as_the_catalogue_does() -> None:
+    # the engine builds the detector with the catalogue's names: the summary reads them, the
+    # evidence keeps the items' keys
+    engine = DetectionEngine(default_catalogue())
+    records = [rec(0, failed=("ph",)), rec(30, failed=("ph", "lead"))]
+    warnings = [*engine.process_samplings(records), *engine.flush()]
+    (w,) = [w for w in warnings if w.detector == "enterprise_repeat"]
+    assert w.level is Level.orange  # ph failed twice; lead, a severe item, once
+    assert "(Lead 铅, pH pH值; p=" in w.summary
+    assert "repeated: pH pH值; severe: Lead 铅" in w.summary
+    assert "Akto County 阿克陶县" in w.summary and "\n" not in w.summary
+    extra = w.evidence.model_extra or {}
+    assert extra["items"] == ["lead", "ph"]
+    assert (extra["repeated_items"], extra["severe_items"]) == (["ph"], ["lead"])
+    assert w.scope.industry == "textiles"
+
+
 def test_repeat_state_is_bounded_by_the_window() -> None:
     det = repeat()
     for d in range(0, 2000, 7):
@@ -243,7 +269,7 @@ def test_passes_remembered_as_quiet_decide_as_if_tested_afresh(seed: int) -> Non
         fail_rate = 0.5 if (n // 30) % 3 == 0 else 0.05
         failed = (rng.choice(("ph", "odour", "fibre_content")),) if rng.random() < fail_rate else ()
         records.append(rec(day, failed=failed, id=f"s{n}"))
-    expected = feed(_Recheck(enterprise_id=ENT, region_label="Akto County"), records)
+    expected = feed(_Recheck(enterprise_id=ENT, region_label="Akto County", item_labels={}), records)
     assert len({status for _, status, _ in expected}) == 2  # fires and resolves: the test says something
     assert feed(repeat(), records) == expected
 
@@ -273,7 +299,15 @@ ODD = {"formaldehyde": 0.98, "ph": 0.99, "azo_dyes": 0.97}
 
 
 def outlier(**hyper: Any) -> EnterpriseOutlierDetector:
-    base: dict[str, Any] = {"region": "653022", "industry": "textiles", "items": ITEMS, "seed": 3}
+    base: dict[str, Any] = {
+        "region": "653022",
+        "industry": "textiles",
+        "items": ITEMS,
+        "seed": 3,
+        "region_label": "Akto County",
+        "industry_label": "Textiles",
+        "item_labels": {},
+    }
     base.update(hyper)
     return EnterpriseOutlierDetector(**base)
 
@@ -396,6 +430,20 @@ def test_flags_an_unusual_pass_not_a_failure_and_does_not_learn_it() -> None:
     extra = w.evidence.model_extra or {}
     assert extra["features"] == pytest.approx(ODD)
     assert extra["trained_on"] == 100 and extra["record_id"] == "b0501"
+
+
+def test_outlier_summary_names_the_county_industry_and_items_as_the_catalogue_does() -> None:
+    rng = random.Random(2)
+    engine = DetectionEngine(default_catalogue())
+    records = [batch(k, normal(rng)) for k in range(300)] + [batch(301, ODD)]
+    warnings = [*engine.process_samplings(records), *engine.flush()]
+    (w,) = [w for w in warnings if w.detector == "enterprise_outlier" and w.evidence.record_ids == ["b0301"]]
+    assert "(carpet, Textiles and apparel 纺织服装, Akto County 阿克陶县)" in w.summary
+    assert "Formaldehyde 甲醛含量 0.98×limit, pH pH值 0.99×limit, Azo dyes" in w.summary
+    assert "\n" not in w.summary
+    assert (w.scope.region, w.scope.industry) == ("653022", "textiles")
+    extra = w.evidence.model_extra or {}
+    assert extra["features"] == pytest.approx(ODD)  # keyed by the items' keys
 
 
 def test_nothing_is_scored_before_the_first_fit() -> None:

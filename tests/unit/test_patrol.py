@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from detectors import DetectionEngine
 from detectors.patrol import PatrolDetector, poisson_tail
 from schemas import (
     Level,
@@ -15,6 +16,7 @@ from schemas import (
     Scope,
     WarningKind,
     WarningStatus,
+    default_catalogue,
     uscc_check_char,
     validation_context,
 )
@@ -56,7 +58,7 @@ def report(
 
 
 def detector(**hyper: Any) -> PatrolDetector:
-    return PatrolDetector(region="653024", label="Wuqia County", **hyper)
+    return PatrolDetector(region="653024", label="Wuqia County", industry_labels={}, item_labels={}, **hyper)
 
 
 def rule(w: Any) -> str:
@@ -167,6 +169,33 @@ def test_repeat_evidence() -> None:
     assert w.evidence.record_ids == sorted(["p-0-" + A[-3:], "p-10-" + A[-3:]])
     assert (w.evidence.model_extra or {})["hazards"] == ["coliforms", "labelling"]
     assert "2 general hazards" in w.summary
+
+
+def test_summaries_name_the_industry_and_hazard_as_the_catalogue_does() -> None:
+    # the engine builds the detector with the catalogue's names: summaries read them, scope and
+    # evidence keep the keys (a hazard outside the catalogue is named as reported)
+    engine = DetectionEngine(default_catalogue())
+    reports = [
+        report(0, severity="major", hazard="aflatoxin_b1"),
+        report(1, enterprise=B, hazard="coliforms"),
+        report(2, enterprise=B, hazard="spilt oil by the mixer"),
+        report(3, action="rectified_on_site", id="p-fixed"),
+    ]
+    major, repeat, rectified = [w for r in reports for w in engine.process_patrol(r)[1]]
+    assert major.summary.startswith(
+        f"Major hazard Aflatoxin B1 黄曲霉毒素B1 at enterprise {A} "
+        "(Wuqia County 乌恰县, Food processing 食品加工): action rectification_ordered"
+    )
+    assert major.scope.item == "aflatoxin_b1" and major.scope.industry == "food_processing"
+    free_text = reports[2].hazard  # as the record keeps it
+    assert repeat.summary.startswith(
+        f"Enterprise {B} (Wuqia County 乌恰县, Food processing 食品加工): 2 general hazards within 90 days "
+        f"(Coliforms 大肠菌群, {free_text})"
+    )
+    assert (repeat.evidence.model_extra or {})["hazards"] == ["coliforms", free_text]
+    assert rectified.status is WarningStatus.resolved
+    assert rectified.summary.startswith("Major hazard Aflatoxin B1 黄曲霉毒素B1 at enterprise")
+    assert all("\n" not in w.summary for w in (major, repeat, rectified))
 
 
 def background(days: int, *, every: float = 7.0, start: float = 0.0) -> list[PatrolReport]:
