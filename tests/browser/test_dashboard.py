@@ -158,6 +158,48 @@ def test_grid_click_through_to_series_chart(page: Any, service: Service, shot: S
     shot(page, "series")
 
 
+#: where the series chart drew a text, in page pixels: the box of the label (background and padding
+#: included) that shows ``arguments[0]``, and the box of the chart's canvas
+TEXT_BOX = """
+const chart = echarts.getInstanceByDom(document.getElementById('chart'));
+const canvas = document.querySelector('#chart canvas').getBoundingClientRect();
+const boxes = [];
+for (const el of chart.getZr().storage.getDisplayList(true)) {
+  if (!el.style || el.style.text !== arguments[0]) continue;
+  const label = el.parent && el.parent.type === 'text' ? el.parent : el;
+  const r = label.getBoundingRect().clone();
+  r.applyTransform(label.getComputedTransform());
+  boxes.push([canvas.x + r.x, canvas.y + r.y, r.width, r.height]);
+}
+return { boxes, canvas: [canvas.x, canvas.y, canvas.width, canvas.height] };
+"""
+
+
+@pytest.mark.parametrize("width", [1366, 1024, 390])
+def test_series_chart_shows_the_policy_target_label_whole(page: Any, service: Service, width: int) -> None:
+    # the ceiling of the food industry's 96 % target: its label must not run off the chart's edge
+    page.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 844, "deviceScaleFactor": 1, "mobile": width < 500},
+    )
+    sign_in(page, service.tokens["duty"])
+    feed = (By.CSS_SELECTOR, "#nav a[data-route=feed]")
+    for label, nav in (("目标对应不合格率上限", "预警"), ("Failure ceiling of the target", "Warnings")):
+        if page.find_element(*feed).text != nav:
+            page.find_element(By.ID, "lang").click()
+            wait(page).until(lambda d, nav=nav: d.find_element(*feed).text == nav)
+        page.get(f"{service.url}/dashboard/#/series?industry=food_processing")
+        wait(page).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#chart canvas")))
+        drawn = page.execute_script(TEXT_BOX, label)
+        assert len(drawn["boxes"]) == 1, f"{label!r} drawn {len(drawn['boxes'])} times"
+        (x, y, w, h), (cx, cy, cw, ch) = drawn["boxes"][0], drawn["canvas"]
+        assert cx <= x and x + w <= cx + cw and cy <= y and y + h <= cy + ch, (
+            f"at {width} px the label {label!r} {drawn['boxes'][0]} leaves the chart {drawn['canvas']}"
+        )
+    page.find_element(By.ID, "lang").click()  # back to Chinese for the next test
+    wait(page).until(lambda d: d.find_element(*feed).text == "预警")
+
+
 def test_statistics_and_language_switch(page: Any, service: Service) -> None:
     sign_in(page, service.tokens["duty"])
     assert page.find_element(By.CSS_SELECTOR, "#nav a[data-route=feed]").text == "预警"

@@ -112,8 +112,12 @@ function option(s) {
         itemStyle: { color: "rgba(100,116,139,0.45)" }, barMaxWidth: 18 },
       { name: t("series.failure"), type: "line", data: s.points.map((p) => y(p.failure_rate)), symbolSize: 6,
         lineStyle: { width: 3, color: "#e2e8f0" }, itemStyle: { color: "#e2e8f0" },
+        // the target's label sits above the line inside the plot, at its right end: past the end
+        // (ECharts' default) it ran over the right axis and off the chart
         markLine: ceiling.length ? { symbol: "none", data: ceiling,
-          lineStyle: { color: "#f87171", type: "dotted", width: 2 }, label: { formatter: t("series.target") } } : undefined },
+          lineStyle: { color: "#f87171", type: "dotted", width: 2 },
+          label: { formatter: t("series.target"), position: "insideEndTop", color: "#fca5a5",
+            backgroundColor: "rgba(19,28,46,0.8)", padding: [2, 4], borderRadius: 3 } } : undefined },
       { name: t("series.fired"), type: "scatter", data: fired, symbolSize: 18, z: 10,
         itemStyle: { color: COLOURS.red } },
     ],
