@@ -1,7 +1,9 @@
-"""Serves the dashboard page and its packaged static files under ``/dashboard``.
+"""Serves the dashboard page and its packaged static files under ``/dashboard``, and its icon.
 
 The page itself needs no token (it holds no data); everything it shows comes from the token-guarded
-API. Static paths are resolved inside the package's ``static`` folder and nowhere else.
+API. Static paths are resolved inside the package's ``static`` folder and nowhere else. The page
+links its icon (``static/favicon.svg``); ``/favicon.ico`` answers with the same icon for the
+browsers and tools that ask for that path regardless.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def dashboard_slash() -> RedirectResponse:
 @router.get("/dashboard/")
 def dashboard() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    icon = STATIC / "favicon.svg"
+    return FileResponse(icon, media_type="image/svg+xml", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/dashboard/static/{path:path}")

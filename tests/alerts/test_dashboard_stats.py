@@ -172,6 +172,13 @@ def test_page_and_assets_ship_with_the_package(client: TestClient) -> None:
     # nothing is fetched from elsewhere at run time
     for path in [*static.glob("*.html"), *static.glob("*.css"), *static.glob("js/*.js")]:
         assert not re.search(r"https?://", path.read_text(encoding="utf-8")), path.name
+    # the page names its icon, and a browser that asks for /favicon.ico anyway gets the same one
+    assert '<link rel="icon" href="/dashboard/static/favicon.svg" type="image/svg+xml">' in page.text
+    icon = (static / "favicon.svg").read_bytes()
+    for path in ("/dashboard/static/favicon.svg", "/favicon.ico"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml"), path
+        assert r.content == icon, path
     assert client.get("/dashboard/static/%2e%2e/views.py").status_code == 404
     assert client.get("/dashboard/static/nothing.js").status_code == 404
 

@@ -120,8 +120,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     runtime.session_factory.kw["bind"].dispose()
 
 
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def _chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless chromium on a new profile (desktop size, Chinese), its console kept for ``get_log``."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     from selenium import webdriver
@@ -135,11 +135,24 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument("--window-size=1366,768")
     options.add_argument("--lang=zh-CN")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=DriverService(executable_path=str(CHROMEDRIVER)))
     driver.set_page_load_timeout(20)
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from _chromium(tmp_path_factory)
+
+
+@pytest.fixture
+def first_visit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A browser of its own that has never opened the dashboard: what it requests on a first page
+    load (such as the site's icon) is not hidden by what the shared browser remembers."""
+    yield from _chromium(tmp_path_factory)
 
 
 @pytest.fixture

@@ -129,6 +129,28 @@ def test_live_warning_acknowledge_and_incident_with_task(page: Any, service: Ser
     assert f"#{incident_id}" in column.text
 
 
+def console_errors(driver: Any) -> list[str]:
+    """The console's errors (failed requests included) since the last call."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_pages_load_without_console_errors(first_visit: Any, service: Service) -> None:
+    first_visit.get(f"{service.url}/dashboard/")
+    sign_in(first_visit, service.tokens["duty"])
+    assert console_errors(first_visit) == []
+    for route, marker in (
+        ("grid", "#grid"),
+        (f"series?county={AKTO}", "#chart canvas"),
+        ("series?industry=food_processing", "#chart canvas"),
+        ("incidents", "#board"),
+        ("stats", "#stats"),
+    ):
+        first_visit.get(f"{service.url}/dashboard/#/{route}")
+        first_visit.refresh()
+        wait(first_visit).until(ec.presence_of_element_located((By.CSS_SELECTOR, marker)))
+        assert console_errors(first_visit) == [], route
+
+
 def test_grid_click_through_to_series_chart(page: Any, service: Service, shot: Shot) -> None:
     sign_in(page, service.tokens["duty"])
     page.find_element(By.CSS_SELECTOR, "#nav a[data-route=grid]").click()
