@@ -4,6 +4,7 @@ One row per (consumer group, topic, partition): the pickled partition state and 
 next message it has not seen. Rows of one checkpoint are written in one database transaction, so a
 restored state always matches the offset the consumer seeks to. Nothing here depends on the
 broker's end offsets or committed offsets. SQLite by default, PostgreSQL in production (SQLAlchemy).
+The table has migrations of its own (:data:`HISTORY`), run when a store is opened.
 
 A write never moves a partition backwards: processing is deterministic, so the state at offset *n*
 is the same whoever computed it, and keeping the furthest one makes a late write from a worker
@@ -39,10 +40,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
-from .tables import create_missing_tables
+from .migrations import MIGRATIONS, History, Migrated, MigrationError, migrate
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "HISTORY",
     "STATE_VERSION",
     "Checkpoint",
     "CheckpointStore",
@@ -70,7 +72,7 @@ CONNECT_TIMEOUT_S = 10
 
 
 class CheckpointStoreError(RuntimeError):
-    """The checkpoint store cannot be reached or its table cannot be created."""
+    """The checkpoint store cannot be reached, or its table cannot be brought to this release's schema."""
 
 
 class CheckpointVersionError(RuntimeError):
@@ -112,6 +114,22 @@ checkpoints = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+#: the checkpoint store's migrations (``stream/migrations/checkpoints``): change the table above
+#: only together with a revision there
+HISTORY = History(
+    store="checkpoint store",
+    script_location=MIGRATIONS / "checkpoints",
+    version_table="alembic_version_checkpoints",
+    lock=0x51570002,
+    metadata=_meta,
+    baseline="0001",
+    created_before_migrations={
+        "stream_checkpoints": frozenset(
+            {"group_id", "topic", "partition", "next_offset", "state", "updated_at"}
+        )
+    },
+)
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -135,14 +153,18 @@ class CheckpointStore:
         self.engine: Engine = create_engine(url, future=True, connect_args=connect_args)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        where = f"checkpoint store {parsed.render_as_string(hide_password=True)} (QW_CHECKPOINT_URL)"
         try:
-            create_missing_tables(_meta, self.engine)  # workers may start together on a fresh store
+            #: what opening the store found and did to its table (workers starting together on a
+            #: fresh store: one creates it, the others find it current)
+            self.migrated: Migrated = migrate(self.engine, HISTORY)
         except DBAPIError as exc:
             self.engine.dispose()
-            raise CheckpointStoreError(
-                f"checkpoint store {parsed.render_as_string(hide_password=True)} (QW_CHECKPOINT_URL): "
-                f"cannot be reached or prepared: {str(exc.orig).strip()}"
-            ) from exc
+            reason = str(exc.orig).strip()
+            raise CheckpointStoreError(f"{where}: cannot be reached or prepared: {reason}") from exc
+        except MigrationError as exc:
+            self.engine.dispose()
+            raise CheckpointStoreError(f"{where}: {exc}") from exc
 
     def load(self, topic: str, partition: int) -> Checkpoint | None:
         with self.engine.connect() as conn:

@@ -10,7 +10,7 @@
 from .api import create_ingest_router
 from .auth import PUSH_ROLES, Principal, Verifier, static_verifier
 from .errors import BadPayload, Conflict, Forbidden, IngestError, PayloadTooLarge, Rejected, Unauthenticated
-from .models import OutboxRecord, RecordKind, create_tables, open_store
+from .models import OutboxRecord, RecordKind, migrate_store, open_store
 from .relay import OutboxRelay
 from .service import RawRow, RowOutcome, Summary, canonical_record, submit_many, submit_one, summarise
 from .settings import IngestSettings
@@ -38,7 +38,7 @@ __all__ = [
     "Verifier",
     "canonical_record",
     "create_ingest_router",
-    "create_tables",
+    "migrate_store",
     "open_store",
     "parse_table",
     "static_verifier",

@@ -5,7 +5,8 @@ resubmission), and only then relayed to Kafka by :mod:`stream.ingest.relay`, whi
 ``relayed_at``. Rejected rows are never written: a rejected row changes nothing.
 
 The tables live on their own ``MetaData`` so the ingest store can share a database with the alert
-service without either package knowing of the other.
+service without either package knowing of the other, and they have migrations of their own
+(:data:`HISTORY`, recorded apart from the alert service's), run when a store is opened.
 """
 
 from __future__ import annotations
@@ -30,15 +31,16 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from stream.tables import create_missing_tables
+from stream.migrations import MIGRATIONS, History, Migrated, MigrationError, migrate
 
 __all__ = [
+    "HISTORY",
     "Base",
     "OutboxRecord",
     "RecordKind",
     "UtcDateTime",
-    "create_tables",
     "enable_sqlite_wal",
+    "migrate_store",
     "open_store",
 ]
 
@@ -99,10 +101,46 @@ class OutboxRecord(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-def create_tables(engine: Engine) -> None:
-    """Create the ingest tables if they do not exist (idempotent, and safe when another replica
-    creates them at the same time)."""
-    create_missing_tables(Base.metadata, engine)
+#: the outbox's migrations (``stream/migrations/outbox``): change the model above only together
+#: with a revision there
+HISTORY = History(
+    store="ingest outbox",
+    script_location=MIGRATIONS / "outbox",
+    version_table="alembic_version_outbox",
+    lock=0x51570003,
+    metadata=Base.metadata,
+    baseline="0001",
+    created_before_migrations={
+        "ingest_outbox": frozenset(
+            {
+                "seq",
+                "kind",
+                "record_id",
+                "region",
+                "payload",
+                "content_hash",
+                "outcome",
+                "submitted_by",
+                "created_at",
+                "relayed_at",
+                "attempts",
+                "last_error",
+            }
+        )
+    },
+)
+
+
+def migrate_store(engine: Engine) -> Migrated:
+    """Bring the ingest tables to this release's schema: created on a fresh database, adopted when an
+    earlier release created them, upgraded when behind; safe when another replica does it at the
+    same time. :class:`stream.migrations.MigrationError` names the store when that cannot be done."""
+    try:
+        return migrate(engine, HISTORY)
+    except MigrationError as exc:
+        raise MigrationError(
+            f"ingest outbox {engine.url.render_as_string(hide_password=True)} (QW_DATABASE_URL): {exc}"
+        ) from exc
 
 
 def enable_sqlite_wal(engine: Engine) -> None:
@@ -121,9 +159,14 @@ def enable_sqlite_wal(engine: Engine) -> None:
 
 
 def open_store(url: str, *, create: bool = True, **engine_kwargs: Any) -> sessionmaker[Session]:
-    """A session factory for the ingest store at ``url`` (tables created when ``create``)."""
+    """A session factory for the ingest store at ``url`` (migrated, see :func:`migrate_store`, when
+    ``create``)."""
     engine = create_engine(url, **engine_kwargs)
     enable_sqlite_wal(engine)
     if create:
-        create_tables(engine)
+        try:
+            migrate_store(engine)
+        except BaseException:
+            engine.dispose()
+            raise
     return sessionmaker(engine, expire_on_commit=False)
