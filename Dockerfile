@@ -1,5 +1,6 @@
-# One image for every QualityWatch process: `qualitywatch worker`, `qualitywatch alerts serve|migrate`,
-# the ingest front door. deploy/compose.yaml and deploy/k8s/ run it with different commands.
+# One image for every QualityWatch process: `qualitywatch migrate`, `qualitywatch worker`,
+# `qualitywatch alerts serve`, the ingest front door. deploy/compose.yaml and deploy/k8s/ run it with
+# different commands.
 #
 #   docker build -t qualitywatch:0.1.0 .
 #

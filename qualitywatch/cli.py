@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "serve": "qualitywatch.cmd_serve",
     "alerts": "qualitywatch.cmd_alerts",
     "import": "qualitywatch.cmd_import",
+    "migrate": "qualitywatch.cmd_migrate",
 }
 
 

@@ -163,9 +163,20 @@ def test_production_profile_two_workers_and_the_alert_service(
     )
     assert alerts_env["QW_ENVIRONMENT"] == "production"
     base = {k: v for k, v in os.environ.items() if not k.startswith("QW_")}
-    subprocess.run(
-        cli("alerts", "migrate"), env={**base, **alerts_env}, cwd=tmp_path, check=True, timeout=120
+    # the migration job first: every store, the workers' checkpoint store too
+    migrate_env = compose_env("migrate")
+    migrate_env.update(
+        QW_BOOTSTRAP_SERVERS=broker.bootstrap,
+        QW_DATABASE_URL=alerts_env["QW_DATABASE_URL"],
+        QW_CHECKPOINT_URL=worker_env["QW_CHECKPOINT_URL"],
+        QW_EPOCH=worker_env["QW_EPOCH"],
     )
+    job = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["migrate"]["command"]
+    assert job[0] == "qualitywatch"
+    migrated = subprocess.run(
+        cli(*job[1:]), env={**base, **migrate_env}, cwd=tmp_path, check=True, timeout=120, capture_output=True
+    ).stdout.decode()
+    assert f"checkpoint store {worker_env['QW_CHECKPOINT_URL']}: created at 0001" in migrated, migrated
     alerts_log = (tmp_path / "alerts.log").open("ab")
     procs.append(
         subprocess.Popen(

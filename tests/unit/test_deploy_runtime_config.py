@@ -205,7 +205,7 @@ def test_compose_services_have_health_checks_named_volumes_and_one_image() -> No
 def test_compose_starts_things_in_order() -> None:
     services = compose()["services"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("alerts", "ingest"):
+    for name in ("worker", "alerts", "ingest"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     for name in ("worker", "alerts", "ingest"):
         assert services[name]["depends_on"]["kafka-topics"]["condition"] == "service_completed_successfully"
@@ -215,7 +215,7 @@ def test_compose_commands_are_real() -> None:
     services = compose()["services"]
     ran = {name: resolve_command(services[name]["command"]) for name in PYTHON_SERVICES}
     assert ran == {
-        "migrate": "qualitywatch alerts migrate",
+        "migrate": "qualitywatch migrate",
         "worker": "qualitywatch worker",
         "alerts": "qualitywatch alerts serve",
         "ingest": "uvicorn qualitywatch.server:create_app",
@@ -257,8 +257,11 @@ def test_compose_env_builds_production_settings(monkeypatch: pytest.MonkeyPatch)
     assert relay.bootstrap_servers == worker.bootstrap_servers
     assert build(AlertSettings, ingest_env, monkeypatch).database_url == alerts.database_url
 
-    migrate = build(AlertSettings, services["migrate"]["environment"], monkeypatch)
-    assert migrate.database_url == alerts.database_url
+    # the migration job migrates every store the services use
+    migrate_env = services["migrate"]["environment"]
+    assert build(AlertSettings, migrate_env, monkeypatch).database_url == alerts.database_url
+    assert build(IngestSettings, migrate_env, monkeypatch).database_url == ingest.database_url
+    assert build(StreamSettings, migrate_env, monkeypatch).checkpoint_url == worker.checkpoint_url
     postgres = services["postgres"]["environment"]
     assert (
         f"{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@postgres:5432/" in alerts.database_url
@@ -360,7 +363,7 @@ def test_k8s_containers_build_production_settings(monkeypatch: pytest.MonkeyPatc
             ran = resolve_command(container["command"])
             env = _container_env(container, docs)
             seen[doc["metadata"]["name"]] = ran
-            if ran == "qualitywatch worker" or ran.startswith("uvicorn"):
+            if ran in ("qualitywatch worker", "qualitywatch migrate") or ran.startswith("uvicorn"):
                 s = build(StreamSettings, env, monkeypatch)
                 assert (s.profile, s.enable_idempotence, s.replication_factor) == ("production", True, 3)
                 assert s.session_timeout_ms == 45000 and s.checkpoint_url.startswith("postgresql")
@@ -368,10 +371,10 @@ def test_k8s_containers_build_production_settings(monkeypatch: pytest.MonkeyPatc
             if ran != "qualitywatch worker":
                 a = build(AlertSettings, env, monkeypatch)
                 assert a.environment == "production" and a.database_url.startswith("postgresql")
-            if ran.startswith("uvicorn"):
+            if ran.startswith("uvicorn") or ran == "qualitywatch migrate":
                 build(IngestSettings, env, monkeypatch)
     assert seen == {
-        "qw-migrate": "qualitywatch alerts migrate",
+        "qw-migrate": "qualitywatch migrate",
         "qw-worker": "qualitywatch worker",
         "qw-alerts": "qualitywatch alerts serve",
         "qw-ingest": "uvicorn qualitywatch.server:create_app",

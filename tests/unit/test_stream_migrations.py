@@ -27,9 +27,11 @@ import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from click.testing import CliRunner
 from ingest_cases import backends
 from sqlalchemy import func, select
 
+from qualitywatch.cli import main
 from stream.checkpoint import HISTORY as CHECKPOINTS
 from stream.checkpoint import Checkpoint, CheckpointStore, CheckpointStoreError
 from stream.ingest import OutboxRecord, open_store
@@ -476,3 +478,48 @@ def test_on_postgresql_a_migration_waits_for_one_already_running(name: str) -> N
         assert not second.is_alive() and not failed
         assert done == [Migrated(history.store, history.head(), history.head())]  # found it done
         engine.dispose()
+
+
+# --------------------------------------------------------------------------------------------------
+# qualitywatch migrate
+
+
+def test_the_migrate_command_brings_every_store_to_head_and_says_what_it_did(tmp_path: Path) -> None:
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    checkpoints = f"sqlite:///{tmp_path / 'checkpoints.db'}"
+    engine = sa.create_engine(shared)
+    tables_before_migrations().tables["ingest_outbox"].create(engine)  # an earlier release's outbox
+    engine.dispose()
+    env = {"QW_DATABASE_URL": shared, "QW_CHECKPOINT_URL": checkpoints}
+    first = CliRunner().invoke(main, ["migrate"], env=env)
+    assert first.exit_code == 0, first.output
+    lines = first.output.splitlines()
+    assert lines[0].startswith(f"alert store {shared}: created at ")
+    assert lines[1:] == [
+        f"ingest outbox {shared}: adopted its tables created before migrations at 0001",
+        f"checkpoint store {checkpoints}: created at 0001",
+    ]
+    again = CliRunner().invoke(main, ["migrate"], env=env)
+    assert again.exit_code == 0 and all(line.endswith("nothing to do") for line in again.output.splitlines())
+    engine = sa.create_engine(shared)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+        assert {"alembic_version", "alembic_version_outbox", "ingest_outbox"} <= tables
+        assert "stream_checkpoints" not in tables  # that store is elsewhere
+    finally:
+        engine.dispose()
+
+
+def test_the_migrate_command_refuses_a_store_a_later_release_migrated(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'later.db'}"
+    engine = sa.create_engine(url)
+    migrate(engine, _with_revision_0002(OUTBOX, tmp_path, "ingest_outbox"))
+    engine.dispose()
+    env = {"QW_DATABASE_URL": url, "QW_CHECKPOINT_URL": f"sqlite:///{tmp_path / 'checkpoints.db'}"}
+    result = CliRunner().invoke(main, ["migrate"], env=env)
+    assert result.exit_code == 1
+    assert (
+        f"ingest outbox {url} (QW_DATABASE_URL): the database is at revision 0002 of alembic_version_outbox,"
+        " which this release does not know" in result.output
+    )
+    assert "checkpoint store" not in result.output  # it stops at the first store it cannot migrate
