@@ -1,0 +1,70 @@
+"""The guides (README.md, CONTRIBUTING.md, docs/*.md) cross-checked against the code.
+
+Every ``QW_*`` variable of a settings class is listed in the guide of the part that reads it, and
+every ``QW_*`` variable a guide names is one the code reads.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from alerts.settings import AlertSettings
+from stream.ingest import IngestSettings
+from stream.settings import StreamSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+GUIDES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+#: settings class -> the guide that lists its variables
+SETTINGS_GUIDE: dict[type[BaseSettings], str] = {
+    StreamSettings: "docs/stream.md",
+    AlertSettings: "docs/alerts.md",
+    IngestSettings: "docs/ingest.md",
+}
+#: variables read by the tests and benchmarks, not by the platform
+TEST_VARIABLES = {"QW_TEST_DATABASE_URL", "QW_BENCH_DATABASE_URL", "QW_UPDATE_SCREENSHOTS"}
+
+
+def variables(text: str) -> set[str]:
+    """The ``QW_*`` names in ``text``; ``QW_ESCALATE_{RED,BLUE}_S`` names two, the prefix alone none."""
+    found: set[str] = set()
+    for m in re.finditer(r"QW_[A-Z0-9_]*(?:\{[A-Z0-9_,]+\}[A-Z0-9_]*)?", text):
+        name = m.group(0)
+        if "{" in name:
+            head, rest = name.split("{", 1)
+            choices, tail = rest.split("}", 1)
+            found.update(f"{head}{choice}{tail}" for choice in choices.split(","))
+        elif name != "QW_":
+            found.add(name)
+    return found
+
+
+def test_variables_reads_a_brace_list() -> None:
+    assert variables("`QW_ESCALATE_{RED,BLUE}_S` and QW_PORT (prefix `QW_`, `QW_*`).") == {
+        "QW_ESCALATE_RED_S",
+        "QW_ESCALATE_BLUE_S",
+        "QW_PORT",
+    }
+
+
+@pytest.mark.parametrize("cls", list(SETTINGS_GUIDE), ids=lambda c: c.__name__)
+def test_every_setting_is_listed_in_its_guide(cls: type[BaseSettings]) -> None:
+    guide = SETTINGS_GUIDE[cls]
+    listed = variables((ROOT / guide).read_text(encoding="utf-8"))
+    missing = sorted(f"QW_{name.upper()}" for name in cls.model_fields if f"QW_{name.upper()}" not in listed)
+    assert missing == [], f"{guide} does not name {missing} ({cls.__name__})"
+
+
+def test_every_variable_a_guide_names_is_read() -> None:
+    known = {f"QW_{name.upper()}" for cls in SETTINGS_GUIDE for name in cls.model_fields} | TEST_VARIABLES
+    unknown = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in GUIDES
+        for name in variables(path.read_text(encoding="utf-8"))
+        if name not in known
+    }
+    assert sorted(unknown) == []
