@@ -38,7 +38,10 @@ _SHOWN = 20
     "--database-url", default=None, help="the ingest store (default: QW_DATABASE_URL or the settings)"
 )
 @click.option(
-    "--catalogue", "catalogue_path", default=None, help="a catalogue YAML (default: the packaged one)"
+    "--catalogue",
+    "catalogue_path",
+    default=None,
+    help="a catalogue YAML (default: the QW_CATALOGUE_PATH setting, else the packaged one)",
 )
 @click.option("--submitted-by", default="cli", show_default=True, help="recorded with each accepted record")
 @click.option(

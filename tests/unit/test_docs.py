@@ -1,7 +1,8 @@
-"""The guides (README.md, CONTRIBUTING.md, docs/*.md) cross-checked against the code.
+"""The guides (README.md, CONTRIBUTING.md, docs/*.md) and the commands' help cross-checked against the code.
 
 Every ``QW_*`` variable of a settings class is listed in the guide of the part that reads it, and
-every ``QW_*`` variable a guide names is one the code reads.
+every ``QW_*`` variable a guide names is one the code reads; a command's ``--catalogue`` says where
+its default comes from.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import click
 import pytest
 from pydantic_settings import BaseSettings
 
@@ -68,3 +70,34 @@ def test_every_variable_a_guide_names_is_read() -> None:
         if name not in known
     }
     assert sorted(unknown) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# commands
+
+
+def _commands() -> list[tuple[str, click.Command]]:
+    from qualitywatch.cli import main
+
+    out: list[tuple[str, click.Command]] = []
+
+    def walk(cmd: click.Command, path: str) -> None:
+        out.append((path, cmd))
+        if isinstance(cmd, click.Group):
+            ctx = click.Context(cmd, info_name=path)
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                assert sub is not None
+                walk(sub, f"{path} {name}")
+
+    walk(main, "qualitywatch")
+    return out
+
+
+def test_every_catalogue_option_names_its_default() -> None:
+    """``--catalogue`` defaults to ``QW_CATALOGUE_PATH`` wherever it is offered; its help says so."""
+    offered = {path: p for path, cmd in _commands() for p in cmd.params if "--catalogue" in p.opts}
+    assert {"qualitywatch import", "qualitywatch replay"} <= set(offered)
+    helps = {path: getattr(p, "help", None) or "" for path, p in offered.items()}
+    silent = [path for path, text in helps.items() if "QW_CATALOGUE_PATH" not in text]
+    assert silent == []
