@@ -1,8 +1,9 @@
 """The guides (README.md, CONTRIBUTING.md, docs/*.md) and the commands' help cross-checked against the code.
 
 Every ``QW_*`` variable of a settings class is listed in the guide of the part that reads it, and
-every ``QW_*`` variable a guide names is one the code reads; a command's ``--catalogue`` says where
-its default comes from.
+every ``QW_*`` variable a guide names is one the code reads; every ``qualitywatch`` command and
+``make`` target a guide shows exists, with the options it shows; a command's ``--catalogue`` says
+where its default comes from.
 """
 
 from __future__ import annotations
@@ -74,6 +75,74 @@ def test_every_variable_a_guide_names_is_read() -> None:
 
 # --------------------------------------------------------------------------------------------------
 # commands
+
+
+def code(text: str) -> list[str]:
+    """The code a guide shows: its inline spans and the lines of its fenced and indented blocks."""
+    found = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    for block in re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S):
+        found += block.splitlines()
+    found += [line[4:] for line in text.splitlines() if line.startswith("    ") and line.strip()]
+    return found
+
+
+def shown(prefix: str) -> list[tuple[str, str]]:
+    """(guide, command line) for every line of code that runs ``prefix`` (after any VAR=value)."""
+    out = []
+    for path in GUIDES:
+        for line in code(path.read_text(encoding="utf-8")):
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            line = re.sub(r"^(?:[A-Z_][A-Z0-9_]*=\S+\s+)+", "", line)
+            if line.startswith(prefix + " ") and re.match(r"[a-z]", line[len(prefix) + 1 :]):
+                out.append((str(path.relative_to(ROOT)), line))
+    return out
+
+
+def check_command(line: str) -> None:
+    """The sub-commands of ``line`` exist and every option it shows is one of its command's."""
+    from qualitywatch.cli import main
+
+    words = line.replace("[", " ").replace("]", " ").split()[1:]
+    cmd: click.Command = main
+    path = ["qualitywatch"]
+    while isinstance(cmd, click.Group) and words and not words[0].startswith("-"):
+        sub = cmd.get_command(click.Context(cmd, info_name=path[-1]), words[0])
+        assert sub is not None, f"{' '.join(path)} has no sub-command {words[0]!r}"
+        path.append(words.pop(0))
+        cmd = sub
+    assert not isinstance(cmd, click.Group), f"{' '.join(path)} needs a sub-command"
+    options = {opt for param in cmd.params for opt in (*param.opts, *param.secondary_opts)}
+    unknown = [w for w in words if w.startswith("-") and w != "-" and w.split("=")[0] not in options]
+    assert unknown == [], f"{' '.join(path)} has no option {unknown}"
+
+
+def test_check_command_refuses_what_does_not_exist() -> None:
+    check_command("qualitywatch alerts token create --name li --role inspector [--county 653022]")
+    with pytest.raises(AssertionError, match="no sub-command"):
+        check_command("qualitywatch alerts tokens create")
+    with pytest.raises(AssertionError, match="no option"):
+        check_command("qualitywatch serve --workdir var")
+
+
+def test_guides_show_commands() -> None:
+    assert len(shown("qualitywatch")) > 20 and len(shown("make")) > 3
+
+
+@pytest.mark.parametrize(("guide", "line"), shown("qualitywatch"))
+def test_every_command_a_guide_shows_exists(guide: str, line: str) -> None:
+    check_command(line)
+
+
+def test_every_make_target_a_guide_shows_exists() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-zA-Z_-]+):", makefile, flags=re.M))
+    unknown = [
+        f"{guide}: {line}"
+        for guide, line in shown("make")
+        for word in line.split()[1:]
+        if not word.startswith("-") and word not in targets
+    ]
+    assert unknown == []
 
 
 def _commands() -> list[tuple[str, click.Command]]:
