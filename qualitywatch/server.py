@@ -2,8 +2,8 @@
 
 * ``create_app()`` assembles the ingest API from settings: the ingest store and its outbox relay
   (started with the app, stopped with it), and the token verifier. By default tokens are checked
-  against the alert service's token store (``qualitywatch alerts token create --role inspector
-  [--county …]`` issues them), so one token works for both services.
+  against the alert service's token store (``qualitywatch alerts token create --name … --role
+  inspector [--county …]`` issues them), so one token works for both services.
 * ``create_platform_app()`` (what ``qualitywatch serve`` runs) is the alert service — API, dashboard,
   live stream, warnings and cell-weeks consumers, periodic tick — with the ingest routes and the outbox
   relay added: one process, one port, one token store. Each API keeps its own error bodies: ingest

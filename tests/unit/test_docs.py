@@ -99,7 +99,8 @@ def shown(prefix: str) -> list[tuple[str, str]]:
 
 
 def check_command(line: str) -> None:
-    """The sub-commands of ``line`` exist and every option it shows is one of its command's."""
+    """The sub-commands of ``line`` exist, every option it shows is one of its command's, and a line
+    that shows options (one to type, not a mention of the command) shows the required ones."""
     from qualitywatch.cli import main
 
     words = line.replace("[", " ").replace("]", " ").split()[1:]
@@ -112,8 +113,12 @@ def check_command(line: str) -> None:
         cmd = sub
     assert not isinstance(cmd, click.Group), f"{' '.join(path)} needs a sub-command"
     options = {opt for param in cmd.params for opt in (*param.opts, *param.secondary_opts)}
-    unknown = [w for w in words if w.startswith("-") and w != "-" and w.split("=")[0] not in options]
+    given = [w.split("=")[0] for w in words if w.startswith("-") and w != "-"]
+    unknown = [w for w in given if w not in options]
     assert unknown == [], f"{' '.join(path)} has no option {unknown}"
+    required = [p.opts[0] for p in cmd.params if isinstance(p, click.Option) and p.required]
+    missing = [opt for opt in required if given and opt not in given]
+    assert missing == [], f"{line}: {' '.join(path)} needs {missing}"
 
 
 def test_check_command_refuses_what_does_not_exist() -> None:
@@ -122,6 +127,9 @@ def test_check_command_refuses_what_does_not_exist() -> None:
         check_command("qualitywatch alerts tokens create")
     with pytest.raises(AssertionError, match="no option"):
         check_command("qualitywatch serve --workdir var")
+    with pytest.raises(AssertionError, match="needs"):
+        check_command("qualitywatch alerts token create --role inspector")
+    check_command("qualitywatch alerts token create")  # a mention of the command, not a line to type
 
 
 def test_guides_show_commands() -> None:
