@@ -6,6 +6,7 @@ Every error names the field (or the thing) and the reason, so an API client neve
 from __future__ import annotations
 
 from schemas import QualityWatchError
+from schemas.settings import SettingsError as _SettingsError
 
 __all__ = [
     "AlertServiceError",
@@ -67,9 +68,9 @@ class Forbidden(AlertServiceError):
     code = "forbidden"
 
 
-class SettingsError(AlertServiceError):
+class SettingsError(AlertServiceError, _SettingsError):
     """The service's settings cannot be used (names each ``QW_*`` variable and the reason); raised at
-    start-up, before anything is served."""
+    start-up, before anything is served. A :class:`schemas.settings.SettingsError`, as the stream's."""
 
     status_code = 500
     code = "settings"

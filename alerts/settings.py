@@ -7,14 +7,13 @@ development, so a production deployment cannot run with a published secret.
 
 from __future__ import annotations
 
-import ssl
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas import Level, field_errors
+from schemas import Level
+from schemas.settings import KafkaSecurity, settings_error
 
 from .errors import SettingsError
 
@@ -33,7 +32,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, int]] = {
 }
 
 
-class AlertSettings(BaseSettings):
+class AlertSettings(KafkaSecurity, BaseSettings):
     """Everything the alert service can be told, with development defaults."""
 
     model_config = SettingsConfigDict(env_prefix="QW_", frozen=True, extra="ignore")
@@ -45,14 +44,8 @@ class AlertSettings(BaseSettings):
     # of PROFILE_DEFAULTS; unset, it is ``embedded`` in development and ``production`` otherwise
     profile: Literal["embedded", "production"] = "embedded"
     bootstrap_servers: str = "127.0.0.1:9092"
-    # how to reach the cluster: the same QW_* variables as the stream worker's. A SASL protocol needs a
-    # mechanism and both credentials; the CA file (TLS) must be a readable PEM bundle. Unset, the
-    # system's certificate authorities are trusted.
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
+    # how to reach the cluster (QW_SECURITY_PROTOCOL, QW_SASL_*, QW_SSL_CAFILE) comes with KafkaSecurity:
+    # the same variables and checks as the stream's
     #: topic names are ``topic_prefix + name``, as in the stream's settings (``qw.warnings``)
     topic_prefix: str = "qw."
     warnings_topic: str = "warnings"
@@ -102,49 +95,6 @@ class AlertSettings(BaseSettings):
             out.setdefault(key, value)
         return out
 
-    @field_validator("sasl_mechanism", "sasl_username", "sasl_password", "ssl_cafile", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        # an environment variable set to "" (a compose ${VAR:-}) means "not set"
-        return None if value == "" else value
-
-    @model_validator(mode="after")
-    def _broker_security(self) -> AlertSettings:
-        protocol = self.security_protocol
-        if protocol.startswith("SASL_"):
-            if self.sasl_mechanism is None:
-                raise ValueError(
-                    f"QW_SASL_MECHANISM: is required with QW_SECURITY_PROTOCOL={protocol} "
-                    "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"
-                )
-            mechanism = self.sasl_mechanism
-            if not self.sasl_username:
-                raise ValueError(f"QW_SASL_USERNAME: is required with QW_SASL_MECHANISM={mechanism}")
-            if self.sasl_password is None or not self.sasl_password.get_secret_value():
-                raise ValueError(f"QW_SASL_PASSWORD: is required with QW_SASL_MECHANISM={mechanism}")
-        else:
-            for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
-                if getattr(self, name) is not None:
-                    raise ValueError(
-                        f"QW_{name.upper()}: is only used with QW_SECURITY_PROTOCOL=SASL_PLAINTEXT or "
-                        f"SASL_SSL, not {protocol}"
-                    )
-        if self.ssl_cafile is not None:
-            if protocol not in ("SSL", "SASL_SSL"):
-                raise ValueError(
-                    f"QW_SSL_CAFILE: is only used with QW_SECURITY_PROTOCOL=SSL or SASL_SSL, not {protocol}"
-                )
-            path = Path(self.ssl_cafile)
-            if not path.is_file():
-                raise ValueError(f"QW_SSL_CAFILE: {path} does not exist or is not a file")
-            try:
-                ssl.create_default_context(cafile=str(path))
-            except OSError as exc:  # ssl.SSLError is one
-                raise ValueError(
-                    f"QW_SSL_CAFILE: {path} is not a readable PEM file of certificate authorities ({exc})"
-                ) from None
-        return self
-
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> AlertSettings:
         if self.environment == "development":
@@ -167,17 +117,7 @@ class AlertSettings(BaseSettings):
 
     def client_kwargs(self) -> dict[str, Any]:
         """Connection arguments of a kafka-python client: the servers and the SASL/TLS settings."""
-        kw: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism is not None:
-            kw["sasl_mechanism"] = self.sasl_mechanism
-            kw["sasl_plain_username"] = self.sasl_username
-            kw["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
-        if self.ssl_cafile is not None:
-            kw["ssl_cafile"] = self.ssl_cafile
-        return kw
+        return {"bootstrap_servers": self.bootstrap_servers, **self.kafka_python_security()}
 
     def escalation_timeout(self, level: Level) -> float:
         """Seconds an alert at ``level`` may wait for an acknowledgement."""
@@ -193,12 +133,4 @@ def load_settings(**overrides: object) -> AlertSettings:
     try:
         return AlertSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
-
-
-def _describe(exc: ValidationError) -> str:
-    reasons = []
-    for err in field_errors(exc):
-        # a field's own error names the field; the checks across fields name their variables themselves
-        reasons.append(f"QW_{err.field.upper()}: {err.reason}" if err.field else err.reason)
-    return "invalid settings: " + "; ".join(reasons)
+        raise SettingsError(str(settings_error(exc))) from None

@@ -8,7 +8,8 @@ Two profiles:
 * ``production``: any Kafka-protocol cluster (bootstrap servers, SASL/TLS), production timeouts,
   ``acks=all`` with an idempotent producer, a PostgreSQL checkpoint store.
 
-A field left unset takes its profile's default; anything set explicitly wins.
+A field left unset takes its profile's default; anything set explicitly wins. The SASL/TLS variables
+and their checks are the alert service's (:class:`schemas.settings.KafkaSecurity`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.settings import KafkaSecurity
 
 __all__ = ["PROFILE_DEFAULTS", "StreamSettings"]
 
@@ -44,20 +47,16 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class StreamSettings(BaseSettings):
+class StreamSettings(KafkaSecurity, BaseSettings):
     """Everything a stream worker, ``push`` and ``up`` need to know (see the module docstring)."""
 
     model_config = SettingsConfigDict(env_prefix="QW_", frozen=True, extra="ignore")
 
     profile: Literal["embedded", "production"] = "embedded"
 
-    # where the broker is and how to reach it
+    # where the broker is; how to reach it (QW_SECURITY_PROTOCOL, QW_SASL_*, QW_SSL_CAFILE) comes with
+    # KafkaSecurity
     bootstrap_servers: str = ""
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
 
     # topics and the consumer group
     topic_prefix: str = "qw."
@@ -115,11 +114,9 @@ class StreamSettings(BaseSettings):
     def _production_is_complete(self) -> StreamSettings:
         if self.profile == "production":
             if not self.bootstrap_servers:
-                raise ValueError("bootstrap_servers: is required in the production profile")
+                raise ValueError("QW_BOOTSTRAP_SERVERS: is required with QW_PROFILE=production")
             if not self.checkpoint_url:
-                raise ValueError("checkpoint_url: is required in the production profile (PostgreSQL)")
-        if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
-            raise ValueError("sasl_username/sasl_password: are required with a SASL security_protocol")
+                raise ValueError("QW_CHECKPOINT_URL: is required with QW_PROFILE=production (PostgreSQL)")
         return self
 
     def topic_name(self, base: str) -> str:

@@ -183,7 +183,7 @@ def test_settings_profiles_and_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QW_FETCH_MAX_WAIT_MS", "250")
     assert StreamSettings().fetch_max_wait_ms == 250
     monkeypatch.delenv("QW_CHECKPOINT_URL")
-    with pytest.raises(ValueError, match="checkpoint_url"):
+    with pytest.raises(ValueError, match="QW_CHECKPOINT_URL"):
         StreamSettings()
     with pytest.raises(ValueError, match="epoch"):
         StreamSettings(epoch="2021-01-05T00:00:00+08:00")
