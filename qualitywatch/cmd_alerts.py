@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
-if TYPE_CHECKING:
-    from alerts import AlertSettings
+from .settings import alert_settings
 
 __all__ = ["alert_settings", "command"]
-
-
-def alert_settings(**overrides: object) -> AlertSettings:
-    """The alert service's settings (``QW_*``), or a one-line error naming each unusable variable."""
-    from alerts import load_settings
-    from alerts.errors import SettingsError
-
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @click.group("alerts")

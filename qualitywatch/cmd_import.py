@@ -17,9 +17,11 @@ import click
 from tqdm import tqdm
 
 from schemas import default_catalogue, load_catalogue
-from stream.ingest import IngestSettings, RowOutcome, open_store, parse_table, submit_many, summarise
+from stream.ingest import RowOutcome, open_store, parse_table, submit_many, summarise
 from stream.ingest.api import default_import_workers
 from stream.ingest.tabular import TableError
+
+from .settings import ingest_settings
 
 __all__ = ["command"]
 
@@ -68,7 +70,7 @@ def command(
     quiet: bool,
 ) -> None:
     """Import FILE (.csv, .xlsx or .jsonl) of sampling results or patrol reports."""
-    settings = IngestSettings()
+    settings = ingest_settings()
     path = catalogue_path or settings.catalogue_path
     catalogue = load_catalogue(path) if path else default_catalogue()
     try:

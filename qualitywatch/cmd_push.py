@@ -26,11 +26,11 @@ def command(
     """Push the records of SOURCE (a JSONL file, or - for standard input)."""
     from kafka.errors import KafkaError
 
+    from qualitywatch.settings import stream_settings
     from stream.producer import RecordPusher
-    from stream.settings import StreamSettings
 
     overrides: dict[str, Any] = {"bootstrap_servers": bootstrap_servers, "topic_prefix": topic_prefix}
-    settings = StreamSettings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = stream_settings(**{k: v for k, v in overrides.items() if v is not None})
     try:
         pusher = RecordPusher(settings)
     except KafkaError as exc:

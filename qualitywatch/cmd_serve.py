@@ -41,17 +41,24 @@ def command(
     import uvicorn
 
     from alerts import build_runtime
-    from qualitywatch.cmd_alerts import alert_settings as load_alert_settings
     from qualitywatch.server import create_platform_app
-    from stream.ingest import IngestSettings
+    from qualitywatch.settings import alert_settings as load_alert_settings
+    from qualitywatch.settings import ingest_settings as load_ingest_settings
+    from qualitywatch.settings import stream_settings as load_stream_settings
 
+    # every setting is checked before anything is touched (the database, the broker)
     alert_settings = load_alert_settings(**({"consume": False} if no_consume else {}))
-    ingest_settings = IngestSettings()
-    if ingest_database_url:
-        ingest_settings = ingest_settings.model_copy(update={"database_url": ingest_database_url})
+    ingest_settings = load_ingest_settings(
+        **({"database_url": ingest_database_url} if ingest_database_url else {})
+    )
+    stream_settings = load_stream_settings()
     runtime = build_runtime(alert_settings)
     app = create_platform_app(
-        runtime=runtime, settings=ingest_settings, relay=False if no_relay else None, background=True
+        runtime=runtime,
+        settings=ingest_settings,
+        stream_settings=stream_settings,
+        relay=False if no_relay else None,
+        background=True,
     )
     # what exists now (modules, the app) lives as long as the process: keep it out of full collections
     gc.freeze()

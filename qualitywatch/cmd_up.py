@@ -122,6 +122,32 @@ def _demo(settings: Any, demo: tuple[int, int, int, float, float], stop: threadi
     _feed(settings, demo_phases(*demo), stop)
 
 
+def _child_settings(*, bootstrap: str, web_port: int, host: str, http_port: int) -> dict[str, str]:
+    """The ``QW_*`` variables ``up`` sets for its worker and server on top of its own environment (all
+    but where their databases are, in the work directory)."""
+    return {
+        **EMBEDDED_TIMINGS,
+        "QW_PROFILE": "embedded",
+        "QW_ENVIRONMENT": "development",
+        "QW_BOOTSTRAP_SERVERS": bootstrap,  # the stream, the ingest relay and the alert service
+        "QW_EPOCH": EPOCH,
+        "QW_WEB_PORT": str(web_port),
+        "QW_EXTERNAL_URL": f"http://{host}:{http_port}",
+    }
+
+
+def _check_settings(variables: dict[str, str]) -> Any:
+    """The stream settings the worker and the server will read (this environment with ``variables`` on
+    top), once the ingest's and the alert service's are checked too: a setting that cannot be used
+    stops ``up`` before anything starts, with one line naming the variable."""
+    from qualitywatch.settings import alert_settings, ingest_settings, stream_settings
+
+    fields = {name.removeprefix("QW_").lower(): value for name, value in variables.items()}
+    alert_settings(**fields)
+    ingest_settings(**fields)
+    return stream_settings(**fields)
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from qualitywatch.cli import main; main()", *args]
 
@@ -247,7 +273,11 @@ def command(
 ) -> None:
     """Run broker + worker + serve (dashboard, alert and ingest API) with demo data, until Ctrl-C."""
     from stream.broker import EmbeddedBroker
-    from stream.settings import StreamSettings
+
+    variables = _child_settings(
+        bootstrap=f"127.0.0.1:{port}", web_port=web_port, host=host, http_port=http_port
+    )
+    settings = _check_settings(variables)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -268,23 +298,19 @@ def command(
         stale.unlink()
     alerts_db = f"sqlite:///{work / 'alerts.db'}"
     broker = EmbeddedBroker(port=port).start()
+    settings = settings.model_copy(update={"bootstrap_servers": broker.bootstrap})
     procs: list[subprocess.Popen[bytes]] = []
     failed = False  # a process died, or the server never came up: exit with status 1
     stop = threading.Event()
     feeder: threading.Thread | None = None
     try:
-        env = dict(os.environ)
-        env.update(
-            EMBEDDED_TIMINGS,
-            QW_PROFILE="embedded",
-            QW_ENVIRONMENT="development",
-            QW_BOOTSTRAP_SERVERS=broker.bootstrap,  # the stream, the ingest relay and the alert service
-            QW_EPOCH=EPOCH,
-            QW_CHECKPOINT_URL=f"sqlite:///{work / 'checkpoints.db'}",
-            QW_WEB_PORT=str(web_port),
-            QW_DATABASE_URL=alerts_db,
-            QW_EXTERNAL_URL=f"http://{host}:{http_port}",
-        )
+        env = {
+            **os.environ,
+            **variables,
+            "QW_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "QW_CHECKPOINT_URL": f"sqlite:///{work / 'checkpoints.db'}",
+            "QW_DATABASE_URL": alerts_db,
+        }
         tokens = issue_demo_tokens(alerts_db)
         serve_args = ["serve", "--host", host, "--port", str(http_port), "--log-level", "warning"]
         serve_args += ["--ingest-database-url", f"sqlite:///{work / 'ingest.db'}"]
@@ -296,7 +322,6 @@ def command(
             failed = True
             return
         if not no_demo:
-            settings = StreamSettings(bootstrap_servers=broker.bootstrap)
             demo = (seed, years, warmup_weeks, warmup_rate, rate)
             feeder = threading.Thread(target=_demo, args=(settings, demo, stop), daemon=True, name="qw-demo")
             feeder.start()

@@ -14,14 +14,15 @@ __all__ = ["command", "run_worker"]
 
 
 def run_worker(overrides: dict[str, Any], loglevel: str = "info") -> None:
-    """Build the settings and the faust app and run it until SIGINT/SIGTERM."""
+    """Build the settings and the faust app and run it until SIGINT/SIGTERM (settings that cannot be
+    used end it at once, with one line naming each variable)."""
     from faust.worker import Worker
 
+    from qualitywatch.settings import stream_settings
     from stream.app import create_app
     from stream.checkpoint import CheckpointStoreError
-    from stream.settings import StreamSettings
 
-    settings = StreamSettings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = stream_settings(**{k: v for k, v in overrides.items() if v is not None})
     try:
         app = create_app(settings)
     except CheckpointStoreError as exc:

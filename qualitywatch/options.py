@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
-from pydantic import ValidationError
 
 from schemas import Catalogue, CatalogueError, load_catalogue
 
@@ -36,12 +35,9 @@ def catalogue_path(given: Path | None) -> Path | None:
     """``given``, else the ``QW_CATALOGUE_PATH`` setting, else ``None`` (the packaged catalogue)."""
     if given is not None:
         return given
-    from stream.settings import StreamSettings
+    from .settings import stream_settings
 
-    try:
-        configured = StreamSettings().catalogue_path
-    except ValidationError as exc:
-        raise click.ClickException(f"settings (QW_* variables): {exc}") from exc
+    configured = stream_settings().catalogue_path
     return Path(configured) if configured else None
 
 

@@ -26,9 +26,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response as StarletteResponse
 
 from schemas import default_catalogue, load_catalogue
-from stream.ingest import IngestSettings, OutboxRelay, Principal, Verifier, create_ingest_router, open_store
+from stream.ingest import (
+    IngestSettings,
+    OutboxRelay,
+    Principal,
+    Verifier,
+    create_ingest_router,
+    load_ingest_settings,
+    open_store,
+)
 from stream.ingest.metrics import RECORDS, OutboxCollector, ingest_registry
-from stream.settings import StreamSettings
+from stream.settings import StreamSettings, load_stream_settings
 from stream.topics import Topics
 
 if TYPE_CHECKING:
@@ -128,8 +136,8 @@ def create_app(
 ) -> FastAPI:
     """The ingest API; ``relay`` (default: ``settings.relay_enabled``) runs the outbox relay alongside it."""
     parts = build_ingest(
-        settings=settings or IngestSettings(),
-        stream_settings=stream_settings or StreamSettings(),
+        settings=settings or load_ingest_settings(),
+        stream_settings=stream_settings or load_stream_settings(),
         verify=verify or _default_verifier(),
         relay=relay,
     )
@@ -192,8 +200,8 @@ def create_platform_app(
         "(`/api/…`, dashboard at `/dashboard/`). One bearer token store for both."
     )
     parts = build_ingest(
-        settings=settings or IngestSettings(),
-        stream_settings=stream_settings or StreamSettings(),
+        settings=settings or load_ingest_settings(),
+        stream_settings=stream_settings or load_stream_settings(),
         verify=alert_token_verifier(runtime.session_factory),
         relay=relay,
     )

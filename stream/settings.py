@@ -17,12 +17,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.settings import KafkaSecurity
+from schemas.settings import KafkaSecurity, settings_error
 
-__all__ = ["PROFILE_DEFAULTS", "StreamSettings"]
+__all__ = ["PROFILE_DEFAULTS", "StreamSettings", "load_stream_settings"]
 
 #: profile -> defaults for the fields it leaves unset
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -135,3 +135,15 @@ class StreamSettings(KafkaSecurity, BaseSettings):
             kw["sasl_plain_username"] = self.sasl_username
             kw["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
         return kw
+
+
+def load_stream_settings(**overrides: Any) -> StreamSettings:
+    """Read the settings from the environment (``QW_*``), with explicit overrides on top.
+
+    Settings that cannot be used raise :class:`schemas.settings.SettingsError`, one line that names each
+    variable and the reason and, unlike pydantic's error, never repeats the values (secrets among them).
+    """
+    try:
+        return StreamSettings(**overrides)
+    except ValidationError as exc:
+        raise settings_error(exc) from None

@@ -13,7 +13,7 @@ from .errors import BadPayload, Conflict, Forbidden, IngestError, PayloadTooLarg
 from .models import OutboxRecord, RecordKind, migrate_store, open_store
 from .relay import OutboxRelay
 from .service import RawRow, RowOutcome, Summary, canonical_record, submit_many, submit_one, summarise
-from .settings import IngestSettings
+from .settings import IngestSettings, load_ingest_settings
 from .tabular import Table, TableError, parse_table
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "Verifier",
     "canonical_record",
     "create_ingest_router",
+    "load_ingest_settings",
     "migrate_store",
     "open_store",
     "parse_table",

@@ -6,10 +6,14 @@ Kafka connection and topic names come from :class:`stream.settings.StreamSetting
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["IngestSettings"]
+from schemas.settings import settings_error
+
+__all__ = ["IngestSettings", "load_ingest_settings"]
 
 
 class IngestSettings(BaseSettings):
@@ -27,3 +31,12 @@ class IngestSettings(BaseSettings):
     relay_backoff_max_s: float = Field(default=10.0, gt=0)
     max_batch_rows: int = Field(default=100_000, ge=1)
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+
+def load_ingest_settings(**overrides: Any) -> IngestSettings:
+    """Read the settings from the environment (``QW_*``), with explicit overrides on top; settings that
+    cannot be used raise :class:`schemas.settings.SettingsError` naming each variable, not its value."""
+    try:
+        return IngestSettings(**overrides)
+    except ValidationError as exc:
+        raise settings_error(exc) from None
