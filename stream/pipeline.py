@@ -82,17 +82,9 @@ def stage_context(settings: StreamSettings, catalogue: Catalogue | None = None) 
     return StageContext.create(cat, config)
 
 
-def _ssl_context(settings: StreamSettings) -> Any:
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        return create_ssl_context(cafile=settings.ssl_cafile)
-    return None
-
-
 async def ensure_topics(settings: StreamSettings, topics: Topics) -> None:
     """Create the stream's topics with the configured partitions (those that exist are left alone)."""
-    admin = AIOKafkaAdminClient(**settings.client_kwargs(), ssl_context=_ssl_context(settings))
+    admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -178,7 +170,7 @@ class DetectionPipeline:
         for name in WARM_IMPORTS:
             await asyncio.to_thread(importlib.import_module, name)
         await ensure_topics(s, self.topics)
-        common = dict(s.client_kwargs(), ssl_context=_ssl_context(s))
+        common = s.aiokafka_kwargs()
         self._producer = AIOKafkaProducer(
             **common,
             acks="all",

@@ -14,7 +14,7 @@ from typing import Any
 from .settings import StreamSettings
 from .topics import Topics
 
-__all__ = ["PushReport", "RecordPusher", "classify_line"]
+__all__ = ["PushReport", "RecordPusher", "classify_line", "pusher_config"]
 
 
 @dataclass
@@ -49,6 +49,16 @@ def _why(exc: BaseException) -> str:
     return f"not sent: {type(exc).__name__}: {exc}"
 
 
+def pusher_config(settings: StreamSettings, **producer_kwargs: Any) -> dict[str, Any]:
+    """What the kafka-python producer of :class:`RecordPusher` is built with (``producer_kwargs`` win)."""
+    kw = settings.client_kwargs()
+    kw.update(acks="all", linger_ms=5, batch_size=64 * 1024, retries=5)
+    if settings.enable_idempotence:
+        kw["enable_idempotence"] = True
+    kw.update(producer_kwargs)
+    return kw
+
+
 class RecordPusher:
     """A kafka-python producer for the input topics (a context manager)."""
 
@@ -56,14 +66,7 @@ class RecordPusher:
         from kafka import KafkaProducer
 
         self.topics = Topics.from_settings(settings)
-        kw = dict(settings.client_kwargs())
-        if settings.ssl_cafile:
-            kw["ssl_cafile"] = settings.ssl_cafile
-        kw.update(acks="all", linger_ms=5, batch_size=64 * 1024, retries=5)
-        if settings.enable_idempotence:
-            kw["enable_idempotence"] = True
-        kw.update(producer_kwargs)
-        self._producer = KafkaProducer(**kw)
+        self._producer = KafkaProducer(**pusher_config(settings, **producer_kwargs))
 
     def send_raw(
         self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None

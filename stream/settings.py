@@ -124,16 +124,21 @@ class StreamSettings(KafkaSecurity, BaseSettings):
         return f"{self.topic_prefix}{base}"
 
     def client_kwargs(self) -> dict[str, Any]:
-        """Connection arguments shared by aiokafka and kafka-python clients."""
-        kw: dict[str, Any] = {
+        """Connection arguments of every kafka-python client (``push``, the ingest outbox relay, reading a
+        topic back): the servers, the request timeout and the SASL/TLS settings, CA file included."""
+        return {
             "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
+            **self.kafka_python_security(),
         }
-        if self.sasl_mechanism:
-            kw["sasl_mechanism"] = self.sasl_mechanism
-            kw["sasl_plain_username"] = self.sasl_username
-            kw["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Connection arguments of every aiokafka client (the detection consumer, its producer and admin
+        client): those of :meth:`client_kwargs`, with the CA file as a TLS context (aiokafka takes no
+        file; ``None`` without TLS)."""
+        kw = self.client_kwargs()
+        kw.pop("ssl_cafile", None)
+        kw["ssl_context"] = self.ssl_context()
         return kw
 
 

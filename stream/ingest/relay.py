@@ -89,8 +89,11 @@ class OutboxRelay:
             raise ValueError("bootstrap_servers: is required unless a producer_factory is given")
         self._sessions = session_factory
         self._topics = {RecordKind.sampling.value: sampling_topic, RecordKind.patrol.value: patrol_topic}
-        config = {**DEFAULT_PRODUCER_CONFIG, **(producer_config or {})}
-        self._factory = producer_factory or (lambda: _kafka_producer(bootstrap_servers or "", config))
+        #: what the relay's kafka-python producer is built with (unless ``producer_factory`` builds it)
+        self.producer_config: Mapping[str, Any] = _producer_kwargs(
+            bootstrap_servers or "", {**DEFAULT_PRODUCER_CONFIG, **(producer_config or {})}
+        )
+        self._factory = producer_factory or self._kafka_producer
         self._producer: Any = None
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
@@ -102,6 +105,11 @@ class OutboxRelay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stats = RelayStats()
+
+    def _kafka_producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        return KafkaProducer(**self.producer_config)
 
     # -- one pass ---------------------------------------------------------------------------------
     def pending(self) -> int:
@@ -264,11 +272,9 @@ class OutboxRelay:
         return False
 
 
-def _kafka_producer(bootstrap_servers: str, config: Mapping[str, Any]) -> Any:
-    from kafka import KafkaProducer
-
-    kw = dict(config)
+def _producer_kwargs(bootstrap_servers: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    kw = {**config, "bootstrap_servers": bootstrap_servers}
     # a delivery must be allowed at least one full request (plus lingering) before it expires
     floor = int(kw.get("request_timeout_ms", 30_000)) + int(kw.get("linger_ms", 0)) + 1000
     kw["delivery_timeout_ms"] = max(int(kw.get("delivery_timeout_ms", 0)), floor)
-    return KafkaProducer(bootstrap_servers=bootstrap_servers, **kw)
+    return kw
