@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.auth import Credentials, SASLCredentials, SSLCredentials
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,7 +21,7 @@ from .pipeline import DetectionPipeline
 from .settings import StreamSettings
 from .topics import Topics, declare_faust_topics
 
-__all__ = ["DetectionService", "create_app"]
+__all__ = ["DetectionService", "broker_credentials", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +57,28 @@ class DetectionService(Service):
         await self.pipeline.stop()
 
 
+def broker_credentials(settings: StreamSettings) -> Credentials | None:
+    """faust's credentials for ``QW_SECURITY_PROTOCOL``. faust takes the protocol from the credentials'
+    class and TLS context, not from a setting: ``SSLCredentials`` speak SSL, ``SASLCredentials`` speak
+    SASL_SSL with a TLS context and SASL_PLAINTEXT without one, and no credentials PLAINTEXT. The TLS
+    context trusts ``QW_SSL_CAFILE``'s authorities (else the system's), as the other clients do."""
+    protocol = settings.security_protocol
+    if protocol == "SSL":
+        return SSLCredentials(settings.ssl_context())
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        password = settings.sasl_password
+        return SASLCredentials(
+            username=settings.sasl_username,
+            password=password.get_secret_value() if password is not None else None,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=settings.ssl_context(),  # None for SASL_PLAINTEXT
+        )
+    return None
+
+
 def create_app(settings: StreamSettings, pipeline: DetectionPipeline | None = None) -> faust.App:
     """One faust ``App``: topics declared, ``/metrics`` served, the detection service attached."""
     metrics = pipeline.metrics if pipeline is not None else StreamMetrics()
-    kw: dict[str, Any] = {}
-    if settings.sasl_mechanism:
-        from faust.auth import SASLCredentials
-
-        kw["broker_credentials"] = SASLCredentials(
-            username=settings.sasl_username or "",
-            password=settings.sasl_password.get_secret_value() if settings.sasl_password else "",
-            mechanism=settings.sasl_mechanism,
-            ssl_context=None,
-        )
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
@@ -86,7 +96,7 @@ def create_app(settings: StreamSettings, pipeline: DetectionPipeline | None = No
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         autodiscover=False,
-        **kw,
+        broker_credentials=broker_credentials(settings),
     )
     topics = Topics.from_settings(settings)
     app.qw_topics = declare_faust_topics(app, topics, settings.partitions)  # type: ignore[attr-defined]

@@ -153,3 +153,81 @@ def test_no_tls_context_without_tls() -> None:
 
 def _ca_count(path: str) -> int:
     return Path(path).read_text().count("-----BEGIN CERTIFICATE-----")
+
+
+# --------------------------------------------------------------------------------------------------
+# the faust app: its credentials carry the protocol (faust reads it off their class and TLS context)
+
+EPOCH = "2021-01-04T00:00:00+08:00"
+
+
+def _faust_app(**values: Any) -> Any:
+    from stream.app import create_app
+
+    return create_app(StreamSettings(epoch=EPOCH, web_enabled=False, **values))
+
+
+def test_faust_sasl_over_tls_gets_sasl_credentials_with_a_tls_context() -> None:
+    from faust.auth import SASLCredentials
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+    from faust.types.auth import AuthProtocol, SASLMechanism
+
+    credentials = _faust_app(**SECURED).conf.broker_credentials
+    assert isinstance(credentials, SASLCredentials)
+    assert credentials.protocol is AuthProtocol.SASL_SSL
+    assert credentials.mechanism is SASLMechanism.SCRAM_SHA_512
+    assert (credentials.username, credentials.password) == ("qw-stream", PASSWORD)
+    context = credentials.ssl_context
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert len(context.get_ca_certs()) == _ca_count(certifi.where())
+    auth = credentials_to_aiokafka_auth(credentials)  # what faust hands its aiokafka clients
+    assert (auth["security_protocol"], auth["sasl_mechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert auth["ssl_context"] is context
+
+
+def test_faust_sasl_in_plain_text_gets_sasl_credentials_without_tls() -> None:
+    from faust.auth import SASLCredentials
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+    from faust.types.auth import AuthProtocol, SASLMechanism
+
+    credentials = _faust_app(
+        bootstrap_servers="kafka-1:9092",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="qw-stream",
+        sasl_password=PASSWORD,
+    ).conf.broker_credentials
+    assert isinstance(credentials, SASLCredentials)
+    assert credentials.protocol is AuthProtocol.SASL_PLAINTEXT
+    assert credentials.mechanism is SASLMechanism.PLAIN
+    assert credentials.ssl_context is None
+    assert credentials_to_aiokafka_auth(credentials)["security_protocol"] == "SASL_PLAINTEXT"
+
+
+@pytest.mark.parametrize("cafile", [certifi.where(), None])
+def test_faust_tls_gets_ssl_credentials_with_the_ca_files_context(cafile: str | None) -> None:
+    from faust.auth import SSLCredentials
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+    from faust.types.auth import AuthProtocol
+
+    credentials = _faust_app(
+        bootstrap_servers="kafka-1:9093", security_protocol="SSL", ssl_cafile=cafile
+    ).conf.broker_credentials
+    assert isinstance(credentials, SSLCredentials)
+    assert credentials.protocol is AuthProtocol.SSL
+    context = credentials.context
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    if cafile is not None:
+        assert len(context.get_ca_certs()) == _ca_count(cafile)
+    assert credentials_to_aiokafka_auth(credentials) == {"security_protocol": "SSL", "ssl_context": context}
+
+
+def test_faust_in_plain_text_gets_no_credentials() -> None:
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    app = _faust_app(bootstrap_servers="kafka-1:9092")
+    assert app.conf.broker_credentials is None
+    assert credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context) == {
+        "security_protocol": "PLAINTEXT"
+    }
