@@ -222,6 +222,51 @@ def test_series_chart_shows_the_policy_target_label_whole(page: Any, service: Se
     wait(page).until(lambda d: d.find_element(*feed).text == "预警")
 
 
+TEXT_BOXES = """
+const chart = echarts.getInstanceByDom(document.getElementById('chart'));
+const canvas = document.querySelector('#chart canvas').getBoundingClientRect();
+const boxes = [];
+for (const el of chart.getZr().storage.getDisplayList(true)) {
+  if (!el.style || !arguments[0].includes(el.style.text)) continue;
+  const label = el.parent && el.parent.type === 'text' ? el.parent : el;
+  const r = label.getBoundingRect().clone();
+  r.applyTransform(label.getComputedTransform());
+  boxes.push([el.style.text, canvas.x + r.x, canvas.y + r.y, r.width, r.height]);
+}
+return boxes;
+"""
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_series_chart_legend_clears_the_axis_names(page: Any, service: Service, width: int) -> None:
+    # on a phone the legend must not run into the axis names under it (it wrapped onto them)
+    page.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 844, "deviceScaleFactor": 1, "mobile": width < 500},
+    )
+    sign_in(page, service.tokens["duty"])
+    feed = (By.CSS_SELECTOR, "#nav a[data-route=feed]")
+    for names, nav in (
+        (["不合格率", "预期不合格率", "预期区间", "不合格批次", "触发预警", "不合格率 %"], "预警"),
+        (["Failure rate", "Expected failure rate", "Expected band", "Failed batches", "Warning fired",
+          "Failure rate %"], "Warnings"),
+    ):
+        if page.find_element(*feed).text != nav:
+            page.find_element(By.ID, "lang").click()
+            wait(page).until(lambda d, nav=nav: d.find_element(*feed).text == nav)
+        page.get(f"{service.url}/dashboard/#/series?industry=food_processing")
+        wait(page).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#chart canvas")))
+        boxes = page.execute_script(TEXT_BOXES, names)
+        # the five legend entries and the two axis names (the failed batches' name is both)
+        assert len(boxes) == 7, boxes
+        for i, (a, ax, ay, aw, ah) in enumerate(boxes):
+            for b, bx, by, bw, bh in boxes[i + 1 :]:
+                apart = ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay
+                assert apart, f"at {width} px {a!r} {[ax, ay, aw, ah]} overlaps {b!r} {[bx, by, bw, bh]}"
+    page.find_element(By.ID, "lang").click()  # back to Chinese for the next test
+    wait(page).until(lambda d: d.find_element(*feed).text == "预警")
+
+
 def test_statistics_and_language_switch(page: Any, service: Service) -> None:
     sign_in(page, service.tokens["duty"])
     assert page.find_element(By.CSS_SELECTOR, "#nav a[data-route=feed]").text == "预警"

@@ -78,7 +78,8 @@ function option(s) {
     animation: false,
     textStyle: { fontSize: 14 },
     grid: { left: 56, right: 56, top: 56, bottom: 48 },
-    legend: { top: 0, textStyle: { fontSize: 13 },
+    // one line, paged on a narrow screen: wrapped onto a second line it ran into the axis names
+    legend: { type: "scroll", top: 0, textStyle: { fontSize: 13 }, pageTextStyle: { color: "#cbd5e1" },
       data: [t("series.failure"), t("series.expected"), t("series.band"), t("series.failed"), t("series.fired")] },
     tooltip: {
       trigger: "axis",
