@@ -35,18 +35,23 @@ def command(database_url: str | None, checkpoint_url: str | None) -> None:
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    from alerts import load_settings
     from alerts.db import make_engine, migrate
+    from qualitywatch.settings import alert_settings, ingest_settings, stream_settings
     from stream.checkpoint import CheckpointStore, CheckpointStoreError
-    from stream.ingest import IngestSettings, migrate_store
+    from stream.ingest import migrate_store
     from stream.ingest.models import enable_sqlite_wal
     from stream.migrations import Migrated, MigrationError
-    from stream.settings import StreamSettings
 
     def where(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
 
-    alerts_url = database_url or load_settings().database_url
+    # the settings are read, and checked, before any store is touched: one that cannot be used ends
+    # the command with one line naming the variable (never its value) and status 1
+    alerts_url = database_url or alert_settings().database_url
+    outbox_url = database_url or ingest_settings().database_url
+    overrides: dict[str, Any] = {"checkpoint_url": checkpoint_url} if checkpoint_url else {}
+    stream = stream_settings(**overrides)
+
     engine = make_engine(alerts_url)
     try:
         with engine.connect() as conn:
@@ -60,7 +65,6 @@ def command(database_url: str | None, checkpoint_url: str | None) -> None:
         engine.dispose()
     click.echo(f"alert store {where(alerts_url)}: {Migrated('alert store', before, after)}")
 
-    outbox_url = database_url or IngestSettings().database_url
     engine = create_engine(outbox_url)
     enable_sqlite_wal(engine)
     try:
@@ -70,8 +74,6 @@ def command(database_url: str | None, checkpoint_url: str | None) -> None:
     finally:
         engine.dispose()
 
-    overrides: dict[str, Any] = {"checkpoint_url": checkpoint_url} if checkpoint_url else {}
-    stream = StreamSettings(**overrides)
     try:
         store = CheckpointStore(stream.checkpoint_url, stream.group_id)
     except CheckpointStoreError as exc:

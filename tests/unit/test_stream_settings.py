@@ -192,6 +192,7 @@ def _commands(tmp_path: Path, *names: str) -> list[list[str]]:
         "up": ["up", "--no-demo", "--port", ports[0], "--web-port", ports[1], "--http-port", ports[2]],
         "import": ["import", str(records), "--database-url", f"sqlite:///{tmp_path / 'ingest.db'}"],
         "simulate": ["simulate", "--out", str(tmp_path / "sim")],
+        "migrate": ["migrate", "--checkpoint-url", f"sqlite:///{tmp_path / 'checkpoints.db'}"],
     }
     return [every[name] for name in names]
 
@@ -201,23 +202,23 @@ def _commands(tmp_path: Path, *names: str) -> list[list[str]]:
     [
         (
             {"ssl_cafile": "{tmp}/ca.pem"},
-            ("worker", "push", "serve", "up", "simulate"),
+            ("worker", "push", "serve", "up", "simulate", "migrate"),
             "QW_SSL_CAFILE: {tmp}/ca.pem does not exist or is not a file",
         ),
         (
             {"sasl_mechanism": ""},
-            ("worker", "push", "serve", "up", "simulate"),
+            ("worker", "push", "serve", "up", "simulate", "migrate"),
             "QW_SASL_MECHANISM: is required with QW_SECURITY_PROTOCOL=SASL_SSL "
             "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)",
         ),
         (
             {"partitions": "0"},
-            ("worker", "push", "serve", "up"),
+            ("worker", "push", "serve", "up", "migrate"),
             "QW_PARTITIONS: Input should be greater than or equal to 1",
         ),
         (
             {"relay_batch_size": "0"},
-            ("serve", "up", "import"),
+            ("serve", "up", "import", "migrate"),
             "QW_RELAY_BATCH_SIZE: Input should be greater than or equal to 1",
         ),
     ],
@@ -237,3 +238,4 @@ def test_commands_refuse_unusable_settings_with_one_line(
         assert PASSWORD not in result.output
     assert not (tmp_path / "alerts.db").exists()  # refused before anything was touched
     assert not (tmp_path / "ingest.db").exists()
+    assert not (tmp_path / "checkpoints.db").exists()
