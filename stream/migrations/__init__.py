@@ -32,6 +32,7 @@ from pathlib import Path
 from alembic import command as alembic_command
 from alembic import context
 from alembic.config import Config
+from alembic.environment import NameFilterParentNames, NameFilterType
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect, pool, text
@@ -212,11 +213,18 @@ def run_environment() -> None:
     config = context.config
     history: History = config.attributes["history"]
 
+    def own_table(name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames) -> bool:
+        # the database may hold the other stores' tables and version tables too (one database for
+        # all, as in deploy/): autogenerate compares this history's tables only, never drafting a
+        # drop of theirs (a table this history stops using is dropped by a revision written by hand)
+        return type_ != "table" or name in history.metadata.tables
+
     def run(connection: Connection) -> None:
         context.configure(
             connection=connection,
             target_metadata=history.metadata,
             version_table=history.version_table,
+            include_name=own_table,
             render_as_batch=True,
         )
         with context.begin_transaction():
