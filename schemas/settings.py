@@ -59,6 +59,12 @@ class KafkaSecurity(BaseModel):
         # an environment variable set to "" (a compose ${VAR:-}) means "not set"
         return None if value == "" else value
 
+    @field_validator("security_protocol", mode="before")
+    @classmethod
+    def _empty_is_the_default(cls, value: Any) -> Any:
+        # the same for the protocol, which is never unset: "" is its default, PLAINTEXT
+        return cls.model_fields["security_protocol"].default if value == "" else value
+
     @model_validator(mode="after")
     def _broker_security(self) -> Self:
         protocol = self.security_protocol

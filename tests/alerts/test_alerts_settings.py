@@ -106,8 +106,16 @@ def test_tls_without_a_ca_file_trusts_the_system_authorities(monkeypatch: pytest
 
 
 def test_variables_set_to_nothing_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    _environment(monkeypatch, sasl_mechanism="", sasl_username="", sasl_password="", ssl_cafile="")
+    _environment(
+        monkeypatch,
+        security_protocol="",
+        sasl_mechanism="",
+        sasl_username="",
+        sasl_password="",
+        ssl_cafile="",
+    )
     s = load_settings()
+    assert s.security_protocol == "PLAINTEXT"  # the default, as when it is not set at all
     assert (s.sasl_mechanism, s.sasl_username, s.sasl_password, s.ssl_cafile) == (None, None, None, None)
 
 

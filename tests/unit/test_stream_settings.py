@@ -53,8 +53,16 @@ def test_sasl_and_tls_settings_are_read_from_the_environment(monkeypatch: pytest
 
 
 def test_variables_set_to_nothing_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    _environment(monkeypatch, sasl_mechanism="", sasl_username="", sasl_password="", ssl_cafile="")
+    _environment(
+        monkeypatch,
+        security_protocol="",
+        sasl_mechanism="",
+        sasl_username="",
+        sasl_password="",
+        ssl_cafile="",
+    )
     s = StreamSettings()
+    assert s.security_protocol == "PLAINTEXT"  # the default, as when it is not set at all
     assert (s.sasl_mechanism, s.sasl_username, s.sasl_password, s.ssl_cafile) == (None, None, None, None)
 
 
