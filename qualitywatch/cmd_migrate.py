@@ -34,6 +34,7 @@ def command(database_url: str | None, checkpoint_url: str | None) -> None:
     from alembic.util import CommandError
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
 
     from alerts.db import make_engine, migrate
     from qualitywatch.settings import alert_settings, ingest_settings, stream_settings
@@ -44,6 +45,12 @@ def command(database_url: str | None, checkpoint_url: str | None) -> None:
 
     def where(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
+
+    def unreachable(store: str, url: str, exc: DBAPIError) -> click.ClickException:
+        # the driver's own first line ("connection refused", "password authentication failed"),
+        # which never holds the password; SQLAlchemy's would add the statement and a link
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        return click.ClickException(f"{store} {where(url)}: cannot be migrated: {reason}")
 
     # the settings are read, and checked, before any store is touched: one that cannot be used ends
     # the command with one line naming the variable (never its value) and status 1
@@ -61,6 +68,8 @@ def command(database_url: str | None, checkpoint_url: str | None) -> None:
             after = MigrationContext.configure(conn).get_current_revision()
     except CommandError as exc:  # a revision this release does not know
         raise click.ClickException(f"alert store {where(alerts_url)}: {exc}") from exc
+    except DBAPIError as exc:  # unreachable, refused, or no such database
+        raise unreachable("alert store", alerts_url, exc) from exc
     finally:
         engine.dispose()
     click.echo(f"alert store {where(alerts_url)}: {Migrated('alert store', before, after)}")
@@ -71,6 +80,8 @@ def command(database_url: str | None, checkpoint_url: str | None) -> None:
         click.echo(f"ingest outbox {where(outbox_url)}: {migrate_store(engine)}")
     except MigrationError as exc:
         raise click.ClickException(str(exc)) from exc
+    except DBAPIError as exc:
+        raise unreachable("ingest outbox", outbox_url, exc) from exc
     finally:
         engine.dispose()
 

@@ -547,3 +547,22 @@ def test_the_migrate_command_refuses_a_store_a_later_release_migrated(tmp_path: 
         " which this release does not know" in result.output
     )
     assert "checkpoint store" not in result.output  # it stops at the first store it cannot migrate
+
+
+@pytest.mark.parametrize("unreachable", ["alert store", "checkpoint store"])
+def test_the_migrate_command_names_a_store_it_cannot_reach(unreachable: str, tmp_path: Path) -> None:
+    # nothing listens on port 1: the store's driver is refused at once (the outbox shares the alert
+    # store's QW_DATABASE_URL, so the alert store is the first one to find it unreachable)
+    nowhere = "postgresql+psycopg://qw:s3cret-pw@127.0.0.1:1/qw"
+    shared, checkpoints = f"sqlite:///{tmp_path / 'shared.db'}", f"sqlite:///{tmp_path / 'c.db'}"
+    env = {
+        "QW_DATABASE_URL": nowhere if unreachable == "alert store" else shared,
+        "QW_CHECKPOINT_URL": nowhere if unreachable == "checkpoint store" else checkpoints,
+    }
+    result = CliRunner().invoke(main, ["migrate"], env=env)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception  # one line, not a traceback
+    [line] = [x for x in result.output.splitlines() if x.startswith("Error: ")]
+    assert line.startswith(f"Error: {unreachable} postgresql+psycopg://qw:***@127.0.0.1:1/qw"), line
+    assert "Connection refused" in line
+    assert "s3cret-pw" not in result.output
