@@ -161,18 +161,19 @@ def _ca_count(path: str) -> int:
 EPOCH = "2021-01-04T00:00:00+08:00"
 
 
-def _faust_app(**values: Any) -> Any:
+def _faust_app(tmp_path: Path, **values: Any) -> Any:
     from stream.app import create_app
 
-    return create_app(StreamSettings(epoch=EPOCH, web_enabled=False, **values))
+    store = f"sqlite:///{tmp_path / 'checkpoints.db'}"  # not the working directory's default
+    return create_app(StreamSettings(epoch=EPOCH, web_enabled=False, checkpoint_url=store, **values))
 
 
-def test_faust_sasl_over_tls_gets_sasl_credentials_with_a_tls_context() -> None:
+def test_faust_sasl_over_tls_gets_sasl_credentials_with_a_tls_context(tmp_path: Path) -> None:
     from faust.auth import SASLCredentials
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
     from faust.types.auth import AuthProtocol, SASLMechanism
 
-    credentials = _faust_app(**SECURED).conf.broker_credentials
+    credentials = _faust_app(tmp_path, **SECURED).conf.broker_credentials
     assert isinstance(credentials, SASLCredentials)
     assert credentials.protocol is AuthProtocol.SASL_SSL
     assert credentials.mechanism is SASLMechanism.SCRAM_SHA_512
@@ -186,12 +187,13 @@ def test_faust_sasl_over_tls_gets_sasl_credentials_with_a_tls_context() -> None:
     assert auth["ssl_context"] is context
 
 
-def test_faust_sasl_in_plain_text_gets_sasl_credentials_without_tls() -> None:
+def test_faust_sasl_in_plain_text_gets_sasl_credentials_without_tls(tmp_path: Path) -> None:
     from faust.auth import SASLCredentials
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
     from faust.types.auth import AuthProtocol, SASLMechanism
 
     credentials = _faust_app(
+        tmp_path,
         bootstrap_servers="kafka-1:9092",
         security_protocol="SASL_PLAINTEXT",
         sasl_mechanism="PLAIN",
@@ -206,13 +208,13 @@ def test_faust_sasl_in_plain_text_gets_sasl_credentials_without_tls() -> None:
 
 
 @pytest.mark.parametrize("cafile", [certifi.where(), None])
-def test_faust_tls_gets_ssl_credentials_with_the_ca_files_context(cafile: str | None) -> None:
+def test_faust_tls_gets_ssl_credentials_with_the_ca_files_context(cafile: str | None, tmp_path: Path) -> None:
     from faust.auth import SSLCredentials
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
     from faust.types.auth import AuthProtocol
 
     credentials = _faust_app(
-        bootstrap_servers="kafka-1:9093", security_protocol="SSL", ssl_cafile=cafile
+        tmp_path, bootstrap_servers="kafka-1:9093", security_protocol="SSL", ssl_cafile=cafile
     ).conf.broker_credentials
     assert isinstance(credentials, SSLCredentials)
     assert credentials.protocol is AuthProtocol.SSL
@@ -223,10 +225,10 @@ def test_faust_tls_gets_ssl_credentials_with_the_ca_files_context(cafile: str | 
     assert credentials_to_aiokafka_auth(credentials) == {"security_protocol": "SSL", "ssl_context": context}
 
 
-def test_faust_in_plain_text_gets_no_credentials() -> None:
+def test_faust_in_plain_text_gets_no_credentials(tmp_path: Path) -> None:
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    app = _faust_app(bootstrap_servers="kafka-1:9092")
+    app = _faust_app(tmp_path, bootstrap_servers="kafka-1:9092")
     assert app.conf.broker_credentials is None
     assert credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context) == {
         "security_protocol": "PLAINTEXT"
