@@ -1,4 +1,4 @@
-"""FastAPI dependencies shared by the views: the runtime, a session, the caller, the clock."""
+"""FastAPI dependencies shared by the views: the runtime, a session, the caller, the clock, the catalogue."""
 
 from __future__ import annotations
 
@@ -9,10 +9,25 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Query, Request
 from sqlalchemy.orm import Session
 
+from schemas import Catalogue
+
 from .auth.service import Principal, authenticate, require
 from .runtime import Runtime
 
-__all__ = ["MAX_ID", "Id", "Now", "Offset", "Rt", "Sess", "caller", "get_runtime", "get_session", "now"]
+__all__ = [
+    "MAX_ID",
+    "Cat",
+    "Id",
+    "Now",
+    "Offset",
+    "Rt",
+    "Sess",
+    "caller",
+    "get_catalogue",
+    "get_runtime",
+    "get_session",
+    "now",
+]
 
 #: the largest id the store holds (ids are INTEGER columns: 32-bit on PostgreSQL)
 MAX_ID = 2**31 - 1
@@ -38,9 +53,15 @@ def now(runtime: Annotated[Runtime, Depends(get_runtime)]) -> datetime:
     return runtime.clock.now()
 
 
+def get_catalogue(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Catalogue:
+    """The reference catalogue the service loaded at start (``QW_CATALOGUE_PATH``)."""
+    return runtime.catalogue
+
+
 Rt = Annotated[Runtime, Depends(get_runtime)]
 Sess = Annotated[Session, Depends(get_session)]
 Now = Annotated[datetime, Depends(now)]
+Cat = Annotated[Catalogue, Depends(get_catalogue)]
 
 
 def caller(permission: str) -> Callable[..., Principal]:

@@ -1,4 +1,8 @@
-"""What a running alert service holds: settings, store, clock, change feed and transports.
+"""What a running alert service holds: settings, catalogue, store, clock, change feed and transports.
+
+The catalogue is loaded once, when the runtime is built, from ``settings.catalogue_path``
+(``QW_CATALOGUE_PATH``; unset, the packaged one); the views (``alerts.deps``) and the consumers take it
+from here.
 
 ``Runtime.tick()`` is the periodic work (escalation timers, then due notifications); the server
 calls it every ``tick_interval_s`` and tests call it after moving a fake clock.
@@ -13,6 +17,8 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from schemas import Catalogue, load_catalogue
 
 from .clock import Clock, SystemClock
 from .db import make_engine, make_session_factory, migrate
@@ -52,8 +58,11 @@ class Runtime:
     bus: EventBus = field(default_factory=EventBus)
     notifiers: Mapping[str, Notifier] = field(default_factory=dict)
     metrics: Metrics | None = None
+    #: the reference catalogue of ``settings.catalogue_path``, loaded once
+    catalogue: Catalogue = field(init=False)
 
     def __post_init__(self) -> None:
+        self.catalogue = load_catalogue(self.settings.catalogue_path)
         self.session_factory.kw.setdefault("info", {})["bus"] = self.bus
         if self.metrics is None:
             self.metrics = Metrics(self.session_factory)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas import Level
+from schemas import CatalogueError, Level, load_catalogue
 from schemas.settings import KafkaSecurity, settings_error
 
 from .errors import SettingsError
@@ -39,6 +39,10 @@ class AlertSettings(KafkaSecurity, BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite:///qualitywatch-alerts.db"
+    #: another prefecture's reference catalogue (YAML), the same QW_CATALOGUE_PATH as the stream worker's
+    #: and ingest's; unset, the packaged Kizilsu catalogue. Loaded at start (a file that cannot be used
+    #: is refused then) and kept on the runtime.
+    catalogue_path: str | None = None
 
     # consumer (kafka-python); ``profile`` (``QW_PROFILE``, as the stream worker's) picks the timings
     # of PROFILE_DEFAULTS; unset, it is ``embedded`` in development and ``production`` otherwise
@@ -106,6 +110,17 @@ class AlertSettings(KafkaSecurity, BaseSettings):
                     f"QW_{name.upper()}: the default secret is refused in {self.environment!r}; set one"
                 )
         return self
+
+    @field_validator("catalogue_path")
+    @classmethod
+    def _catalogue_loads(cls, value: str | None) -> str | None:
+        if not value:  # set to nothing: the packaged catalogue
+            return None
+        try:
+            load_catalogue(value)
+        except CatalogueError as exc:  # one line: a YAML error spans several
+            raise ValueError(" ".join(str(exc).split())) from None
+        return value
 
     @property
     def topic(self) -> str:

@@ -6,8 +6,9 @@
   inspector [--county …]`` issues them), so one token works for both services.
 * ``create_platform_app()`` (what ``qualitywatch serve`` runs) is the alert service — API, dashboard,
   live stream, warnings and cell-weeks consumers, periodic tick — with the ingest routes and the outbox
-  relay added: one process, one port, one token store. Each API keeps its own error bodies: ingest
-  answers ``{"detail": …}`` on its routes, the alert service ``{"error": …}`` on its own.
+  relay added: one process, one port, one token store, one reference catalogue (the one the alert
+  service loaded, ``QW_CATALOGUE_PATH``). Each API keeps its own error bodies: ingest answers
+  ``{"detail": …}`` on its routes, the alert service ``{"error": …}`` on its own.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response as StarletteResponse
 
-from schemas import default_catalogue, load_catalogue
+from schemas import Catalogue, load_catalogue
 from stream.ingest import (
     IngestSettings,
     OutboxRelay,
@@ -96,9 +97,12 @@ def build_ingest(
     stream_settings: StreamSettings,
     verify: Verifier,
     relay: bool | None = None,
+    catalogue: Catalogue | None = None,
 ) -> IngestParts:
-    """The ingest store, routes and relay from settings; ``relay`` defaults to ``settings.relay_enabled``."""
-    catalogue = load_catalogue(settings.catalogue_path) if settings.catalogue_path else default_catalogue()
+    """The ingest store, routes and relay from settings; ``relay`` defaults to ``settings.relay_enabled``,
+    ``catalogue`` to the one of ``settings.catalogue_path``."""
+    if catalogue is None:
+        catalogue = load_catalogue(settings.catalogue_path or None)  # unset: the packaged one
     sessions = open_store(settings.database_url)
     topics = Topics.from_settings(stream_settings)
     outbox_relay = None
@@ -180,7 +184,8 @@ def create_platform_app(
     background: bool = True,
     relay: bool | None = None,
 ) -> FastAPI:
-    """The alert service and the ingest API in one app, sharing the alert service's token store.
+    """The alert service and the ingest API in one app, sharing the alert service's token store and
+    reference catalogue (the runtime's, loaded from ``QW_CATALOGUE_PATH``).
 
     ``runtime`` defaults to one built from ``alert_settings`` (default: the environment), migrated.
     With ``background`` the alert service's tick and consumers run while the app is up; the outbox
@@ -204,6 +209,7 @@ def create_platform_app(
         stream_settings=stream_settings or load_stream_settings(),
         verify=alert_token_verifier(runtime.session_factory),
         relay=relay,
+        catalogue=runtime.catalogue,
     )
     app.include_router(parts.router)
     _keep_ingest_validation_errors(app)

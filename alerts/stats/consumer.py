@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from schemas import Catalogue, default_catalogue
-
 from ..errors import InvalidInput
 from ..runtime import Runtime
 from .service import CellWeekIn, record_cell_weeks
@@ -106,15 +104,13 @@ def _where(rec: Any) -> str:
     return f"{rec.topic}[{rec.partition}]@{rec.offset}"
 
 
-def apply_cell_weeks(
-    runtime: Runtime, records: Iterable[Any], *, catalogue: Catalogue | None = None
-) -> StatsBatch:
+def apply_cell_weeks(runtime: Runtime, records: Iterable[Any]) -> StatsBatch:
     """Upsert the cell-weeks of consumed records in one transaction and commit it.
 
+    Counties and industries are checked against the runtime's catalogue (``QW_CATALOGUE_PATH``).
     Offsets are the caller's to commit, afterwards. Copies of one cell-week (one per partition)
     collapse into one row; the last copy wins.
     """
-    cat = catalogue or default_catalogue()
     rejected = 0
     cells: dict[tuple[str, str, datetime], tuple[CellWeekIn, str]] = {}
     for rec in records:
@@ -130,7 +126,7 @@ def apply_cell_weeks(
     with runtime.session() as session:
         for cell, where in cells.values():
             try:  # validation happens before any write, so a refused cell leaves the session clean
-                recorded += record_cell_weeks(session, catalogue=cat, cells=[cell], now=now)
+                recorded += record_cell_weeks(session, catalogue=runtime.catalogue, cells=[cell], now=now)
             except InvalidInput as exc:
                 log.error("skipping cell-week at %s: %s", where, exc)
                 rejected += 1
@@ -151,14 +147,12 @@ def run_stats_consumer(
     runtime: Runtime,
     stop: threading.Event,
     consumer: Any = None,
-    catalogue: Catalogue | None = None,
     poll_ms: int = 200,
     until: Callable[[int], bool] | None = None,
 ) -> int:
     """Consume until ``stop`` is set (or ``until(messages seen)`` holds); returns the messages seen."""
     own = consumer is None
     consumer = consumer or make_stats_consumer(runtime)
-    cat = catalogue or default_catalogue()
     seen = 0
     try:
         while not stop.is_set() and (until is None or not until(seen)):
@@ -166,7 +160,7 @@ def run_stats_consumer(
             records = [r for part in polled.values() for r in part]
             if not records:
                 continue
-            apply_cell_weeks(runtime, records, catalogue=cat)  # database commit first ...
+            apply_cell_weeks(runtime, records)  # database commit first ...
             consumer.commit()  # ... then the offsets
             seen += len(records)
     finally:

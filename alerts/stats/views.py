@@ -10,10 +10,8 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from schemas import Catalogue, default_catalogue
-
 from ..auth.service import Principal
-from ..deps import Now, Sess, caller
+from ..deps import Cat, Now, Sess, caller
 from ..inputs import UtcDatetime
 from . import service
 
@@ -23,13 +21,6 @@ router = APIRouter(prefix="/api/stats", tags=["statistics"])
 
 Reader = Annotated[Principal, Depends(caller("alerts:read"))]
 Writer = Annotated[Principal, Depends(caller("warnings:write"))]
-
-
-def get_catalogue() -> Catalogue:
-    return default_catalogue()
-
-
-Cat = Annotated[Catalogue, Depends(get_catalogue)]
 
 
 class CellWeekBody(BaseModel):
