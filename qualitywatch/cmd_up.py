@@ -7,6 +7,10 @@ history fast (the count detectors need about 40 weeks of baseline before they ma
 a live pace. Ctrl-C or SIGTERM stops everything. The broker keeps data in memory only, so each run
 starts from empty topics, a fresh checkpoint database and a fresh alert database in a work
 directory (removed at the end unless ``--workdir`` names one).
+
+Everything follows one reference catalogue (``QW_CATALOGUE_PATH``, else the packaged one): the
+worker, the alert service and ingest read the same file, the demo data are its counties' and the
+duty officer's county is one of them.
 """
 
 from __future__ import annotations
@@ -28,15 +32,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from schemas import Catalogue
 
 __all__ = ["DEMO_COUNTY", "EPOCH", "DemoTokens", "command", "demo_phases", "issue_demo_tokens"]
 
 #: the simulator's first Monday: the stream's first watched week
 EPOCH = "2021-01-04T00:00:00+08:00"
-#: the county of the demo duty officer's token (阿克陶县, Akto County)
+#: the county of the demo duty officer's token (阿克陶县, Akto County); with a catalogue that does not
+#: have it, the catalogue's first county
 DEMO_COUNTY = "653022"
 #: client timings for the embedded broker alone (it joins a group after half the session timeout and
 #: holds a fetch for about half the fetch wait); every consumer ``up`` starts gets them
@@ -76,13 +84,19 @@ def issue_demo_tokens(database_url: str, county: str = DEMO_COUNTY) -> DemoToken
 
 
 def demo_phases(
-    seed: int, years: int, warmup_weeks: int, warmup_rate: float, rate: float
+    seed: int,
+    years: int,
+    warmup_weeks: int,
+    warmup_rate: float,
+    rate: float,
+    catalogue: Catalogue | None = None,
 ) -> list[tuple[float, list[bytes]]]:
-    """Simulated records and patrols in event-time order, split into (records/s, lines) phases:
-    the first ``warmup_weeks`` weeks at ``warmup_rate``, the rest at ``rate``."""
+    """Simulated records and patrols of ``catalogue`` (default: the packaged one) in event-time order,
+    split into (records/s, lines) phases: the first ``warmup_weeks`` weeks at ``warmup_rate``, the rest
+    at ``rate``."""
     from qualitywatch.evaluation import SimConfig, simulate
 
-    sim = simulate(SimConfig(seed=seed, years=years))
+    sim = simulate(SimConfig(seed=seed, years=years), catalogue)
     events = sorted(
         [(datetime.fromisoformat(r["sampled_at"]), r["id"], json.dumps(r).encode()) for r in sim.records]
         + [(datetime.fromisoformat(p["patrolled_at"]), p["id"], json.dumps(p).encode()) for p in sim.patrols]
@@ -118,8 +132,27 @@ def _feed(settings: Any, phases: Sequence[tuple[float, list[bytes]]], stop: thre
     click.echo("demo: all simulated data fed", err=True)
 
 
-def _demo(settings: Any, demo: tuple[int, int, int, float, float], stop: threading.Event) -> None:
-    _feed(settings, demo_phases(*demo), stop)
+def _demo(
+    settings: Any, demo: tuple[int, int, int, float, float], catalogue: Catalogue, stop: threading.Event
+) -> None:
+    _feed(settings, demo_phases(*demo, catalogue=catalogue), stop)
+
+
+def _configured_catalogue() -> tuple[Catalogue, Path | None]:
+    """The catalogue of ``QW_CATALOGUE_PATH`` and its absolute path (the processes run in the work
+    directory), or the packaged one and ``None``; one line naming the variable when it cannot be loaded."""
+    from schemas import CatalogueError, load_catalogue
+
+    from .options import catalogue_path
+
+    path = catalogue_path(None)
+    if path is not None:
+        path = path.resolve()
+    try:
+        return load_catalogue(path), path
+    except CatalogueError as exc:
+        reason = " ".join(str(exc).split())
+        raise click.ClickException(f"invalid settings: QW_CATALOGUE_PATH: {reason}") from None
 
 
 def _child_settings(*, bootstrap: str, web_port: int, host: str, http_port: int) -> dict[str, str]:
@@ -190,10 +223,17 @@ def _check_ports_free(ports: Sequence[tuple[str, str, int, str]]) -> None:
             )
 
 
-def _banner(*, base: str, tokens: DemoTokens, web_port: int, broker: str, workdir: Path, demo: bool) -> str:
-    from schemas import default_catalogue
-
-    region = default_catalogue().region(tokens.county)
+def _banner(
+    *,
+    base: str,
+    tokens: DemoTokens,
+    catalogue: Catalogue,
+    web_port: int,
+    broker: str,
+    workdir: Path,
+    demo: bool,
+) -> str:
+    region = catalogue.region(tokens.county)
     county = f"{tokens.county} {region.name_zh} {region.name_en}" if region else tokens.county
     data = "demo data flowing" if demo else "no demo data"
     return "\n".join(
@@ -284,6 +324,8 @@ def command(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)  # also when started with SIGINT ignored (a background job)
+    catalogue, catalogue_file = _configured_catalogue()
+    county = DEMO_COUNTY if catalogue.region(DEMO_COUNTY) else catalogue.region_codes[0]
     _check_ports_free(
         [
             ("127.0.0.1", "the embedded broker", port, "--port"),
@@ -311,7 +353,9 @@ def command(
             "QW_CHECKPOINT_URL": f"sqlite:///{work / 'checkpoints.db'}",
             "QW_DATABASE_URL": alerts_db,
         }
-        tokens = issue_demo_tokens(alerts_db)
+        if catalogue_file is not None:  # the worker, the alert service and ingest read the same file
+            env["QW_CATALOGUE_PATH"] = str(catalogue_file)
+        tokens = issue_demo_tokens(alerts_db, county)
         serve_args = ["serve", "--host", host, "--port", str(http_port), "--log-level", "warning"]
         serve_args += ["--ingest-database-url", f"sqlite:///{work / 'ingest.db'}"]
         procs.append(subprocess.Popen(_cli("worker", "--loglevel", "warning"), env=env, cwd=work))
@@ -323,12 +367,15 @@ def command(
             return
         if not no_demo:
             demo = (seed, years, warmup_weeks, warmup_rate, rate)
-            feeder = threading.Thread(target=_demo, args=(settings, demo, stop), daemon=True, name="qw-demo")
+            feeder = threading.Thread(
+                target=_demo, args=(settings, demo, catalogue, stop), daemon=True, name="qw-demo"
+            )
             feeder.start()
         click.echo(
             _banner(
                 base=base,
                 tokens=tokens,
+                catalogue=catalogue,
                 web_port=web_port,
                 broker=broker.bootstrap,
                 workdir=work,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import socket
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from schemas import uscc_check_char
 from stream.broker import free_port
@@ -210,4 +212,102 @@ def test_up_stops_everything_and_exits_with_status_1_when_its_worker_dies(tmp_pa
     err = (tmp_path / "up.err").read_text()
     assert code == 1, err
     assert "the worker exited (status -9); stopping everything" in err and err.rstrip().endswith("stopped")
+    assert not any(_listening(p) for p in ports.values())
+
+
+#: a fictional prefecture: the packaged catalogue with three counties of its own
+HUBIN_COUNTIES = [
+    {"code": "990101", "name_zh": "湖滨市", "name_en": "Hubin City"},
+    {"code": "990121", "name_zh": "山阳县", "name_en": "Shanyang County"},
+    {"code": "990122", "name_zh": "河口县", "name_en": "Hekou County"},
+]
+
+
+def _hubin_catalogue(path: Path) -> Path:
+    from schemas.catalogue import DEFAULT_PATH
+
+    data = yaml.safe_load(DEFAULT_PATH.read_text(encoding="utf-8"))
+    data["prefecture"] = {"code": "990100", "name_zh": "湖滨州", "name_en": "Hubin Prefecture"}
+    data["regions"] = HUBIN_COUNTIES
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_up_runs_everything_on_the_configured_catalogue(tmp_path: Path) -> None:
+    # a relative QW_CATALOGUE_PATH, as a prefecture's operator sets it in the directory of its file
+    _hubin_catalogue(tmp_path / "hubin.yaml")
+    ports = {option: free_port() for option in ("--port", "--web-port", "--http-port")}
+    env = dict(os.environ, QW_CATALOGUE_PATH="hubin.yaml")
+    log = (tmp_path / "up.err").open("wb")
+    proc = subprocess.Popen(
+        _up_command(ports, tmp_path), stdout=subprocess.PIPE, stderr=log, env=env, cwd=tmp_path
+    )
+    lines: list[str] = []
+    banner = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.append(raw.decode())
+            if "Ctrl-C stops everything" in lines[-1]:
+                banner.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert banner.wait(90), "no banner; stderr:\n" + (tmp_path / "up.err").read_text()
+        out = "".join(lines)
+        # the demo duty officer is scoped to a county of the catalogue, named by it
+        admin_token = re.search(r"admin, all counties\s+(\S+)", out)
+        duty_token = re.search(r"duty officer, 990101 湖滨市 Hubin City\n\s+(\S+)", out)
+        assert admin_token and duty_token, out
+        admin = {"Authorization": f"Bearer {admin_token.group(1)}"}
+        duty = {"Authorization": f"Bearer {duty_token.group(1)}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports['--http-port']}", timeout=10) as client:
+            cat = client.get("/api/stats/catalogue", headers=duty).json()
+            assert [c["code"] for c in cat["counties"]] == [c["code"] for c in HUBIN_COUNTIES]
+            assert client.get("/api/me", headers=duty).json()["county"] == "990101"
+            # ingest, the worker and the alert service share the catalogue: a major hazard in one of
+            # its counties comes back as an alert the county's duty officer sees
+            now = datetime.now(UTC).replace(microsecond=0)
+            for n, when, severity in ((1, now - timedelta(days=3), "major"), (2, now, "general")):
+                patrol = dict(_patrol(n, when, severity), region="990101")
+                r = client.post("/api/v1/patrol-reports", json=patrol, headers=admin)
+                assert r.status_code == 201, r.text
+            r = client.post("/api/v1/patrol-reports", json=_patrol(3, now, "general"), headers=admin)
+            assert r.status_code == 422  # Akto is not a county of this catalogue
+            deadline = time.monotonic() + 60
+            items: list[dict[str, Any]] = []
+            while time.monotonic() < deadline and not items:
+                items = client.get("/api/alerts", params={"kind": "site"}, headers=duty).json()["items"]
+                time.sleep(0.5)
+            assert items, "no site alert within 60 s; stderr:\n" + (tmp_path / "up.err").read_text()
+            assert items[0]["region"] == "990101"
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+    finally:
+        _stop(proc)
+        log.close()
+    assert code == 0, (tmp_path / "up.err").read_text()
+    assert not any(_listening(p) for p in ports.values())
+
+
+def test_demo_data_follows_the_catalogue(tmp_path: Path) -> None:
+    from qualitywatch.cmd_up import demo_phases
+    from schemas import load_catalogue
+
+    catalogue = load_catalogue(_hubin_catalogue(tmp_path / "hubin.yaml"))
+    phases = demo_phases(seed=1, years=2, warmup_weeks=4, warmup_rate=2000, rate=20, catalogue=catalogue)
+    regions = {json.loads(raw)["region"] for _rate, lines in phases for raw in lines}
+    assert regions == {c["code"] for c in HUBIN_COUNTIES}
+
+
+def test_up_refuses_a_catalogue_it_cannot_load_naming_the_variable(tmp_path: Path) -> None:
+    ports = {option: free_port() for option in ("--port", "--web-port", "--http-port")}
+    env = dict(os.environ, QW_CATALOGUE_PATH=str(tmp_path / "missing.yaml"))
+    done = subprocess.run(_up_command(ports, tmp_path), capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"Error: invalid settings: QW_CATALOGUE_PATH: cannot read catalogue {tmp_path / 'missing.yaml'}: "
+        "No such file or directory\n"
+    )
     assert not any(_listening(p) for p in ports.values())
