@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from kafka import KafkaConsumer
 
 from alerts.consumer import consumer_config
-from alerts.errors import SettingsError
 from alerts.settings import PROFILE_DEFAULTS, AlertSettings, load_settings
 from qualitywatch.cli import main
 
@@ -105,89 +104,8 @@ def test_tls_without_a_ca_file_trusts_the_system_authorities(monkeypatch: pytest
     assert config["security_protocol"] == "SSL" and "ssl_cafile" not in config
 
 
-def test_variables_set_to_nothing_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    _environment(
-        monkeypatch,
-        security_protocol="",
-        sasl_mechanism="",
-        sasl_username="",
-        sasl_password="",
-        ssl_cafile="",
-    )
-    s = load_settings()
-    assert s.security_protocol == "PLAINTEXT"  # the default, as when it is not set at all
-    assert (s.sasl_mechanism, s.sasl_username, s.sasl_password, s.ssl_cafile) == (None, None, None, None)
-
-
-def _not_pem(tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    path.write_text("not a certificate\n")
-    return str(path)
-
-
-@pytest.mark.parametrize(
-    ("values", "message"),
-    [
-        (
-            {"security_protocol": "SASL_SSL", "sasl_username": "u", "sasl_password": PASSWORD},
-            "QW_SASL_MECHANISM: is required with QW_SECURITY_PROTOCOL=SASL_SSL",
-        ),
-        (
-            {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_password": PASSWORD},
-            "QW_SASL_USERNAME: is required with QW_SASL_MECHANISM=PLAIN",
-        ),
-        (
-            {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "u"},
-            "QW_SASL_PASSWORD: is required with QW_SASL_MECHANISM=SCRAM-SHA-512",
-        ),
-        (
-            {"sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": PASSWORD},
-            "QW_SASL_MECHANISM: is only used with QW_SECURITY_PROTOCOL=SASL_PLAINTEXT or SASL_SSL, "
-            "not PLAINTEXT",
-        ),
-        (
-            {"security_protocol": "SSL", "sasl_password": PASSWORD},
-            "QW_SASL_PASSWORD: is only used with QW_SECURITY_PROTOCOL=SASL_PLAINTEXT or SASL_SSL, not SSL",
-        ),
-        (
-            {"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI", "sasl_password": PASSWORD},
-            "QW_SASL_MECHANISM: Input should be 'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'",
-        ),
-        ({"security_protocol": "TLS"}, "QW_SECURITY_PROTOCOL: Input should be 'PLAINTEXT'"),
-        (
-            {
-                "security_protocol": "SASL_PLAINTEXT",
-                "sasl_mechanism": "PLAIN",
-                "sasl_username": "u",
-                "sasl_password": PASSWORD,
-                "ssl_cafile": certifi.where(),
-            },
-            "QW_SSL_CAFILE: is only used with QW_SECURITY_PROTOCOL=SSL or SASL_SSL, not SASL_PLAINTEXT",
-        ),
-        (
-            {"security_protocol": "SSL", "ssl_cafile": "{tmp}/missing.pem"},
-            "QW_SSL_CAFILE: {tmp}/missing.pem does not exist or is not a file",
-        ),
-        (
-            {"security_protocol": "SSL", "ssl_cafile": "{tmp}"},
-            "QW_SSL_CAFILE: {tmp} does not exist or is not a file",
-        ),
-        (
-            {"security_protocol": "SSL", "ssl_cafile": "{not_pem}"},
-            "QW_SSL_CAFILE: {not_pem} is not a readable PEM file of certificate authorities",
-        ),
-    ],
-)
-def test_unusable_broker_security_is_refused_naming_the_variable(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, values: dict[str, str], message: str
-) -> None:
-    where = {"tmp": str(tmp_path), "not_pem": _not_pem(tmp_path)}
-    _environment(monkeypatch, **{k: v.format(**where) for k, v in values.items()})
-    with pytest.raises(SettingsError) as caught:
-        load_settings()
-    assert str(caught.value).startswith("invalid settings: ")
-    assert message.format(**where) in str(caught.value)
-    assert PASSWORD not in str(caught.value)
+# the SASL/TLS variables are checked by code shared with the stream's settings: each case of
+# tests/unit/test_stream_settings.py runs against both
 
 
 def test_the_alert_service_refuses_to_start_with_one_line_naming_the_variable(

@@ -1,6 +1,7 @@
 """The stream's settings (worker, ``push``, ``up``, the ingest relay) and the ingest's: the SASL/TLS
-variables are read and checked as the alert service's are, and settings that cannot work are refused
-with one line naming the variable, never its value, by every command that reads them."""
+variables are read and checked by the same code as the alert service's (each case below runs against
+both), and settings that cannot work are refused with one line naming the variable, never its value,
+by every command that reads them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import certifi
 import pytest
 from click.testing import CliRunner
 
+from alerts.settings import load_settings as load_alert_settings
 from qualitywatch.cli import main
 from schemas.settings import SettingsError
 from stream.broker import free_port
@@ -18,6 +20,8 @@ from stream.ingest.settings import load_ingest_settings
 from stream.settings import StreamSettings, load_stream_settings
 
 PASSWORD = "kafka-pass-7c3a"
+#: the two settings classes that read the SASL/TLS variables (``schemas.settings.KafkaSecurity``)
+LOADERS = {"stream": load_stream_settings, "alert service": load_alert_settings}
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +56,8 @@ def test_sasl_and_tls_settings_are_read_from_the_environment(monkeypatch: pytest
     assert PASSWORD not in repr(s)
 
 
-def test_variables_set_to_nothing_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("reader", LOADERS)
+def test_variables_set_to_nothing_are_unset(monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
     _environment(
         monkeypatch,
         security_protocol="",
@@ -61,7 +66,7 @@ def test_variables_set_to_nothing_are_unset(monkeypatch: pytest.MonkeyPatch) -> 
         sasl_password="",
         ssl_cafile="",
     )
-    s = StreamSettings()
+    s = LOADERS[reader]()
     assert s.security_protocol == "PLAINTEXT"  # the default, as when it is not set at all
     assert (s.sasl_mechanism, s.sasl_username, s.sasl_password, s.ssl_cafile) == (None, None, None, None)
 
@@ -72,8 +77,8 @@ def _not_pem(tmp_path: Path) -> str:
     return str(path)
 
 
-#: settings that cannot work -> the start of the reason, which names the variable
-UNUSABLE = [
+#: SASL/TLS settings that cannot work -> the start of the reason, which names the variable
+UNUSABLE_SECURITY = [
     (
         {"security_protocol": "SASL_SSL", "sasl_username": "u", "sasl_password": PASSWORD},
         "QW_SASL_MECHANISM: is required with QW_SECURITY_PROTOCOL=SASL_SSL",
@@ -89,6 +94,10 @@ UNUSABLE = [
     (
         {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-256", "sasl_username": "u"},
         "QW_SASL_PASSWORD: is required with QW_SASL_MECHANISM=SCRAM-SHA-256",
+    ),
+    (
+        {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "u"},
+        "QW_SASL_PASSWORD: is required with QW_SASL_MECHANISM=SCRAM-SHA-512",
     ),
     (
         {"sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": PASSWORD},
@@ -108,6 +117,16 @@ UNUSABLE = [
         "QW_SSL_CAFILE: is only used with QW_SECURITY_PROTOCOL=SSL or SASL_SSL, not PLAINTEXT",
     ),
     (
+        {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "u",
+            "sasl_password": PASSWORD,
+            "ssl_cafile": certifi.where(),
+        },
+        "QW_SSL_CAFILE: is only used with QW_SECURITY_PROTOCOL=SSL or SASL_SSL, not SASL_PLAINTEXT",
+    ),
+    (
         {"security_protocol": "SSL", "ssl_cafile": "{tmp}/missing.pem"},
         "QW_SSL_CAFILE: {tmp}/missing.pem does not exist or is not a file",
     ),
@@ -125,6 +144,9 @@ UNUSABLE = [
         {"security_protocol": "SSL", "ssl_cafile": "{not_pem}"},
         "QW_SSL_CAFILE: {not_pem} is not a readable PEM file of certificate authorities",
     ),
+]
+#: stream settings that cannot work in production
+UNUSABLE_STREAM = [
     (
         {"profile": "production", "checkpoint_url": "postgresql+psycopg://db/qw"},
         "QW_BOOTSTRAP_SERVERS: is required with QW_PROFILE=production",
@@ -136,14 +158,18 @@ UNUSABLE = [
 ]
 
 
-@pytest.mark.parametrize(("values", "message"), UNUSABLE)
+@pytest.mark.parametrize(
+    ("reader", "values", "message"),
+    [(reader, *case) for reader in LOADERS for case in UNUSABLE_SECURITY]
+    + [("stream", *case) for case in UNUSABLE_STREAM],
+)
 def test_unusable_settings_are_refused_naming_the_variable(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, values: dict[str, str], message: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, reader: str, values: dict[str, str], message: str
 ) -> None:
     where = {"tmp": str(tmp_path), "not_pem": _not_pem(tmp_path)}
     _environment(monkeypatch, **{k: v.format(**where) for k, v in values.items()})
     with pytest.raises(SettingsError) as caught:
-        load_stream_settings()
+        LOADERS[reader]()
     assert str(caught.value).startswith("invalid settings: ")
     assert message.format(**where) in str(caught.value)
     assert PASSWORD not in str(caught.value)
