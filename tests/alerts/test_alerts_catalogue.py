@@ -13,13 +13,14 @@ import io
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from cell_weeks import cell_week
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from kafka import KafkaProducer
@@ -88,19 +89,7 @@ def settings(monkeypatch: pytest.MonkeyPatch, catalogue_file: Path) -> AlertSett
 
 
 def _cell(region: str, industry: str, week: int, tested: int, failed: int) -> CellWeek:
-    start = MONDAY + timedelta(weeks=week)
-    ids = tuple(f"{region}-{industry}-{week}-{i}" for i in range(failed))
-    return CellWeek(
-        region=region,
-        industry=industry,
-        week_start=start,
-        week_end=start + timedelta(weeks=1),
-        tested=tested,
-        failed=failed,
-        failed_ids=ids,
-        item_failures=(("formaldehyde", ids),) if failed else (),
-        last_event=start + timedelta(days=3),
-    )
+    return cell_week(MONDAY, region, industry, week, tested, failed)
 
 
 def _body(*cells: CellWeek) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from cell_weeks import cell_week
 from kafka import KafkaProducer
 from sqlalchemy import select
 
@@ -34,19 +35,7 @@ MONDAY = datetime(2021, 11, 1, tzinfo=ZONE)
 
 
 def _cell(region: str, industry: str, week: int, tested: int, failed: int) -> CellWeek:
-    start = MONDAY + timedelta(weeks=week)
-    failed_ids = tuple(f"{region}-{industry}-{week}-{i}" for i in range(failed))
-    return CellWeek(
-        region=region,
-        industry=industry,
-        week_start=start,
-        week_end=start + timedelta(weeks=1),
-        tested=tested,
-        failed=failed,
-        failed_ids=failed_ids,
-        item_failures=(("formaldehyde", failed_ids),) if failed else (),
-        last_event=start + timedelta(days=3),
-    )
+    return cell_week(MONDAY, region, industry, week, tested, failed)
 
 
 def test_decodes_the_topic_json_of_the_stream() -> None:
