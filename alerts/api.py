@@ -55,10 +55,7 @@ def _install_error_mapping(app: FastAPI) -> None:
     @app.exception_handler(AlertServiceError)
     async def _service_error(_: Request, exc: AlertServiceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        response = _error(exc.status_code, exc.code, exc.field, exc.message)
-        if headers:
-            response.headers.update(headers)
-        return response
+        return JSONResponse(status_code=exc.status_code, content=exc.body(), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,6 +5,8 @@ Every error names the field (or the thing) and the reason, so an API client neve
 
 from __future__ import annotations
 
+from typing import Any
+
 from schemas import QualityWatchError
 from schemas.settings import SettingsError as _SettingsError
 
@@ -33,6 +35,14 @@ class AlertServiceError(QualityWatchError):
 
     def as_dict(self) -> dict[str, str | None]:
         return {"code": self.code, "field": self.field, "message": self.message}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer: ``error``; a 422 also lists its problem in ``errors``, as a request that
+        fails validation does (``[{"field", "reason", "type"}]``), so a client reads every 422 alike."""
+        body: dict[str, Any] = {"error": self.as_dict()}
+        if self.status_code == 422:
+            body["errors"] = [{"field": self.field, "reason": self.message, "type": self.code}]
+        return body
 
 
 class InvalidInput(AlertServiceError):

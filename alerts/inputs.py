@@ -125,7 +125,7 @@ class RefuseNulText:
             await self.app(scope, receive, send)
             return
         error = InvalidInput("must not contain NUL characters (U+0000)", field=field)
-        await JSONResponse(status_code=422, content={"error": error.as_dict()})(scope, receive, send)
+        await JSONResponse(status_code=422, content=error.body())(scope, receive, send)
 
 
 def _in_path_or_query(scope: Scope) -> str | None:

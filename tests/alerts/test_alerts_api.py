@@ -653,3 +653,30 @@ def test_a_key_stored_by_a_concurrent_request_is_a_409_naming_the_key(client, to
         with bind.engine.connect() as other:  # the rival committed outside the test's transaction
             other.execute(text("DELETE FROM receivers WHERE name = 'rival'"))
             other.commit()
+
+
+def test_every_422_lists_its_problem_in_errors(client, token):
+    """The service's own refusals and the NUL check answer in the shape of a request that fails
+    validation: ``error``, and ``errors`` listing the field and the reason."""
+    admin = token("admin")
+    r = client.post(
+        "/api/silences",
+        headers=admin,
+        json={
+            "starts_at": "2026-03-02T10:00:00+00:00",
+            "ends_at": "2026-03-02T09:00:00+00:00",
+            "reason": "x",
+        },
+    )
+    assert r.status_code == 422
+    assert r.json() == {
+        "error": {"code": "invalid", "field": "ends_at", "message": "must be after starts_at"},
+        "errors": [{"field": "ends_at", "reason": "must be after starts_at", "type": "invalid"}],
+    }
+    r = client.get("/api/alerts", headers=admin, params={"county": "\x00"})
+    assert r.status_code == 422
+    assert r.json()["errors"] == [
+        {"field": "query.county", "reason": "must not contain NUL characters (U+0000)", "type": "invalid"}
+    ]
+    r = client.post("/api/tokens", headers=admin, json={"name": " ", "role": "inspector"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "name"
