@@ -9,6 +9,10 @@ identifiers are longer than their columns, whose text holds a NUL or whose times
 years 1..9999 once in UTC, naming the field, so neither path meets a database error (on the topic,
 one such record would otherwise fail its whole batch).
 
+A county or an industry that a token, a silence or a route is given must be one the catalogue knows:
+:func:`check_catalogue` refuses any other (422 naming ``county`` or ``industry``), since a typo would
+store a token whose holder sees nothing, or a silence or route that never matches.
+
 Times are stored in UTC, so ``9999-12-31T23:59:59-12:00`` (or ``0001-01-01T00:00:00+14:00``) is a
 valid ISO 8601 time that no store can hold: :data:`UtcDatetime` is the aware datetime the views take
 in bodies and query parameters, refusing such a value (422 naming the field) instead.
@@ -25,12 +29,12 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from schemas import RiskWarning
+from schemas import Catalogue, RiskWarning
 
 from .alert.models import Alert, ReceivedWarning
 from .errors import InvalidInput
 
-__all__ = ["RefuseNulText", "UtcDatetime", "check_storable", "in_utc_range", "nul_field"]
+__all__ = ["RefuseNulText", "UtcDatetime", "check_catalogue", "check_storable", "in_utc_range", "nul_field"]
 
 NUL = "\x00"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -100,6 +104,22 @@ def check_storable(warning: RiskWarning) -> None:
     field = nul_field(data)
     if field is not None:
         raise InvalidInput("must not contain NUL characters (U+0000)", field=field or "warning")
+
+
+def check_catalogue(catalogue: Catalogue, *, county: str | None = None, industry: str | None = None) -> None:
+    """Refuse a county (GB/T 2260 code) or an industry slug ``catalogue`` does not know, naming the field
+    (``county``, ``industry``) and the known ones; ``None`` (any county, any industry) is always taken."""
+    if county is not None and catalogue.region(county) is None:
+        raise InvalidInput(
+            f"'{county}' is not a county code of the {catalogue.prefecture_code} catalogue "
+            f"(known: {', '.join(catalogue.region_codes)})",
+            field="county",
+        )
+    if industry is not None and catalogue.industry(industry) is None:
+        known = ", ".join(catalogue.industry_slugs)
+        raise InvalidInput(
+            f"'{industry}' is not an industry of the catalogue (known: {known})", field="industry"
+        )
 
 
 class RefuseNulText:

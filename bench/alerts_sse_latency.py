@@ -41,6 +41,7 @@ from schemas import (
     Scope,
     WarningKind,
     WarningStatus,
+    default_catalogue,
     fingerprint_of,
     warning_id,
 )
@@ -148,7 +149,13 @@ def main() -> None:
     migrate(engine)
     with make_session_factory(engine)() as session:
         _, token = create_token(
-            session, name="bench", role="admin", county=None, now=datetime.now(UTC), actor="bench"
+            session,
+            name="bench",
+            role="admin",
+            county=None,
+            now=datetime.now(UTC),
+            catalogue=default_catalogue(),
+            actor="bench",
         )
         session.commit()
     engine.dispose()

@@ -54,19 +54,36 @@ def token() -> None:
 @token.command("create")
 @click.option("--name", required=True, help="who the token is for")
 @click.option("--role", required=True, type=click.Choice(["inspector", "duty_officer", "responder", "admin"]))
-@click.option("--county", default=None, help="restrict to one county (GB/T 2260 code)")
+@click.option("--county", default=None, help="restrict to one county (GB/T 2260 code of the catalogue)")
 def token_create(name: str, role: str, county: str | None) -> None:
-    """Issue a token and print it once (only its digest is stored)."""
+    """Issue a token and print it once (only its digest is stored).
+
+    A --county the catalogue (QW_CATALOGUE_PATH) does not know is refused with one line, exit
+    status 1, before the database is touched."""
     from alerts import SystemClock
     from alerts.auth.service import create_token
     from alerts.db import make_engine, make_session_factory, migrate
+    from alerts.errors import InvalidInput
+    from alerts.inputs import check_catalogue
+    from schemas import load_catalogue
 
     settings = alert_settings()
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    with make_session_factory(engine)() as session:
-        _, clear = create_token(
-            session, name=name, role=role, county=county, now=SystemClock().now(), actor="cli"
-        )
-        session.commit()
+    catalogue = load_catalogue(settings.catalogue_path)  # the settings checked that it loads
+    try:
+        check_catalogue(catalogue, county=county)
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+        with make_session_factory(engine)() as session:
+            _, clear = create_token(
+                session,
+                name=name,
+                role=role,
+                county=county,
+                now=SystemClock().now(),
+                catalogue=catalogue,
+                actor="cli",
+            )
+            session.commit()
+    except InvalidInput as exc:  # every field it checks is an option of this command
+        raise click.ClickException(f"--{exc.field}: {exc.message}") from None
     click.echo(clear)

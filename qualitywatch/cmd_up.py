@@ -61,8 +61,9 @@ class DemoTokens:
     county: str
 
 
-def issue_demo_tokens(database_url: str, county: str = DEMO_COUNTY) -> DemoTokens:
-    """Migrate the alert database and issue an admin token and a duty officer token for ``county``."""
+def issue_demo_tokens(database_url: str, catalogue: Catalogue, county: str = DEMO_COUNTY) -> DemoTokens:
+    """Migrate the alert database and issue an admin token and a duty officer token for ``county``
+    (one of ``catalogue``'s)."""
     from alerts.auth.service import create_token
     from alerts.db import make_engine, make_session_factory, migrate
 
@@ -72,10 +73,22 @@ def issue_demo_tokens(database_url: str, county: str = DEMO_COUNTY) -> DemoToken
         now = datetime.now(UTC)
         with make_session_factory(engine)() as session:
             _, admin = create_token(
-                session, name="demo-admin", role="admin", county=None, now=now, actor="up"
+                session,
+                name="demo-admin",
+                role="admin",
+                county=None,
+                now=now,
+                catalogue=catalogue,
+                actor="up",
             )
             _, duty = create_token(
-                session, name=f"demo-duty-{county}", role="duty_officer", county=county, now=now, actor="up"
+                session,
+                name=f"demo-duty-{county}",
+                role="duty_officer",
+                county=county,
+                now=now,
+                catalogue=catalogue,
+                actor="up",
             )
             session.commit()
     finally:
@@ -355,7 +368,7 @@ def command(
         }
         if catalogue_file is not None:  # the worker, the alert service and ingest read the same file
             env["QW_CATALOGUE_PATH"] = str(catalogue_file)
-        tokens = issue_demo_tokens(alerts_db, county)
+        tokens = issue_demo_tokens(alerts_db, catalogue, county)
         serve_args = ["serve", "--host", host, "--port", str(http_port), "--log-level", "warning"]
         serve_args += ["--ingest-database-url", f"sqlite:///{work / 'ingest.db'}"]
         procs.append(subprocess.Popen(_cli("worker", "--loglevel", "warning"), env=env, cwd=work))

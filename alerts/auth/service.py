@@ -15,8 +15,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from schemas import Catalogue
+
 from ..audit import service as audit
 from ..errors import Forbidden, InvalidInput, Unauthorized
+from ..inputs import check_catalogue
 from .models import Role, Token
 
 __all__ = [
@@ -72,15 +75,25 @@ def digest(token: str) -> str:
 
 
 def create_token(
-    session: Session, *, name: str, role: Role | str, county: str | None, now: datetime, actor: str = "system"
+    session: Session,
+    *,
+    name: str,
+    role: Role | str,
+    county: str | None,
+    now: datetime,
+    catalogue: Catalogue,
+    actor: str = "system",
 ) -> tuple[Token, str]:
-    """Issue a token; returns the row and the clear text, which is shown once and never stored."""
+    """Issue a token; returns the row and the clear text, which is shown once and never stored.
+
+    ``county`` (the token's scope) must be one of ``catalogue``'s."""
     try:
         role = Role(role)
     except ValueError:
         raise InvalidInput(f"must be one of {', '.join(r.value for r in Role)}", field="role") from None
     if not name.strip():
         raise InvalidInput("must not be empty", field="name")
+    check_catalogue(catalogue, county=county)
     clear = secrets.token_urlsafe(32)
     row = Token(name=name, digest=digest(clear), role=role.value, county=county, created_at=now)
     session.add(row)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from ..deps import Id, Now, Sess, caller
+from ..deps import Cat, Id, Now, Sess, caller
 from . import service
 from .models import Role
 from .service import Principal
@@ -35,10 +35,21 @@ def me(principal: Annotated[Principal, Depends(caller("alerts:read"))]) -> dict[
 
 @router.post("/tokens", status_code=201)
 def create_token(
-    body: TokenBody, session: Sess, principal: Annotated[Principal, Depends(caller("tokens:write"))], now: Now
+    body: TokenBody,
+    session: Sess,
+    principal: Annotated[Principal, Depends(caller("tokens:write"))],
+    now: Now,
+    cat: Cat,
 ) -> dict[str, Any]:
+    """Issue a token (its ``county``, if any, one of the catalogue's); the clear text is shown once."""
     row, clear = service.create_token(
-        session, name=body.name, role=body.role, county=body.county, now=now, actor=principal.name
+        session,
+        name=body.name,
+        role=body.role,
+        county=body.county,
+        now=now,
+        catalogue=cat,
+        actor=principal.name,
     )
     session.commit()
     return {"id": row.id, "name": row.name, "role": row.role, "county": row.county, "token": clear}

@@ -8,11 +8,12 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schemas import Level
+from schemas import Catalogue, Level
 
 from ..alert.models import Alert
 from ..audit import service as audit
 from ..errors import Conflict, InvalidInput, NotFound
+from ..inputs import check_catalogue
 from .models import Receiver, Route
 
 __all__ = [
@@ -82,14 +83,17 @@ def create_route(
     receivers: list[str],
     actor: str,
     now: datetime,
+    catalogue: Catalogue,
     position: int = 100,
     region: str | None = None,
     industry: str | None = None,
     min_level: str | None = None,
     escalation_receivers: list[str] | None = None,
 ) -> Route:
+    """Store a route; its ``region`` (county) and ``industry``, when given, must be ``catalogue``'s."""
     if min_level is not None and min_level not in Level.__members__:
         raise InvalidInput(f"must be one of {', '.join(Level)}", field="min_level")
+    check_catalogue(catalogue, county=region, industry=industry)
     if session.scalar(select(Route).where(Route.name == name)) is not None:
         raise Conflict(f"a route named {name!r} exists", field="name")
     known = {r.name for r in list_receivers(session)}

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from schemas import Level
 
 from ..auth.service import Principal
-from ..deps import Id, Now, Sess, caller
+from ..deps import Cat, Id, Now, Sess, caller
 from . import service
 
 __all__ = ["router"]
@@ -71,7 +71,8 @@ def list_routes(session: Sess, principal: Reader) -> list[dict[str, Any]]:
 
 
 @router.post("/routes", status_code=201)
-def create_route(body: RouteBody, session: Sess, principal: Admin, now: Now) -> dict[str, Any]:
+def create_route(body: RouteBody, session: Sess, principal: Admin, now: Now, cat: Cat) -> dict[str, Any]:
+    """Route what matches ``county``, ``industry`` (of the catalogue) and ``min_level``, when given."""
     row = service.create_route(
         session,
         name=body.name,
@@ -79,6 +80,7 @@ def create_route(body: RouteBody, session: Sess, principal: Admin, now: Now) -> 
         receivers=body.receivers,
         actor=principal.name,
         now=now,
+        catalogue=cat,
         position=body.position,
         region=body.county,
         industry=body.industry,

@@ -7,12 +7,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schemas import Level, WarningKind
+from schemas import Catalogue, Level, WarningKind
 
 from ..alert.models import Alert
 from ..audit import service as audit
 from ..auth.service import Principal, check_county
 from ..errors import InvalidInput, NotFound
+from ..inputs import check_catalogue
 from .models import Silence
 
 __all__ = [
@@ -35,12 +36,15 @@ def create_silence(
     ends_at: datetime,
     reason: str,
     now: datetime,
+    catalogue: Catalogue,
     kind: str | None = None,
     region: str | None = None,
     industry: str | None = None,
     item: str | None = None,
     level: str | None = None,
 ) -> Silence:
+    """Store a silence; its ``region`` (county) and ``industry`` matchers, when given, must be
+    ``catalogue``'s. A county-scoped principal's silence without a county is for its county."""
     if ends_at <= starts_at:
         raise InvalidInput("must be after starts_at", field="ends_at")
     if ends_at <= now:
@@ -51,6 +55,7 @@ def create_silence(
         raise InvalidInput(f"must be one of {', '.join(WarningKind)}", field="kind")
     if level is not None and level not in Level.__members__:
         raise InvalidInput(f"must be one of {', '.join(Level)}", field="level")
+    check_catalogue(catalogue, county=region, industry=industry)
     if principal.county is not None:
         if region is None:
             region = principal.county

@@ -11,7 +11,7 @@ from schemas import Level, WarningKind
 
 from ..audit.service import snapshot
 from ..auth.service import Principal
-from ..deps import Id, Now, Sess, caller
+from ..deps import Cat, Id, Now, Sess, caller
 from ..inputs import UtcDatetime
 from . import service
 
@@ -44,7 +44,8 @@ def list_silences(session: Sess, principal: Reader, now: Now, active: bool = Fal
 
 
 @router.post("", status_code=201)
-def create_silence(body: SilenceBody, session: Sess, principal: Writer, now: Now) -> dict[str, Any]:
+def create_silence(body: SilenceBody, session: Sess, principal: Writer, now: Now, cat: Cat) -> dict[str, Any]:
+    """Silence what matches every matcher given (``county`` and ``industry`` of the catalogue)."""
     row = service.create_silence(
         session,
         principal=principal,
@@ -52,6 +53,7 @@ def create_silence(body: SilenceBody, session: Sess, principal: Writer, now: Now
         ends_at=body.ends_at,
         reason=body.reason,
         now=now,
+        catalogue=cat,
         kind=body.kind,
         region=body.county,
         industry=body.industry,

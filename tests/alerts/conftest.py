@@ -163,7 +163,12 @@ def token(runtime: Runtime) -> Callable[..., dict[str, str]]:
     def make(role: str, county: str | None = None, name: str | None = None) -> dict[str, str]:
         with runtime.session() as s:
             _, clear = create_token(
-                s, name=name or f"{role}-{county or 'all'}", role=role, county=county, now=runtime.clock.now()
+                s,
+                name=name or f"{role}-{county or 'all'}",
+                role=role,
+                county=county,
+                now=runtime.clock.now(),
+                catalogue=runtime.catalogue,
             )
             s.commit()
         return {"Authorization": f"Bearer {clear}"}
@@ -258,6 +263,7 @@ def setup_routing(runtime: Runtime) -> None:
             receivers=["akto-hook", "chief-hook"],
             actor="admin",
             now=now,
+            catalogue=runtime.catalogue,
             position=10,
             region="653022",
             industry="food_processing",
@@ -271,6 +277,7 @@ def setup_routing(runtime: Runtime) -> None:
             escalation_receivers=["chief-hook"],
             actor="admin",
             now=now,
+            catalogue=runtime.catalogue,
             position=20,
             region="653022",
         )
@@ -282,6 +289,7 @@ def setup_routing(runtime: Runtime) -> None:
             escalation_receivers=["chief-hook"],
             actor="admin",
             now=now,
+            catalogue=runtime.catalogue,
             position=1000,
         )
         s.commit()

@@ -680,3 +680,75 @@ def test_every_422_lists_its_problem_in_errors(client, token):
     ]
     r = client.post("/api/tokens", headers=admin, json={"name": " ", "role": "inspector"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "name"
+
+
+SILENCE = {"starts_at": "2026-03-02T00:00:00+00:00", "ends_at": "2026-03-03T00:00:00+00:00", "reason": "x"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/tokens", {"name": "typo", "role": "duty_officer", "county": "65302"}, "county"),
+        ("/api/tokens", {"name": "typo", "role": "inspector", "county": "653099"}, "county"),
+        ("/api/tokens", {"name": "typo", "role": "inspector", "county": ""}, "county"),
+        ("/api/silences", {**SILENCE, "county": "65302"}, "county"),
+        ("/api/silences", {**SILENCE, "county": AKTO, "industry": "textile"}, "industry"),
+        ("/api/routes", {"name": "typo", "team": "t", "county": "653099"}, "county"),
+        ("/api/routes", {"name": "typo", "team": "t", "county": AKTO, "industry": "food"}, "industry"),
+    ],
+)
+def test_a_county_or_industry_the_catalogue_does_not_know_is_refused_naming_the_field(
+    client, token, path, body, field
+):
+    """A typo would store a token whose holder sees nothing, or a silence or route that never matches."""
+    admin = token("admin")
+    audit = client.get("/api/audit", headers=admin).json()
+    r = client.post(path, headers=admin, json=body)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["field"] == field and f"'{body[field]}'" in error["message"], error
+    known = "653001, 653022, 653023, 653024" if field == "county" else "food_processing"
+    assert known in error["message"]
+    assert r.json()["errors"] == [{"field": field, "reason": error["message"], "type": "invalid"}]
+    assert client.get("/api/audit", headers=admin).json() == audit  # nothing stored
+    assert client.get("/api/silences", headers=admin).json() == []
+    assert client.get("/api/routes", headers=admin).json() == []
+
+
+def test_a_county_and_industry_of_the_catalogue_are_taken(client, token):
+    admin = token("admin")
+    body = {"name": "wuqia", "role": "duty_officer", "county": WUQIA}
+    r = client.post("/api/tokens", headers=admin, json=body)
+    assert r.status_code == 201 and r.json()["county"] == WUQIA
+    officer = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert client.get("/api/me", headers=officer).json()["county"] == WUQIA
+    r = client.post("/api/silences", headers=officer, json={**SILENCE, "industry": "textiles"})
+    assert r.status_code == 201 and (r.json()["region"], r.json()["industry"]) == (WUQIA, "textiles")
+    r = client.post(
+        "/api/routes",
+        headers=admin,
+        json={"name": "akto-food", "team": "akto", "county": AKTO, "industry": "food_processing"},
+    )
+    assert r.status_code == 201 and (r.json()["county"], r.json()["industry"]) == (AKTO, "food_processing")
+    r = client.post("/api/routes", headers=admin, json={"name": "all", "team": "duty"})
+    assert r.status_code == 201 and (r.json()["county"], r.json()["industry"]) == (None, None)
+
+
+def test_tokens_stored_before_counties_were_checked_are_left_as_they_are(client, runtime):
+    """A token of a county the catalogue does not know, issued before, still signs in as before."""
+    from alerts.auth.models import Token
+    from alerts.auth.service import digest
+
+    with runtime.session() as s:
+        s.add(
+            Token(
+                name="old",
+                digest=digest("old-token"),
+                role="inspector",
+                county="65302",
+                created_at=runtime.clock.now(),
+            )
+        )
+        s.commit()
+    r = client.get("/api/me", headers={"Authorization": "Bearer old-token"})
+    assert r.status_code == 200 and r.json()["county"] == "65302"

@@ -2,8 +2,9 @@
 
 The service loads the catalogue once at start, as the stream worker and ingest do: the dashboard's
 catalogue, the statistics and the cell-weeks consumer follow it (a Kizilsu county is refused there),
-tokens are issued for its counties, ``qualitywatch serve`` gives ingest the same catalogue, and a file
-that cannot be loaded stops the service at start with one line naming the variable.
+tokens, silences and routes take its counties and refuse Kizilsu's, ``qualitywatch serve`` gives ingest
+the same catalogue, and a file that cannot be loaded stops the service at start with one line naming the
+variable.
 """
 
 from __future__ import annotations
@@ -166,6 +167,50 @@ def test_the_token_command_issues_a_token_for_a_county_of_the_catalogue(
     assert len(result.output.strip()) > 20
 
 
+def test_tokens_silences_and_routes_take_the_catalogues_counties_and_refuse_kizilsus(
+    client: TestClient, token: Callable[..., dict[str, str]]
+) -> None:
+    admin = token("admin")
+    when = {"starts_at": "2026-03-02T00:00:00+00:00", "ends_at": "2026-03-03T00:00:00+00:00"}
+    for path, body in (
+        ("/api/tokens", {"name": "officer", "role": "duty_officer"}),
+        ("/api/silences", {**when, "reason": "lab", "industry": "textiles"}),
+        ("/api/routes", {"name": "shanyang", "team": "shanyang", "industry": "textiles"}),
+    ):
+        r = client.post(path, headers=admin, json={**body, "county": AKTO})
+        assert r.status_code == 422, (path, r.text)
+        error = r.json()["error"]
+        assert error["field"] == "county" and r.json()["errors"][0]["field"] == "county"
+        assert error["message"] == (
+            "'653022' is not a county code of the 990100 catalogue (known: 990101, 990121, 990122)"
+        )
+        r = client.post(path, headers=admin, json={**body, "county": SHANYANG})
+        assert r.status_code == 201, (path, r.text)
+        assert SHANYANG in (r.json().get("county"), r.json().get("region"))
+
+
+def test_the_token_command_refuses_a_county_the_catalogue_does_not_know(
+    monkeypatch: pytest.MonkeyPatch, catalogue_file: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("QW_DATABASE_URL", f"sqlite:///{tmp_path / 'alerts.db'}")
+    command = ["alerts", "token", "create", "--name", "officer", "--role", "duty_officer"]
+    for catalogue, county in ((None, "65302"), (None, "653099"), (catalogue_file, AKTO)):
+        if catalogue is None:
+            monkeypatch.delenv("QW_CATALOGUE_PATH", raising=False)
+        else:
+            monkeypatch.setenv("QW_CATALOGUE_PATH", str(catalogue))
+        result = CliRunner().invoke(main, [*command, "--county", county])
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(f"Error: --county: '{county}' is not a county code of the ")
+        assert result.output.count("\n") == 1, result.output
+    assert not (tmp_path / "alerts.db").exists()  # refused before anything was touched
+    monkeypatch.delenv("QW_CATALOGUE_PATH")
+    result = CliRunner().invoke(main, ["alerts", "token", "create", "--name", " ", "--role", "inspector"])
+    assert (result.exit_code, result.output) == (1, "Error: --name: must not be empty\n")
+    result = CliRunner().invoke(main, [*command, "--county", AKTO])  # a Kizilsu county, Kizilsu's catalogue
+    assert result.exit_code == 0, result.output
+
+
 @pytest.fixture(scope="module")
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as b:
@@ -250,7 +295,9 @@ def test_serve_gives_ingest_the_alert_services_catalogue(
     tokens = {}
     with runtime.session() as s:
         for role, county in (("admin", None), ("inspector", SHANYANG)):
-            _, clear = create_token(s, name=role, role=role, county=county, now=SystemClock().now())
+            _, clear = create_token(
+                s, name=role, role=role, county=county, now=SystemClock().now(), catalogue=runtime.catalogue
+            )
             tokens[role] = {"Authorization": f"Bearer {clear}"}
         s.commit()
     with TestClient(app, raise_server_exceptions=False) as client:

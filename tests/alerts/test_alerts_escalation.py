@@ -14,6 +14,7 @@ from alerts.auth.service import Principal
 from alerts.escalation import tick
 from alerts.notification.models import Notification
 from alerts.silence.service import create_silence
+from schemas import default_catalogue
 
 OFFICER = Principal(name="officer", role=Role.duty_officer)
 
@@ -41,6 +42,7 @@ def _silence_wuqia(session, clock, lasting):  # type: ignore[no-untyped-def]
         ends_at=clock.now() + lasting,
         reason="known: the lab re-tests the batch",
         now=clock.now(),
+        catalogue=default_catalogue(),
     )
     session.commit()
     return silence

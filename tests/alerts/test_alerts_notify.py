@@ -187,7 +187,15 @@ def test_email_reaches_a_real_smtp_server(runtime, ingest, make_warning, smtp, c
             actor="a",
             now=clock.now(),
         )
-        create_route(s, name="all", team="duty", receivers=["duty-mail"], actor="a", now=clock.now())
+        create_route(
+            s,
+            name="all",
+            team="duty",
+            receivers=["duty-mail"],
+            actor="a",
+            now=clock.now(),
+            catalogue=runtime.catalogue,
+        )
         s.commit()
     ingest(make_warning(level="red"))
     assert runtime.deliver().sent == 1
@@ -212,7 +220,15 @@ def test_email_accepted_by_the_server_is_sent_once_even_if_its_quit_answer_is_an
     }
     with runtime.session() as s:
         put_receiver(s, name="duty-mail", kind="email", target="duty@bureau.test", actor="a", now=clock.now())
-        create_route(s, name="all", team="duty", receivers=["duty-mail"], actor="a", now=clock.now())
+        create_route(
+            s,
+            name="all",
+            team="duty",
+            receivers=["duty-mail"],
+            actor="a",
+            now=clock.now(),
+            catalogue=runtime.catalogue,
+        )
         s.commit()
     ingest(make_warning(level="red"))
     assert runtime.deliver().sent == 1

@@ -64,6 +64,7 @@ def admin(
             ends_at=now.replace(year=now.year + 1),
             reason="fuzz",
             now=now,
+            catalogue=routed.catalogue,
         )
         s.commit()
     previous = _app.state.runtime

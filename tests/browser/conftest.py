@@ -69,7 +69,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             ("duty", "duty_officer", None),
             ("akto", "duty_officer", AKTO),
         ):
-            _, tokens[name] = create_token(s, name=name, role=role, county=county, now=runtime.clock.now())
+            _, tokens[name] = create_token(
+                s, name=name, role=role, county=county, now=runtime.clock.now(), catalogue=runtime.catalogue
+            )
         s.commit()
     port = _free_port()
     server = uvicorn.Server(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from schemas import uscc_check_char
+from schemas import default_catalogue, uscc_check_char
 from stream.ingest import IngestSettings
 
 pytestmark = pytest.mark.integration
@@ -40,9 +40,14 @@ def test_tokens_from_the_alert_service_store(tmp_path: Path) -> None:
     migrate(engine)
     tokens = make_session_factory(engine)
     with tokens() as s:
-        _, akto = create_token(s, name="akto-inspector", role="inspector", county="653022", now=NOW)
-        _, anywhere = create_token(s, name="inspector", role="inspector", county=None, now=NOW)
-        duty_row, duty = create_token(s, name="duty", role="duty_officer", county=None, now=NOW)
+        cat = default_catalogue()
+        _, akto = create_token(
+            s, name="akto-inspector", role="inspector", county="653022", now=NOW, catalogue=cat
+        )
+        _, anywhere = create_token(s, name="inspector", role="inspector", county=None, now=NOW, catalogue=cat)
+        duty_row, duty = create_token(
+            s, name="duty", role="duty_officer", county=None, now=NOW, catalogue=cat
+        )
         s.commit()
     app = create_app(
         settings=IngestSettings(database_url=f"sqlite:///{tmp_path / 'ingest.db'}"),

@@ -77,7 +77,9 @@ def _alert_settings(tmp_path: Path, **kw: Any) -> AlertSettings:
 def _tokens(runtime: Any) -> Callable[..., dict[str, str]]:
     def make(role: str, county: str | None = None) -> dict[str, str]:
         with runtime.session() as s:
-            _, clear = create_token(s, name=f"{role}-{county}", role=role, county=county, now=NOW)
+            _, clear = create_token(
+                s, name=f"{role}-{county}", role=role, county=county, now=NOW, catalogue=runtime.catalogue
+            )
             s.commit()
         return {"Authorization": f"Bearer {clear}"}
 
