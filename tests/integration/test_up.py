@@ -45,6 +45,22 @@ def _up_command(ports: dict[str, int], tmp_path: Path) -> list[str]:
     return [*cmd, "--workdir", str(tmp_path / "work")]
 
 
+def _read_until_banner(proc: subprocess.Popen[bytes]) -> tuple[list[str], threading.Event]:
+    """Collect ``up``'s standard output lines in a thread; the event is set once its banner is out."""
+    lines: list[str] = []
+    banner = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.append(raw.decode())
+            if "Ctrl-C stops everything" in lines[-1]:
+                banner.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines, banner
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """After a failed check: still stop everything ``up`` started (SIGINT, then kill)."""
     if proc.poll() is None:
@@ -86,18 +102,7 @@ def test_up_prints_how_to_sign_in_serves_ingest_and_alerts_and_stops_on_sigint(t
     cmd += ["--workdir", str(tmp_path / "work")]
     log = (tmp_path / "up.err").open("wb")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
-    lines: list[str] = []
-    banner = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            lines.append(raw.decode())
-            if "Ctrl-C stops everything" in lines[-1]:
-                banner.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    lines, banner = _read_until_banner(proc)
     try:
         assert banner.wait(90), "no banner; stderr:\n" + (tmp_path / "up.err").read_text()
         out = "".join(lines)
@@ -185,15 +190,7 @@ def test_up_stops_everything_and_exits_with_status_1_when_its_worker_dies(tmp_pa
     ports = {option: free_port() for option in ("--port", "--web-port", "--http-port")}
     log = (tmp_path / "up.err").open("wb")
     proc = subprocess.Popen(_up_command(ports, tmp_path), stdout=subprocess.PIPE, stderr=log)
-    banner = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            if b"Ctrl-C stops everything" in raw:
-                banner.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    _lines, banner = _read_until_banner(proc)
     try:
         assert banner.wait(90), "no banner; stderr:\n" + (tmp_path / "up.err").read_text()
         children = subprocess.run(
@@ -242,17 +239,7 @@ def test_up_runs_everything_on_the_configured_catalogue(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         _up_command(ports, tmp_path), stdout=subprocess.PIPE, stderr=log, env=env, cwd=tmp_path
     )
-    lines: list[str] = []
-    banner = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            lines.append(raw.decode())
-            if "Ctrl-C stops everything" in lines[-1]:
-                banner.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    lines, banner = _read_until_banner(proc)
     try:
         assert banner.wait(90), "no banner; stderr:\n" + (tmp_path / "up.err").read_text()
         out = "".join(lines)
