@@ -44,6 +44,29 @@ _READABLE = {
     "timezone_aware": "must carry a UTC offset (ISO 8601, e.g. 2026-03-01T10:00:00+08:00)",
 }
 
+#: what a field of the wrong JSON type should have been (the reason then shows what came instead)
+_EXPECTED = {
+    "bool_type": "true or false",
+    "float_type": "a number",
+    "int_type": "a whole number",
+    "string_type": "text",
+}
+
+
+def _shown(value: object) -> str:
+    """A value as a person would recognise it in their input: ``the string 'true'``, ``the number 1``."""
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}" + ("..." if len(value) > 40 else "")
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, int | float):
+        return f"the number {value:g}" if isinstance(value, float) else f"the number {value}"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
 
 def field_errors(exc: ValidationError) -> list[FieldError]:
     """Flatten a pydantic ``ValidationError`` into field/reason pairs a person can read."""
@@ -52,6 +75,8 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
         field = ".".join(str(part) for part in err["loc"])
         kind = str(err["type"])
         reason = _READABLE.get(kind, str(err["msg"]))
+        if kind in _EXPECTED:
+            reason = f"must be {_EXPECTED[kind]}, not {_shown(err.get('input'))}"
         if kind.startswith("value_error") and reason.startswith("Value error, "):
             reason = reason[len("Value error, ") :]
         out.append(FieldError(field=field, reason=reason, type=kind))

@@ -19,12 +19,14 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    FiniteFloat,
+    Strict,
+    StrictBool,
     ValidationInfo,
     field_validator,
 )
@@ -185,6 +187,10 @@ def _check_enterprise(value: str) -> str:
 
 
 EnterpriseId = Annotated[str, AfterValidator(_check_enterprise)]
+#: a lab value or limit: a JSON number (a whole one too), finite. Strict, as ``passed`` is
+#: (``StrictBool``): a string "7.2" or "true" is a sender's bug to report, not a value to guess at;
+#: the spreadsheet import converts its cells itself before validating
+Measurement = Annotated[float, Strict(), AllowInfNan(False)]
 
 
 class _Record(BaseModel):
@@ -198,10 +204,10 @@ class TestItem(_Record):
 
     name: NonBlank
     #: finite: a lab value of NaN or Infinity (what ``json.dumps`` writes for them) measures nothing
-    value: FiniteFloat | None = None
-    limit: FiniteFloat | None = None
+    value: Measurement | None = None
+    limit: Measurement | None = None
     unit: OptionalText = None
-    passed: bool | None = None
+    passed: StrictBool | None = None
 
     @field_validator("name")
     @classmethod
@@ -237,7 +243,7 @@ class SamplingResult(_Record):
     product: NonBlank
     enterprise_id: EnterpriseId
     enterprise_name: OptionalText = None
-    passed: bool
+    passed: StrictBool
     failed_items: list[str] = Field(default_factory=list, validate_default=True)
     test_items: list[TestItem] | None = None
     inspector_id: NonBlank

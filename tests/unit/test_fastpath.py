@@ -77,7 +77,7 @@ EDGE_CASES = [
     line(failed_items=None),  # not nullable
     line(failed_items=["  "], passed=False),
     line(failed_items=["___"], passed=False),
-    line(passed="true"),  # lax bool: the model accepts it
+    line(passed="true"),  # a string: refused by both (a JSON boolean only)
     line(passed=1),
     line(passed="maybe"),
     line(id="  S-1  "),  # stripped by the model

@@ -54,7 +54,7 @@ REJECTIONS = [
         "test_items",
         "failed_item_unlisted",
     ),
-    ("sampling", sampling(passed="perhaps"), "passed", "bool_parsing"),
+    ("sampling", sampling(passed="perhaps"), "passed", "bool_type"),
     ("sampling", sampling(source="rumour"), "source", "enum"),
     ("patrol", patrol(severity="catastrophic"), "severity", "enum"),
     ("patrol", patrol(action="ignored"), "action", "enum"),

@@ -65,17 +65,29 @@ def ctx(now: datetime = NOW) -> dict[str, Any]:
 
 
 def errors_of(
-    model: type[SamplingResult] | type[PatrolReport], data: dict[str, Any], now: datetime = NOW
+    model: type[SamplingResult] | type[PatrolReport],
+    data: dict[str, Any],
+    now: datetime = NOW,
+    *,
+    as_json: bool = False,
 ) -> list[FieldError]:
+    """The errors of ``data`` given as a dict (what the ingest API validates) or as a JSON line."""
     with pytest.raises(ValidationError) as info:
-        model.model_validate(data, context=ctx(now))
+        if as_json:
+            model.model_validate_json(json.dumps(data), context=ctx(now))
+        else:
+            model.model_validate(data, context=ctx(now))
     return field_errors(info.value)
 
 
 def only_error(
-    model: type[SamplingResult] | type[PatrolReport], data: dict[str, Any], now: datetime = NOW
+    model: type[SamplingResult] | type[PatrolReport],
+    data: dict[str, Any],
+    now: datetime = NOW,
+    *,
+    as_json: bool = False,
 ) -> FieldError:
-    errors = errors_of(model, data, now)
+    errors = errors_of(model, data, now, as_json=as_json)
     assert len(errors) == 1, errors
     return errors[0]
 
@@ -215,7 +227,7 @@ def test_missing_fields_are_each_named() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "type_"),
     [
-        ("passed", "maybe", "bool_parsing"),
+        ("passed", "maybe", "bool_type"),
         ("sampled_at", "last tuesday", "datetime_from_date_parsing"),
         ("failed_items", "formaldehyde", "list_type"),
         ("region", 653022, "string_type"),
@@ -226,6 +238,41 @@ def test_mistyped_fields(field: str, value: Any, type_: str) -> None:
     err = only_error(SamplingResult, sampling(**{field: value}))
     assert err.field == field and err.type == type_
     assert err.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("true", "the string 'true'"),
+        ("false", "the string 'false'"),
+        (1, "the number 1"),
+        ("是", "the string '是'"),
+    ],
+)
+def test_passed_must_be_a_json_boolean_not_a_look_alike(value: Any, shown: str) -> None:
+    # "false" read as a pass, or 1 as a pass, would decide a batch's conclusion by guesswork: the
+    # wire contract says bool, and a sender that writes a string has a bug worth hearing about
+    for as_json in (False, True):
+        err = only_error(SamplingResult, sampling(passed=value), as_json=as_json)
+        assert (err.field, err.type) == ("passed", "bool_type")
+        assert err.reason == f"must be true or false, not {shown}"
+
+
+@pytest.mark.parametrize("field", ["value", "limit"])
+def test_a_test_item_value_or_limit_must_be_a_number_not_text(field: str) -> None:
+    item: dict[str, Any] = {"name": "ph", "value": 6.9, "limit": 7.5, field: "7.2"}
+    for as_json in (False, True):
+        err = only_error(SamplingResult, sampling(test_items=[item]), as_json=as_json)
+        assert (err.field, err.type) == (f"test_items.0.{field}", "float_type")
+        assert err.reason == "must be a number, not the string '7.2'"
+    whole = dict(item, **{field: 7})  # a whole number is a number
+    assert SamplingResult.model_validate(sampling(test_items=[whole]), context=ctx()).test_items
+
+
+def test_a_test_items_passed_must_be_a_json_boolean() -> None:
+    item = {"name": "ph", "value": 6.9, "limit": 7.5, "passed": "yes"}
+    err = only_error(SamplingResult, sampling(test_items=[item]))
+    assert (err.field, err.type) == ("test_items.0.passed", "bool_type")
 
 
 def test_extra_fields_are_refused() -> None:
@@ -263,7 +310,7 @@ def test_a_failed_test_item_must_be_listed_in_failed_items() -> None:
 def test_errors_inside_lists_name_the_index() -> None:
     items = [{"name": "ph", "value": "acidic"}]
     err = only_error(SamplingResult, sampling(test_items=items))
-    assert err.field == "test_items.0.value" and err.type == "float_parsing"
+    assert err.field == "test_items.0.value" and err.type == "float_type"
 
 
 def test_several_errors_are_all_reported() -> None:
