@@ -15,7 +15,8 @@ from .engine import (
     RegionStage,
     SystemicStage,
 )
-from .enterprise import EnterpriseOutlierDetector, EnterpriseRepeatDetector
+from .enterprise_outlier import EnterpriseOutlierDetector
+from .enterprise_repeat import EnterpriseRepeatDetector
 from .patrol import PatrolDetector
 from .rate import RateChangeDetector
 from .systemic import SystemicItemDetector

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from schemas import Catalogue, RiskWarning, Scope, WarningKind
 
-from .enterprise import EnterpriseOutlierDetector, EnterpriseRepeatDetector
+from .enterprise_outlier import EnterpriseOutlierDetector
+from .enterprise_repeat import EnterpriseRepeatDetector
 from .patrol import PatrolDetector
 from .rate import RateChangeDetector
 from .systemic import SystemicItemDetector

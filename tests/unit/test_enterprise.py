@@ -15,14 +15,9 @@ import pytest
 from sklearn.ensemble import IsolationForest
 
 from detectors import DetectionEngine
-from detectors.enterprise import (
-    EnterpriseOutlierDetector,
-    EnterpriseRepeatDetector,
-    _compile,
-    _fit_forest,
-    _z_order,
-    binomial_tail,
-)
+from detectors.enterprise_outlier import EnterpriseOutlierDetector
+from detectors.enterprise_repeat import EnterpriseRepeatDetector, binomial_tail
+from detectors.forest import Forest, _compile, _z_order, fit_forest
 from schemas import (
     Level,
     SamplingResult,
@@ -335,7 +330,7 @@ def test_compiled_forest_scores_like_scikit_learn() -> None:
 def test_early_stopping_decides_like_the_full_score(seed: int) -> None:
     rng = np.random.default_rng(seed)
     train = rng.normal(0.5, 0.1, size=(800, 3))
-    forest = _fit_forest(
+    forest = fit_forest(
         train, (0.5, 0.5, 0.5), n_estimators=50, max_samples=256, contamination=0.05, seed=seed
     )
     probe = np.vstack([rng.normal(0.5, 0.1, size=(300, 3)), rng.uniform(-0.5, 1.5, size=(300, 3))])
@@ -363,7 +358,7 @@ def test_fitted_forest_is_scikit_learns_isolation_forest(
     model = IsolationForest(
         n_estimators=trees, max_samples=max_samples, contamination=0.01, random_state=seed
     ).fit(train)
-    ours = _fit_forest(
+    ours = fit_forest(
         train, medians, n_estimators=trees, max_samples=max_samples, contamination=0.01, seed=seed
     )
     assert ours == _compile(model, medians, train)  # same trees, offset and training scores, bit for bit
@@ -383,16 +378,14 @@ def test_z_order_is_an_order_of_the_rows(rows: np.ndarray) -> None:
 
 
 def test_trees_grown_through_the_public_estimator_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
-    import detectors.enterprise as enterprise
+    import detectors.forest as forest
 
     rng = np.random.default_rng(4)
     train = rng.normal(0.5, 0.2, size=(500, 3))
     args = {"n_estimators": 20, "max_samples": 256, "contamination": 0.01, "seed": 4}
-    direct = _fit_forest(train, (0.5, 0.5, 0.5), **args)
-    monkeypatch.setattr(
-        enterprise, "_tree_grower", lambda depth: partial(enterprise._grow_with_estimator, depth)
-    )
-    assert _fit_forest(train, (0.5, 0.5, 0.5), **args) == direct
+    direct = fit_forest(train, (0.5, 0.5, 0.5), **args)
+    monkeypatch.setattr(forest, "_tree_grower", lambda depth: partial(forest._grow_with_estimator, depth))
+    assert fit_forest(train, (0.5, 0.5, 0.5), **args) == direct
 
 
 def test_fits_at_min_train_and_refits_on_schedule() -> None:
@@ -484,7 +477,7 @@ def test_outlier_determinism_depends_on_the_seed_only() -> None:
 def test_flat_forest_decides_like_the_nested_trees(seed: int) -> None:
     rng = np.random.default_rng(seed)
     train = rng.normal(0.5, 0.1, size=(900, 3))
-    forest = _fit_forest(
+    forest = fit_forest(
         train, (0.5, 0.5, 0.5), n_estimators=50, max_samples=256, contamination=0.05, seed=seed
     )
     probe = np.vstack(
@@ -559,3 +552,42 @@ def test_batch_mode_holds_rows_back_until_the_next_fit_and_pickles() -> None:
             w.model_dump_json() for w in det.step(batch(k, row))
         ]
     assert [w.model_dump_json() for w in copy.drain()] == [w.model_dump_json() for w in det.drain()]
+
+
+# -- checkpoints -------------------------------------------------------------------------------------
+
+
+def test_state_pickled_when_both_detectors_lived_in_detectors_enterprise_still_loads() -> None:
+    """Checkpoints written before each detector had a module of its own name ``detectors.enterprise``."""
+    rng = random.Random(6)
+    rep = repeat()
+    out = outlier(min_train=50, refit_every=30, window=100, n_estimators=10)
+    assert feed(rep, [rec(0, failed=("ph",)), rec(30, failed=("ph",))]) == [("s-30", "firing", "orange")]
+    for k in range(60):
+        out.step(batch(k, normal(rng)))
+    assert out._forest is not None
+    # protocol 2 names each class once, as b"c<module>\n<name>\n": the names an older pickle holds
+    blob = pickle.dumps((rep, out), protocol=2)
+    moved = {
+        b"cdetectors.enterprise_repeat\nEnterpriseRepeatDetector\n": b"EnterpriseRepeatDetector",
+        b"cdetectors.enterprise_repeat\n_RepeatRules\n": b"_RepeatRules",
+        b"cdetectors.enterprise_outlier\nEnterpriseOutlierDetector\n": b"EnterpriseOutlierDetector",
+        b"cdetectors.forest\nForest\n": b"_Forest",
+    }
+    for new, name in moved.items():
+        assert blob.count(new) == 1
+        blob = blob.replace(new, b"cdetectors.enterprise\n" + name + b"\n")
+    assert b"cdetectors.enterprise_" not in blob and b"cdetectors.forest" not in blob
+
+    old_rep, old_out = pickle.loads(blob)
+    assert type(old_rep) is EnterpriseRepeatDetector and type(old_out) is EnterpriseOutlierDetector
+    assert type(old_out._forest) is Forest and old_out._forest == out._forest
+    later = [rec(40 + k, id=f"p-{k}") for k in range(3)]
+    assert feed(old_rep, later) == feed(rep, later) == [("p-2", "resolved", "orange")]
+    rows = [normal(rng) for _ in range(60)] + [ODD]
+    mine, theirs = [], []
+    for k, row in enumerate(rows, start=60):
+        mine += [w.model_dump_json() for w in out.step(batch(k, row))]
+        theirs += [w.model_dump_json() for w in old_out.step(batch(k, row))]
+    assert theirs == mine and mine  # the same unusual batches flagged, with the same evidence
+    assert old_out.fits == out.fits == 3 and old_out._forest == out._forest  # and refitted alike
