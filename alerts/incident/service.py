@@ -206,6 +206,7 @@ def change_state(
         text = (summary or inc.summary or "").strip()
         if not text:
             raise InvalidInput("closing an incident requires a summary", field="summary")
+        _no_open_tasks(session, inc)
         inc.summary = text
         inc.closed_at = now
     elif summary:
@@ -223,6 +224,24 @@ def change_state(
     )
     _changed(session, inc, actor=principal.name, action="incident.state", before=before, now=now)
     return inc
+
+
+def _no_open_tasks(session: Session, inc: Incident) -> None:
+    """Refuse to close an incident with a task not done: a closed incident's tasks can no longer change."""
+    open_tasks = list(
+        session.scalars(
+            select(IncidentTask)
+            .where(IncidentTask.incident_id == inc.id, IncidentTask.done.is_(False))
+            .order_by(IncidentTask.id)
+        )
+    )
+    if open_tasks:
+        listed = ", ".join(f"#{t.id} {t.title!r} ({t.owner})" for t in open_tasks)
+        raise Conflict(
+            f"cannot close the incident: {len(open_tasks)} task(s) not done: {listed}; "
+            f"mark them done with POST /api/incidents/{inc.id}/tasks/{{task_id}}/done first",
+            field="tasks",
+        )
 
 
 def _not_closed(inc: Incident, what: str) -> None:

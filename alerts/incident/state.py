@@ -1,6 +1,7 @@
 """The incident state machine: reported → investigating → controlled → resolved → closed.
 
-A controlled incident may relapse to investigating; closing needs a summary (checked by the service).
+A controlled incident may relapse to investigating; closing needs a summary and every task done
+(checked by the service).
 """
 
 from __future__ import annotations

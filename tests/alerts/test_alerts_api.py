@@ -505,6 +505,7 @@ def _closed_incident(client, officer, aid, due):  # type: ignore[no-untyped-def]
             client.post(f"/api/incidents/{iid}/state", headers=officer, json={"state": state}).status_code
             == 200
         )
+    assert client.post(f"/api/incidents/{iid}/tasks/{tid}/done", headers=officer).status_code == 200
     r = client.post(
         f"/api/incidents/{iid}/state", headers=officer, json={"state": "closed", "summary": "recalled"}
     )

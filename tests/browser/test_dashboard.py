@@ -444,10 +444,14 @@ def test_closed_incident_offers_no_changes_the_service_refuses(page: Any, servic
     incident = service.client.post(
         "/api/incidents", json={"title": "已结案", "alert_ids": [service.alert_ids["wuqia"]]}, headers=auth
     ).json()
-    service.client.post(
+    task = service.client.post(
         f"/api/incidents/{incident['id']}/tasks",
         json={"title": "复检", "owner": "王队", "due_at": "2026-03-02T01:00:00+00:00"},
         headers=auth,
+    )
+    task.raise_for_status()
+    service.client.post(
+        f"/api/incidents/{incident['id']}/tasks/{task.json()['id']}/done", headers=auth
     ).raise_for_status()
     for state in ("investigating", "controlled", "resolved", "closed"):
         service.client.post(
