@@ -12,6 +12,7 @@ from schemas import Level, RiskWarning, WarningKind
 from ..auth.service import Principal
 from ..deps import Id, Now, Offset, Rt, Sess, caller
 from ..escalation import escalate
+from ..incident.service import incidents_of_alert
 from ..inputs import UtcDatetime, check_storable
 from ..notification.service import list_notifications
 from ..pipeline import process_warning
@@ -88,6 +89,10 @@ def get_alert(alert_id: Id, session: Sess, principal: Reader) -> dict[str, Any]:
         "comments": [
             {"at": c.at.isoformat(), "author": c.author, "body": c.body}
             for c in service.list_comments(session, alert_id=alert_id)
+        ],
+        "incidents": [
+            {"id": i.id, "title": i.title, "state": i.state}
+            for i in incidents_of_alert(session, alert_id=alert_id)
         ],
         "notifications": [
             {

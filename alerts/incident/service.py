@@ -37,6 +37,7 @@ __all__ = [
     "complete_task",
     "get_incident",
     "incident_detail",
+    "incidents_of_alert",
     "link",
     "link_alert",
     "list_incidents",
@@ -127,6 +128,8 @@ def open_incident(
     alerts = [
         get_alert(session, alert_id=i, principal=principal, acting=True) for i in dict.fromkeys(alert_ids)
     ]
+    for a in alerts:
+        _not_in_another_open_incident(session, a, field="alert_ids")
     regions = {a.region for a in alerts}
     region = regions.pop() if len(regions) == 1 else None
     if principal.county is not None:
@@ -160,6 +163,31 @@ def open_incident(
         _commander_named(session, inc, actor=principal.name, commander=commander, now=now)
     _changed(session, inc, actor=principal.name, action="incident.open", before=None, now=now)
     return inc
+
+
+def incidents_of_alert(session: Session, *, alert_id: int) -> list[Incident]:
+    """The incidents an alert is linked to, oldest first."""
+    return list(
+        session.scalars(
+            select(Incident)
+            .join(IncidentAlert, IncidentAlert.incident_id == Incident.id)
+            .where(IncidentAlert.alert_id == alert_id)
+            .order_by(Incident.id)
+        )
+    )
+
+
+def _not_in_another_open_incident(
+    session: Session, alert: Alert, *, field: str, incident_id: int | None = None
+) -> None:
+    """Refuse a second open incident for one warning: two teams would work the same event apart."""
+    for other in incidents_of_alert(session, alert_id=alert.id):
+        if other.id != incident_id and other.state != IncidentState.closed:
+            raise Conflict(
+                f"alert {alert.id} is already in incident {other.id} ({other.state}): "
+                f"{other.title!r}; work it there, or close that incident first",
+                field=field,
+            )
 
 
 def _attach(session: Session, inc: Incident, alert: Alert, *, actor: str, now: datetime) -> None:
@@ -382,6 +410,7 @@ def link_alert(
     _not_closed(inc, "link an alert")
     alert = get_alert(session, alert_id=alert_id, principal=principal, acting=True)
     if session.get(IncidentAlert, (inc.id, alert.id)) is None:
+        _not_in_another_open_incident(session, alert, field="alert_id", incident_id=inc.id)
         _attach(session, inc, alert, actor=principal.name, now=now)
         if Level(alert.max_level) > Level(inc.level):
             inc.level = alert.max_level
