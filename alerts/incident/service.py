@@ -79,8 +79,17 @@ def _commander_named(session: Session, inc: Incident, *, actor: str, commander: 
 
 
 def _changed(
-    session: Session, inc: Incident, *, actor: str, action: str, before: dict[str, Any] | None, now: datetime
+    session: Session,
+    inc: Incident,
+    *,
+    actor: str,
+    action: str,
+    before: dict[str, Any] | None,
+    now: datetime,
+    about: dict[str, Any] | None = None,
 ) -> None:
+    """Audit and announce a change; ``about`` names what the action added or changed (a member, a
+    task, a link, an alert) and goes into the entry's ``after`` beside the incident's fields."""
     inc.updated_at = now
     audit.record(
         session,
@@ -90,7 +99,7 @@ def _changed(
         entity_id=inc.id,
         at=now,
         before=before,
-        after=audit.snapshot(inc, AUDITED),
+        after={**audit.snapshot(inc, AUDITED), **(about or {})},
     )
     emit(
         session,
@@ -161,7 +170,15 @@ def open_incident(
     if commander:
         session.add(IncidentMember(incident_id=inc.id, name=commander, role="commander"))
         _commander_named(session, inc, actor=principal.name, commander=commander, now=now)
-    _changed(session, inc, actor=principal.name, action="incident.open", before=None, now=now)
+    _changed(
+        session,
+        inc,
+        actor=principal.name,
+        action="incident.open",
+        before=None,
+        now=now,
+        about={"alert_ids": [a.id for a in alerts]},
+    )
     return inc
 
 
@@ -323,6 +340,8 @@ def add_member(
     member = session.scalar(
         select(IncidentMember).where(IncidentMember.incident_id == inc.id, IncidentMember.name == name)
     )
+    was = None if member is None else {"name": member.name, "role": member.role}
+    before = {**audit.snapshot(inc, AUDITED), "member": was}
     if member is None:
         member = IncidentMember(incident_id=inc.id, name=name, role=role)
         session.add(member)
@@ -337,7 +356,15 @@ def add_member(
         now=now,
         data={"name": name, "role": role},
     )
-    _changed(session, inc, actor=principal.name, action="incident.member", before=None, now=now)
+    _changed(
+        session,
+        inc,
+        actor=principal.name,
+        action="incident.member",
+        before=before,
+        now=now,
+        about={"member": {"name": name, "role": role}},
+    )
     return member
 
 
@@ -357,6 +384,7 @@ def add_task(
         raise InvalidInput("must not be empty", field="title")
     if not owner.strip():
         raise InvalidInput("a task needs an owner", field="owner")
+    before = {**audit.snapshot(inc, AUDITED), "task": None}
     task = IncidentTask(incident_id=inc.id, title=title, owner=owner, due_at=due_at, created_at=now)
     session.add(task)
     session.flush()
@@ -375,8 +403,18 @@ def add_task(
             "done": False,
         },
     )
-    _changed(session, inc, actor=principal.name, action="incident.task", before=None, now=now)
+    _changed(
+        session, inc, actor=principal.name, action="incident.task", before=before, now=now, about=_task(task)
+    )
     return task
+
+
+def _task(task: IncidentTask) -> dict[str, Any]:
+    """A task as the audit keeps it (its due time in UTC)."""
+    due = task.due_at.astimezone(UTC).isoformat()
+    return {
+        "task": {"id": task.id, "title": task.title, "owner": task.owner, "due_at": due, "done": task.done}
+    }
 
 
 def complete_task(
@@ -389,6 +427,7 @@ def complete_task(
     _not_closed(inc, "change a task")
     if task.done:
         return task  # already done: nothing changes, nothing is written
+    before = {**audit.snapshot(inc, AUDITED), **_task(task)}
     task.done = True
     _timeline(
         session,
@@ -399,7 +438,15 @@ def complete_task(
         now=now,
         data={"task_id": task.id, "title": task.title, "done": True},
     )
-    _changed(session, inc, actor=principal.name, action="incident.task_done", before=None, now=now)
+    _changed(
+        session,
+        inc,
+        actor=principal.name,
+        action="incident.task_done",
+        before=before,
+        now=now,
+        about=_task(task),
+    )
     return task
 
 
@@ -411,10 +458,19 @@ def link_alert(
     alert = get_alert(session, alert_id=alert_id, principal=principal, acting=True)
     if session.get(IncidentAlert, (inc.id, alert.id)) is None:
         _not_in_another_open_incident(session, alert, field="alert_id", incident_id=inc.id)
+        before = audit.snapshot(inc, AUDITED)
         _attach(session, inc, alert, actor=principal.name, now=now)
         if Level(alert.max_level) > Level(inc.level):
             inc.level = alert.max_level
-        _changed(session, inc, actor=principal.name, action="incident.link_alert", before=None, now=now)
+        _changed(
+            session,
+            inc,
+            actor=principal.name,
+            action="incident.link_alert",
+            before=before,
+            now=now,
+            about={"alert_id": alert.id},
+        )
     return inc
 
 
@@ -427,6 +483,7 @@ def link(
         raise InvalidInput("must not be empty", field="value")
     inc = get_incident(session, incident_id=incident_id, principal=principal, acting=True)
     _not_closed(inc, f"link a{'n' if kind == 'enterprise' else ''} {kind}")
+    before = audit.snapshot(inc, AUDITED)
     if _link(session, inc, kind=kind, value=value):
         _timeline(
             session,
@@ -437,7 +494,15 @@ def link(
             now=now,
             data={"kind": kind, "value": value},
         )
-        _changed(session, inc, actor=principal.name, action="incident.link", before=None, now=now)
+        _changed(
+            session,
+            inc,
+            actor=principal.name,
+            action="incident.link",
+            before=before,
+            now=now,
+            about={"link": {"kind": kind, "value": value}},
+        )
     return inc
 
 

@@ -98,3 +98,61 @@ def test_a_warning_already_in_an_open_incident_is_not_put_in_a_second_one(seeded
         (first["id"], "closed"),
         (r.json()["id"], "reported"),
     ]
+
+
+def _audit(client, admin, iid, action):  # type: ignore[no-untyped-def]
+    params = {"entity": "incident", "entity_id": str(iid)}
+    entries = client.get("/api/audit", headers=admin, params=params).json()
+    return [e for e in reversed(entries) if e["action"] == action]
+
+
+def test_the_audit_says_which_member_task_link_or_alert_an_incident_action_was_about(
+    seeded, client, token, clock
+):
+    admin = token("admin")
+    officer = token("duty_officer", name="alice")
+    akto, wuqia = _alert(client, officer, AKTO), _alert(client, officer, WUQIA)
+    iid = client.post("/api/incidents", headers=officer, json={"title": "lead", "alert_ids": [akto]}).json()[
+        "id"
+    ]
+    [opened] = _audit(client, admin, iid, "incident.open")
+    assert opened["after"]["alert_ids"] == [akto]
+
+    client.post(f"/api/incidents/{iid}/members", headers=officer, json={"name": "zhao"})
+    client.post(f"/api/incidents/{iid}/members", headers=officer, json={"name": "zhao", "role": "lab"})
+    added, changed = _audit(client, admin, iid, "incident.member")
+    assert added["before"]["member"] is None and added["after"]["member"] == {
+        "name": "zhao",
+        "role": "member",
+    }
+    assert changed["before"]["member"] == {"name": "zhao", "role": "member"}
+    assert changed["after"]["member"] == {"name": "zhao", "role": "lab"}
+
+    due = clock.now() + timedelta(hours=4)
+    tid = client.post(
+        f"/api/incidents/{iid}/tasks",
+        headers=officer,
+        json={"title": "recall", "owner": "li", "due_at": due.isoformat()},
+    ).json()["id"]
+    [task] = _audit(client, admin, iid, "incident.task")
+    assert task["before"]["task"] is None
+    assert task["after"]["task"] == {
+        "id": tid,
+        "title": "recall",
+        "owner": "li",
+        "due_at": due.isoformat(),
+        "done": False,
+    }
+    client.post(f"/api/incidents/{iid}/tasks/{tid}/done", headers=officer)
+    [done] = _audit(client, admin, iid, "incident.task_done")
+    assert done["before"]["task"]["done"] is False and done["after"]["task"]["done"] is True
+    assert done["after"]["task"]["id"] == tid
+
+    client.post(f"/api/incidents/{iid}/links", headers=officer, json={"kind": "product", "value": "apricots"})
+    [linked] = _audit(client, admin, iid, "incident.link")
+    assert linked["after"]["link"] == {"kind": "product", "value": "apricots"}
+
+    client.post(f"/api/incidents/{iid}/alerts", headers=admin, json={"alert_id": wuqia})
+    [alert] = _audit(client, admin, iid, "incident.link_alert")
+    assert alert["after"]["alert_id"] == wuqia
+    assert alert["before"]["region"] == AKTO and alert["before"]["level"] == "red"
