@@ -92,7 +92,7 @@ def get_alert(alert_id: Id, session: Sess, principal: Reader) -> dict[str, Any]:
         ],
         "incidents": [
             {"id": i.id, "title": i.title, "state": i.state}
-            for i in incidents_of_alert(session, alert_id=alert_id)
+            for i in incidents_of_alert(session, alert_id=alert_id, principal=principal)
         ],
         "notifications": [
             {

@@ -2,7 +2,7 @@
 
 A token is 32 random bytes (URL-safe text); only its SHA-256 digest is stored. Permissions are
 per role; a county-scoped principal sees alerts and incidents of its county (and prefecture-wide
-ones, read only) and acts only on its county's.
+ones, read only; an incident of several counties only if one is its own) and acts only on its county's.
 """
 
 from __future__ import annotations

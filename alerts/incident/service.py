@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session
 
 from schemas import Level
@@ -17,7 +17,7 @@ from ..alert.models import Alert
 from ..alert.service import get_alert
 from ..audit import service as audit
 from ..auth.service import Principal, check_county
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..events import emit
 from .models import (
     Incident,
@@ -117,7 +117,35 @@ def get_incident(
         raise NotFound(f"no incident with id {incident_id}", field="incident_id")
     if principal is not None:
         check_county(principal, inc.region, acting=acting, what=f"incident {incident_id}")
+        if principal.county is not None and inc.region is None:
+            counties = _alert_counties(session, inc.id)
+            if counties and principal.county not in counties:
+                raise Forbidden(
+                    f"incident {incident_id} belongs to counties {', '.join(sorted(counties))}; "
+                    f"token is scoped to county {principal.county}",
+                    field="county",
+                )
     return inc
+
+
+def _alert_counties(session: Session, incident_id: int) -> set[str]:
+    """The counties of an incident's linked alerts (prefecture-wide alerts name none)."""
+    rows = session.scalars(
+        select(Alert.region)
+        .join(IncidentAlert, IncidentAlert.alert_id == Alert.id)
+        .where(IncidentAlert.incident_id == incident_id, Alert.region.is_not(None))
+    )
+    return {r for r in rows if r is not None}
+
+
+def _visible_to(county: str) -> ColumnElement[bool]:
+    """A county sees its incidents, those of several counties that include one of its alerts, and
+    prefecture-wide ones (no alert of any single county)."""
+    linked = select(IncidentAlert).join(Alert, Alert.id == IncidentAlert.alert_id)
+    linked = linked.where(IncidentAlert.incident_id == Incident.id)
+    own = exists(linked.where(Alert.region == county))
+    of_a_county = exists(linked.where(Alert.region.is_not(None)))
+    return (Incident.region == county) | (Incident.region.is_(None) & (own | ~of_a_county))
 
 
 def open_incident(
@@ -182,16 +210,15 @@ def open_incident(
     return inc
 
 
-def incidents_of_alert(session: Session, *, alert_id: int) -> list[Incident]:
-    """The incidents an alert is linked to, oldest first."""
-    return list(
-        session.scalars(
-            select(Incident)
-            .join(IncidentAlert, IncidentAlert.incident_id == Incident.id)
-            .where(IncidentAlert.alert_id == alert_id)
-            .order_by(Incident.id)
-        )
-    )
+def incidents_of_alert(
+    session: Session, *, alert_id: int, principal: Principal | None = None
+) -> list[Incident]:
+    """The incidents an alert is linked to (those ``principal`` may see), oldest first."""
+    q = select(Incident).join(IncidentAlert, IncidentAlert.incident_id == Incident.id)
+    q = q.where(IncidentAlert.alert_id == alert_id)
+    if principal is not None and principal.county is not None:
+        q = q.where(_visible_to(principal.county))
+    return list(session.scalars(q.order_by(Incident.id)))
 
 
 def _not_in_another_open_incident(
@@ -518,7 +545,7 @@ def list_incidents(
     if state is not None:
         q = q.where(Incident.state == state)
     if principal is not None and principal.county is not None:
-        q = q.where((Incident.region == principal.county) | Incident.region.is_(None))
+        q = q.where(_visible_to(principal.county))
     total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
     return list(session.scalars(q.order_by(Incident.id.desc()).limit(limit).offset(offset))), total
 

@@ -156,3 +156,47 @@ def test_the_audit_says_which_member_task_link_or_alert_an_incident_action_was_a
     [alert] = _audit(client, admin, iid, "incident.link_alert")
     assert alert["after"]["alert_id"] == wuqia
     assert alert["before"]["region"] == AKTO and alert["before"]["level"] == "red"
+
+
+def test_an_incident_of_two_counties_is_not_shown_to_a_third(seeded, client, token, make_warning, ingest):
+    admin = token("admin")
+    akto, artux = _alert(client, admin, AKTO), _alert(client, admin, ARTUX)
+    both = client.post(
+        "/api/incidents", headers=admin, json={"title": "two", "alert_ids": [akto, artux]}
+    ).json()
+    assert both["region"] is None
+    ingest(make_warning(kind="industry", region=None, industry="textiles", level="orange", detector="ind"))
+    items = client.get("/api/alerts", headers=admin, params={"kind": "industry"}).json()["items"]
+    wide = client.post(
+        "/api/incidents", headers=admin, json={"title": "textiles", "alert_ids": [items[0]["id"]]}
+    ).json()
+    wuqia = token("responder", county=WUQIA)
+    listed = client.get("/api/incidents", headers=wuqia).json()
+    assert [i["id"] for i in listed["items"]] == [wide["id"]] and listed["total"] == 1
+    r = client.get(f"/api/incidents/{both['id']}", headers=wuqia)
+    assert r.status_code == 403 and r.json()["error"]["field"] == "county"
+    assert AKTO in r.json()["error"]["message"] and ARTUX in r.json()["error"]["message"]
+    assert client.get(f"/api/incidents/{wide['id']}", headers=wuqia).status_code == 200
+    for county in (AKTO, ARTUX):
+        officer = token("responder", county=county)
+        assert client.get(f"/api/incidents/{both['id']}", headers=officer).status_code == 200
+        assert both["id"] in [i["id"] for i in client.get("/api/incidents", headers=officer).json()["items"]]
+
+
+def test_an_alert_lists_only_the_incidents_its_reader_may_see(seeded, client, token, make_warning, ingest):
+    admin = token("admin")
+    ingest(make_warning(kind="industry", region=None, industry="textiles", level="orange", detector="ind"))
+    [wide] = client.get("/api/alerts", headers=admin, params={"kind": "industry"}).json()["items"]
+    akto = _alert(client, admin, AKTO)
+    iid = client.post(
+        "/api/incidents", headers=admin, json={"title": "Akto textiles", "alert_ids": [akto, wide["id"]]}
+    ).json()["id"]
+    assert [i["id"] for i in client.get(f"/api/alerts/{wide['id']}", headers=admin).json()["incidents"]] == [
+        iid
+    ]
+    akto_officer = token("inspector", county=AKTO)
+    assert [
+        i["id"] for i in client.get(f"/api/alerts/{wide['id']}", headers=akto_officer).json()["incidents"]
+    ] == [iid]
+    wuqia = token("inspector", county=WUQIA)
+    assert client.get(f"/api/alerts/{wide['id']}", headers=wuqia).json()["incidents"] == []
