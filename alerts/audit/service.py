@@ -46,10 +46,17 @@ def list_entries(
     entity: str | None = None,
     entity_id: str | None = None,
     actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[AuditEntry]:
+    """Entries newest first; ``since`` (inclusive) and ``until`` (exclusive) bound when they were written."""
     q = select(AuditEntry).order_by(AuditEntry.id.desc())
+    if since is not None:
+        q = q.where(AuditEntry.at >= since)
+    if until is not None:
+        q = q.where(AuditEntry.at < until)
     if entity is not None:
         q = q.where(AuditEntry.entity == entity)
     if entity_id is not None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from ..auth.service import Principal
 from ..deps import Offset, Sess, caller
+from ..inputs import UtcDatetime
 from . import service
 
 __all__ = ["router"]
@@ -22,11 +23,20 @@ def list_audit(
     entity: Annotated[str | None, Query(max_length=32)] = None,
     entity_id: Annotated[str | None, Query(max_length=64)] = None,
     actor: Annotated[str | None, Query(max_length=64)] = None,
+    since: UtcDatetime | None = None,
+    until: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     rows = service.list_entries(
-        session, entity=entity, entity_id=entity_id, actor=actor, limit=limit, offset=offset
+        session,
+        entity=entity,
+        entity_id=entity_id,
+        actor=actor,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
     )
     return [
         {

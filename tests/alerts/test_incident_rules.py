@@ -4,7 +4,8 @@ audit entry that says what was added."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -200,3 +201,37 @@ def test_an_alert_lists_only_the_incidents_its_reader_may_see(seeded, client, to
     ] == [iid]
     wuqia = token("inspector", county=WUQIA)
     assert client.get(f"/api/alerts/{wide['id']}", headers=wuqia).json()["incidents"] == []
+
+
+def test_the_audit_of_one_year_in_the_bureau_s_time(seeded, client, token, clock):
+    shanghai = ZoneInfo("Asia/Shanghai")
+    admin = token("admin")
+    akto = _alert(client, admin, AKTO)
+    clock.set(datetime(2025, 6, 1, 9, 0, tzinfo=shanghai))
+    iid = client.post("/api/incidents", headers=admin, json={"title": "year", "alert_ids": [akto]}).json()[
+        "id"
+    ]
+    # 31 December 2025 23:30 and 1 January 2026 00:30 in Kizilsu (both still 2025 in UTC)
+    for when, state in (
+        (datetime(2025, 12, 31, 23, 30, tzinfo=shanghai), "investigating"),
+        (datetime(2026, 1, 1, 0, 30, tzinfo=shanghai), "controlled"),
+    ):
+        clock.set(when)
+        assert (
+            client.post(f"/api/incidents/{iid}/state", headers=admin, json={"state": state}).status_code
+            == 200
+        )
+    params = {
+        "entity": "incident",
+        "since": "2025-01-01T00:00:00+08:00",
+        "until": "2026-01-01T00:00:00+08:00",
+    }
+    r = client.get("/api/audit", headers=admin, params=params)
+    assert r.status_code == 200, r.text
+    assert [e["after"]["state"] for e in r.json()] == ["investigating", "reported"]
+    params |= {"since": "2026-01-01T00:00:00+08:00", "until": "2027-01-01T00:00:00+08:00"}
+    assert [e["after"]["state"] for e in client.get("/api/audit", headers=admin, params=params).json()] == [
+        "controlled"
+    ]
+    r = client.get("/api/audit", headers=admin, params={"since": "2026-01-01"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "query.since"
