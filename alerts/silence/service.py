@@ -9,10 +9,12 @@ from sqlalchemy.orm import Session
 
 from schemas import Catalogue, Level, WarningKind
 
-from ..alert.models import Alert
+from ..alert.models import Alert, AlertState
+from ..alert.service import alert_dict
 from ..audit import service as audit
 from ..auth.service import Principal, check_county
 from ..errors import InvalidInput, NotFound
+from ..events import emit
 from ..inputs import check_catalogue
 from .models import Silence
 
@@ -88,12 +90,15 @@ def create_silence(
 
 
 def expire_silence(session: Session, *, silence_id: int, principal: Principal, now: datetime) -> Silence:
+    """End a silence now. The alerts it held are no longer shown as silenced, and one whose escalation
+    it held back until its old end escalates at the next tick (another active silence may still hold it)."""
     row = session.get(Silence, silence_id)
     if row is None:
         raise NotFound(f"no silence with id {silence_id}", field="silence_id")
     check_county(principal, row.region, acting=True, what=f"silence {silence_id}")
     before = audit.snapshot(row, AUDITED)
     if row.ends_at > now:
+        _release(session, row, now=now)
         row.ends_at = max(now, row.starts_at)
     audit.record(
         session,
@@ -106,6 +111,16 @@ def expire_silence(session: Session, *, silence_id: int, principal: Principal, n
         after=audit.snapshot(row, AUDITED),
     )
     return row
+
+
+def _release(session: Session, silence: Silence, *, now: datetime) -> None:
+    for alert in session.scalars(select(Alert).where(Alert.silenced_by_id == silence.id)):
+        alert.silenced_by_id = None
+        held = alert.state == AlertState.firing and alert.escalate_at == silence.ends_at
+        if held:  # the escalation tick had moved its timer to the silence's end
+            alert.escalate_at = now
+        alert.updated_at = now
+        emit(session, "alert.updated", region=alert.region, data=alert_dict(alert))
 
 
 def list_silences(

@@ -13,7 +13,7 @@ from alerts.auth.models import Role
 from alerts.auth.service import Principal
 from alerts.escalation import tick
 from alerts.notification.models import Notification
-from alerts.silence.service import create_silence
+from alerts.silence.service import create_silence, expire_silence
 from schemas import default_catalogue
 
 OFFICER = Principal(name="officer", role=Role.duty_officer)
@@ -150,6 +150,46 @@ def test_a_silence_set_before_the_alert_fired_holds_back_its_escalation_until_it
     session.commit()
     a = _alert(session, w.fingerprint)
     assert a.tier == 1 and a.silenced_by_id is None and len(_escalations(session, a.id)) == 1
+
+
+def test_a_silence_lifted_early_lets_the_held_escalation_go_on_at_once(
+    routed, ingest, make_warning, session, clock, settings
+):
+    w = make_warning(region="653024", level="red")
+    ingest(w)
+    s = _silence_wuqia(session, clock, timedelta(hours=4))
+    clock.advance(timedelta(minutes=15))
+    assert tick(session, now=clock.now(), settings=settings) == []
+    session.commit()
+    assert _alert(session, w.fingerprint).silenced_by_id == s.id
+    # the officer lifts the silence half an hour in: the alert is no longer shown as silenced, and
+    # its overdue escalation does not wait for the end the silence used to have
+    clock.advance(timedelta(minutes=30))
+    expire_silence(session, silence_id=s.id, principal=OFFICER, now=clock.now())
+    session.commit()
+    a = _alert(session, w.fingerprint)
+    assert a.silenced_by_id is None
+    clock.advance(timedelta(seconds=5))
+    assert tick(session, now=clock.now(), settings=settings) == [a.id]
+    session.commit()
+    a = _alert(session, w.fingerprint)
+    assert a.tier == 1 and len(_escalations(session, a.id)) == 1
+
+
+def test_lifting_a_silence_keeps_the_own_timer_of_an_alert_not_yet_due(
+    routed, ingest, make_warning, session, clock, settings
+):
+    s = _silence_wuqia(session, clock, timedelta(hours=4))
+    w = make_warning(region="653024", level="red")
+    ingest(w)
+    clock.advance(timedelta(minutes=5))
+    expire_silence(session, silence_id=s.id, principal=OFFICER, now=clock.now())
+    session.commit()
+    a = _alert(session, w.fingerprint)
+    assert a.silenced_by_id is None
+    assert tick(session, now=clock.now(), settings=settings) == []
+    clock.advance(timedelta(minutes=10))
+    assert tick(session, now=clock.now(), settings=settings) == [a.id]
 
 
 def test_a_silence_that_ends_before_the_timeout_does_not_delay_the_escalation(
