@@ -3,7 +3,8 @@
 The page itself needs no token (it holds no data); everything it shows comes from the token-guarded
 API. Static paths are resolved inside the package's ``static`` folder and nowhere else. The page
 links its icon (``static/favicon.svg``); ``/favicon.ico`` answers with the same icon for the
-browsers and tools that ask for that path regardless.
+browsers and tools that ask for that path regardless. ``/alerts/{id}``, the link every notification
+carries, opens the warnings page on that alert.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
 
+from ..deps import Id
 from ..errors import NotFound
 
 __all__ = ["STATIC", "router"]
@@ -39,6 +41,12 @@ def dashboard_slash() -> RedirectResponse:
 @router.get("/dashboard/")
 def dashboard() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/alerts/{alert_id}")
+def alert_link(alert_id: Id) -> RedirectResponse:
+    """The link of a notification (``QW_EXTERNAL_URL``/alerts/ID): the feed, showing that alert."""
+    return RedirectResponse(f"/dashboard/#/feed?alert={alert_id}")
 
 
 @router.get("/favicon.ico")

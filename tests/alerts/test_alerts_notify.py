@@ -331,3 +331,18 @@ def test_overlapping_delivery_rounds_send_each_notification_once(routed, ingest,
     [n] = _notifications(routed)
     assert n.status == "sent" and n.attempts == 1
     assert [a.ok for a in _attempts(routed, n.id)] == [True]
+
+
+def test_the_link_in_a_notification_opens_the_alert_on_the_dashboard(
+    routed, ingest, make_warning, sink, client
+):
+    ingest(make_warning(region="653024", level="red"))
+    routed.deliver()
+    [req] = sink.requests
+    qw = json.loads(req.content)["qualitywatch"]
+    assert qw["url"].startswith("http://alerts.test/")
+    r = client.get(qw["url"].removeprefix("http://alerts.test"), follow_redirects=False)
+    assert r.status_code in (302, 307)
+    assert r.headers["location"] == f"/dashboard/#/feed?alert={qw['alert_id']}"
+    page = client.get(r.headers["location"])
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]

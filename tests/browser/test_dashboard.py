@@ -514,3 +514,19 @@ def test_feed_catches_up_after_the_live_stream_reconnects(page: Any, service: Se
         assert not card(page, alert_id).find_elements(By.CSS_SELECTOR, "[data-act=ack]")
     finally:
         page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
+
+
+def test_a_notifications_link_opens_the_feed_on_its_alert_even_resolved(page: Any, service: Service) -> None:
+    # resolved long ago and behind more than a page of other resolved alerts: the link still shows it
+    w = make_warning(service.cells, k=WEEKS - 3, level="orange", industry="textiles", detector="linked")
+    alert_id = service.push(w.model_copy(update={"status": WarningStatus.resolved, "id": "linked-1"}))[
+        "alert_id"
+    ]
+    for i in range(201):
+        w = make_warning(service.cells, k=WEEKS - 1, level="blue", industry="textiles", detector=f"later_{i}")
+        service.push(w.model_copy(update={"status": WarningStatus.resolved, "id": f"later-{i}"}))
+    page.get(f"{service.url}/alerts/{alert_id}")
+    sign_in(page, service.tokens["duty"])
+    shown = wait(page).until(ec.presence_of_element_located((By.ID, f"alert-{alert_id}")))
+    assert shown.get_attribute("data-state") == "resolved"
+    assert "flash" in (shown.get_attribute("class") or "")

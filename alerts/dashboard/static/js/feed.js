@@ -13,13 +13,28 @@ let showAll = false;
 // how many resolved alerts "All" shows besides the open ones
 const RECENT_RESOLVED = 200;
 
-export async function show(view, _route, context) {
+export async function show(view, route, context) {
   ctx = context;
   root = view;
   const loaded = await load();
+  // a notification's link (#/feed?alert=ID) shows that alert, even resolved or older than the list
+  const focus = Number(route.params.get("alert")) || null;
+  const wanted = focus && !loaded.some((a) => a.id === focus) ? await one(focus) : null;
   if (!root) return; // left for another page while loading
-  alerts = new Map(loaded.map((a) => [a.id, a]));
-  draw();
+  alerts = new Map(loaded.concat(wanted ? [wanted] : []).map((a) => [a.id, a]));
+  const target = focus ? alerts.get(focus) : null;
+  if (target && target.state === "resolved") showAll = true;
+  draw(target ? focus : null);
+  if (target) document.getElementById(`alert-${focus}`)?.scrollIntoView({ block: "center" });
+}
+
+async function one(id) {
+  try {
+    return await api(`/api/alerts/${id}`);
+  } catch (err) {
+    failed(err); // not found, or another county's: say so rather than show nothing
+    return null;
+  }
 }
 
 /** Every open alert (page by page, however many), and the most recently resolved ones for "All". */
