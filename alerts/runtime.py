@@ -46,6 +46,7 @@ def default_notifiers(
             user=settings.smtp_user,
             password=settings.smtp_password.get_secret_value() if settings.smtp_user else None,
             timeout=settings.smtp_timeout_s,
+            zone=load_catalogue(settings.catalogue_path).zone,  # the times a person reads
         ),
     }
 

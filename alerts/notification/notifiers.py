@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import smtplib
+from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
 from typing import Any, Protocol
 
@@ -60,9 +61,22 @@ class WebhookNotifier:
         raise DeliveryError(f"webhook {target}: HTTP {code} {response.text[:200]}", retryable=retryable)
 
 
-def render_email(payload: dict[str, Any], *, sender: str, to: list[str]) -> EmailMessage:
+def _local(stamp: str, zone: tzinfo) -> str:
+    """A payload's UTC time as a person on duty reads it: ``2026-03-02 08:00 (Asia/Shanghai, UTC+08:00)``."""
+    at = datetime.fromisoformat(stamp).astimezone(zone)
+    offset = at.isoformat()[-6:] if at.utcoffset() else "+00:00"
+    return f"{at:%Y-%m-%d %H:%M} ({zone}, UTC{offset})"
+
+
+def render_email(payload: dict[str, Any], *, sender: str, to: list[str], zone: tzinfo = UTC) -> EmailMessage:
+    """The plain-text message of a notification; its times in ``zone`` (the catalogue's time zone)."""
     qw = payload["qualitywatch"]
     labels = payload["commonLabels"]
+    times = []
+    for alert in payload.get("alerts") or []:
+        times.append(f"started: {_local(alert['startsAt'], zone)}")
+        if alert["status"] == "resolved":
+            times.append(f"resolved: {_local(alert['endsAt'], zone)}")
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = ", ".join(to)
@@ -73,6 +87,7 @@ def render_email(payload: dict[str, Any], *, sender: str, to: list[str]) -> Emai
         f"event: {qw['event']}    state: {qw['state']}    level: {qw['level']} (max {qw['max_level']})",
         *(f"{k}: {v}" for k, v in sorted(labels.items())),
         f"emissions: {qw['count']}    escalation tier: {qw['tier']}    team: {qw['team']}",
+        *times,
         "",
         f"open: {qw['url']}",
     ]
@@ -96,13 +111,15 @@ class EmailNotifier:
         password: str | None = None,
         timeout: float = 10.0,
         starttls: bool = False,
+        zone: tzinfo = UTC,
     ) -> None:
         self.host, self.port, self.sender = host, port, sender
         self.user, self.password, self.timeout, self.starttls = user, password, timeout, starttls
+        self.zone = zone
 
     def send(self, *, target: str, payload: dict[str, Any]) -> None:
         to = [a.strip() for a in target.split(",") if a.strip()]
-        msg = render_email(payload, sender=self.sender, to=to)
+        msg = render_email(payload, sender=self.sender, to=to, zone=self.zone)
         try:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             try:

@@ -346,3 +346,27 @@ def test_the_link_in_a_notification_opens_the_alert_on_the_dashboard(
     assert r.headers["location"] == f"/dashboard/#/feed?alert={qw['alert_id']}"
     page = client.get(r.headers["location"])
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+def test_email_says_when_the_alert_fired_and_resolved_in_the_bureaus_time(
+    runtime, ingest, make_warning, smtp, clock, settings
+):
+    from alerts.runtime import default_notifiers
+
+    handler, port = smtp
+    runtime.notifiers = default_notifiers(settings.model_copy(update={"smtp_port": port}))
+    with runtime.session() as s:
+        put_receiver(s, name="duty-mail", kind="email", target="duty@bureau.test", actor="a", now=clock.now())
+        create_route(
+            s, name="all", team="duty", receivers=["duty-mail"], actor="a", now=clock.now(),
+            catalogue=runtime.catalogue,
+        )  # fmt: skip
+        s.commit()
+    # fired 2026-03-02 00:00 UTC and resolved a week later: 08:00 in Kizilsu (Asia/Shanghai)
+    ingest(make_warning(level="red"), make_warning(level="red", status="resolved", week=1))
+    assert runtime.deliver().sent == 2
+    fired, resolved = (env.content.decode() for env in handler.messages)
+    assert "started: 2026-03-02 08:00 (Asia/Shanghai, UTC+08:00)" in fired
+    assert "resolved:" not in fired
+    assert "started: 2026-03-02 08:00 (Asia/Shanghai, UTC+08:00)" in resolved
+    assert "resolved: 2026-03-09 08:00 (Asia/Shanghai, UTC+08:00)" in resolved
