@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 from schemas import Level, RiskWarning, WarningKind
 
 from ..auth.service import Principal
-from ..deps import Id, Now, Offset, Rt, Sess, caller
+from ..deps import Cat, Id, Now, Offset, Rt, Sess, caller
 from ..escalation import escalate
 from ..incident.service import incidents_of_alert
-from ..inputs import UtcDatetime, check_storable
+from ..inputs import UtcDatetime, check_catalogue, check_storable
 from ..notification.service import list_notifications
 from ..pipeline import process_warning
 from . import service
@@ -61,7 +61,12 @@ def list_alerts(
     until: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
+    *,
+    cat: Cat,
 ) -> AlertPage:
+    """A page of alerts; ``county`` and ``industry``, when given, must be the catalogue's (a typo would
+    answer "no alerts")."""
+    check_catalogue(cat, county=county, industry=industry)
     filters = service.AlertFilter(
         state=state, kind=kind, level=level, region=county, industry=industry, since=since, until=until
     )

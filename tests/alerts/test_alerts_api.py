@@ -753,3 +753,18 @@ def test_tokens_stored_before_counties_were_checked_are_left_as_they_are(client,
         s.commit()
     r = client.get("/api/me", headers={"Authorization": "Bearer old-token"})
     assert r.status_code == 200 and r.json()["county"] == "65302"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"county": "65302"}, "county"), ({"industry": "textile"}, "industry"), ({"county": "Akto"}, "county")],
+)
+def test_listing_alerts_of_a_county_or_industry_the_catalogue_does_not_know_is_refused(
+    seeded, client, token, params, field
+):
+    # a typo answered "no alerts", which reads as "nothing is wrong there"
+    r = client.get("/api/alerts", headers=token("duty_officer"), params=params)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["field"] == field and "known:" in error["message"]
+    assert _ids(client, token("duty_officer"), county=WUQIA)["total"] == 1
