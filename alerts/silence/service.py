@@ -46,7 +46,8 @@ def create_silence(
     level: str | None = None,
 ) -> Silence:
     """Store a silence; its ``region`` (county) and ``industry`` matchers, when given, must be
-    ``catalogue``'s. A county-scoped principal's silence without a county is for its county."""
+    ``catalogue``'s. A county-scoped principal's silence without a county is for its county.
+    One active from now marks the open alerts it covers as silenced (``silenced_by_id``)."""
     if ends_at <= starts_at:
         raise InvalidInput("must be after starts_at", field="ends_at")
     if ends_at <= now:
@@ -76,6 +77,8 @@ def create_silence(
     )
     session.add(row)
     session.flush()
+    if starts_at <= now:
+        _hold(session, row, now=now)
     audit.record(
         session,
         actor=principal.name,
@@ -111,6 +114,24 @@ def expire_silence(session: Session, *, silence_id: int, principal: Principal, n
         after=audit.snapshot(row, AUDITED),
     )
     return row
+
+
+def _hold(session: Session, silence: Silence, *, now: datetime) -> None:
+    """Mark the open alerts a silence active from now covers (and no other holds) as silenced by it."""
+    q = select(Alert).where(Alert.state != AlertState.resolved.value, Alert.silenced_by_id.is_(None))
+    for column, want in (
+        (Alert.kind, silence.kind),
+        (Alert.region, silence.region),
+        (Alert.industry, silence.industry),
+        (Alert.item, silence.item),
+    ):
+        if want is not None:
+            q = q.where(column == want)
+    for alert in session.scalars(q):
+        if _matches(silence, alert):
+            alert.silenced_by_id = silence.id
+            alert.updated_at = now
+            emit(session, "alert.updated", region=alert.region, data=alert_dict(alert))
 
 
 def _release(session: Session, silence: Silence, *, now: datetime) -> None:

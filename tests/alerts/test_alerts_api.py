@@ -768,3 +768,19 @@ def test_listing_alerts_of_a_county_or_industry_the_catalogue_does_not_know_is_r
     error = r.json()["error"]
     assert error["field"] == field and "known:" in error["message"]
     assert _ids(client, token("duty_officer"), county=WUQIA)["total"] == 1
+
+
+def test_the_alerts_a_new_silence_covers_are_shown_silenced_at_once(seeded, client, token):
+    officer = token("duty_officer", county=AKTO)
+    akto = _ids(client, officer, county=AKTO)["items"][0]
+    assert akto["state"] == "firing" and akto["silenced_by_id"] is None
+    # from the card: this alert's scope and its level and below; one starting later marks nothing yet
+    scope = {"kind": "regional", "county": AKTO, "level": akto["level"]}
+    later = {**SILENCE, "starts_at": "2026-03-02T06:00:00+00:00"}
+    assert client.post("/api/silences", headers=officer, json={**scope, **later}).status_code == 201
+    assert client.get(f"/api/alerts/{akto['id']}", headers=officer).json()["silenced_by_id"] is None
+    r = client.post("/api/silences", headers=officer, json={**scope, **SILENCE})
+    assert r.status_code == 201, r.text
+    assert client.get(f"/api/alerts/{akto['id']}", headers=officer).json()["silenced_by_id"] == r.json()["id"]
+    everyone = _ids(client, token("inspector"))["items"]
+    assert [a["region"] for a in everyone if a["silenced_by_id"] is not None] == [AKTO]
