@@ -11,7 +11,8 @@ Cell conversions (a cell that cannot be converted rejects its row, naming the co
 
 * dates and times without a UTC offset (and spreadsheet date cells) are read in the catalogue's time
   zone (``Asia/Shanghai`` for Kizilsu): ``2026-03-02`` is 2026-03-02T00:00:00+08:00; values with an
-  offset keep it; ``2026/3/2``, ``2026年3月2日`` and ``2026-03-02 10:30`` are understood;
+  offset keep it; ``2026/3/2``, ``2026.3.2``, ``2026年3月2日`` and ``2026-03-02 10:30`` are understood,
+  and so are Excel date serials (``46083`` is 2026-03-02: a date column formatted as a number);
 * a 报告日期 without a time of day (or a date cell, which reads back as midnight) is that whole day:
   its start, or the sampling time when the sampling falls later that same day (a report issued on
   the sampling day is not earlier than the sampling);
@@ -186,7 +187,10 @@ _ENUMS = {
 _SPLIT_ITEMS = re.compile(r"[、,;，；]")
 _BRACKETS = re.compile(r"[(（\[【].*?[)）\]】]")
 _CN_DATE = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日?(.*)$")
-_YMD = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T\s]+(.*))?$")
+_YMD = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[T\s]+(.*))?$")
+#: an Excel date serial: a number whose whole part has five digits (1927-05-18 to 2173-10-14)
+_SERIAL = re.compile(r"^\d{5}(\.\d+)?$")
+_EXCEL_EPOCH = datetime(1899, 12, 30)  # noqa: DTZ001 - serials count days on the sheet's wall clock
 _ONE_DIGIT_HOUR = re.compile(r"^(\d)(?=:)")
 _DATE_FIELDS = {"sampled_at", "reported_at", "patrolled_at"}
 #: converted afresh every time: mutable results, or values that are rarely repeated
@@ -366,8 +370,22 @@ def _text(value: Any) -> str:
     return unicodedata.normalize("NFKC", str(value)).strip() if isinstance(value, str) else str(value).strip()
 
 
+def _from_serial(value: Any) -> datetime | None:
+    """The wall-clock time of an Excel date serial (a number cell, or its number in a CSV), else None.
+
+    A date column formatted as a number shows Excel's serials (days since 1899-12-30, the time of day
+    as the fraction); only a five-digit whole part counts, so ``20260302`` stays a basic ISO date.
+    """
+    if isinstance(value, str) and _SERIAL.match(text := _text(value)):
+        value = float(text)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 10_000 <= value < 100_000:
+        return None
+    return _EXCEL_EPOCH + timedelta(seconds=round(value * 86_400))
+
+
 def _parse_time(value: Any, catalogue: Catalogue) -> datetime:
     zone = catalogue.zone
+    value = _from_serial(value) or value
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=zone)
     if isinstance(value, date):
@@ -383,8 +401,10 @@ def _parse_time(value: Any, catalogue: Catalogue) -> datetime:
 def _parse_day_or_time(value: Any, catalogue: Catalogue) -> date | datetime:
     """As :func:`_parse_time`, but a value without a time of day is its :class:`date` (the whole day).
 
-    A spreadsheet date cell reads back as a naive midnight: it counts as a date too.
+    A spreadsheet date cell reads back as a naive midnight, and a whole Excel serial is one: they
+    count as dates too.
     """
+    value = _from_serial(value) or value
     if isinstance(value, datetime):
         if value.tzinfo is None and value.time() == time(0):
             return value.date()
@@ -401,11 +421,12 @@ def _parse_day_or_time(value: Any, catalogue: Catalogue) -> date | datetime:
 
 def _iso_spelling(text: str) -> str:
     """ISO 8601 from the spellings of lab sheets: ``2026/3/2 9:05`` (Excel's zh-CN CSV export),
-    ``2026年3月2日10:30``, a space or ``T`` before the time, one-digit months, days and hours."""
+    ``2026.3.2``, ``2026年3月2日10:30``, a space or ``T`` before the time, one-digit months, days and
+    hours."""
     m = _CN_DATE.match(text)
     if m:
         text = f"{m[1]}-{m[2]}-{m[3]} {m[4]}"
-    m = _YMD.match(text.replace("/", "-"))
+    m = _YMD.match(text)
     if m is None:
         return text.replace("Z", "+00:00")
     rest = _ONE_DIGIT_HOUR.sub(r"0\1", (m[4] or "").strip())

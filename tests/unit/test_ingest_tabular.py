@@ -61,6 +61,11 @@ def test_chinese_headers_map_to_the_wire_contract() -> None:
         ("2026年3月2日10:30", datetime(2026, 3, 2, 10, 30, tzinfo=SHANGHAI)),
         ("2026-03-02T10:30:00+06:00", datetime.fromisoformat("2026-03-02T10:30:00+06:00")),
         ("2026-03-02T02:30:00Z", datetime.fromisoformat("2026-03-02T02:30:00+00:00")),
+        ("2026.3.2", datetime(2026, 3, 2, tzinfo=SHANGHAI)),
+        ("2026.03.02 10:30", datetime(2026, 3, 2, 10, 30, tzinfo=SHANGHAI)),
+        ("2026-03-02 10:30:15.5", datetime(2026, 3, 2, 10, 30, 15, 500000, tzinfo=SHANGHAI)),
+        ("46083", datetime(2026, 3, 2, tzinfo=SHANGHAI)),  # an Excel serial exported as its number
+        ("46083.4375", datetime(2026, 3, 2, 10, 30, tzinfo=SHANGHAI)),
     ],
 )
 def test_dates_without_offset_are_read_in_the_catalogue_zone(cell: str, expected: datetime) -> None:
@@ -81,7 +86,7 @@ def test_unreadable_cells_reject_their_row_naming_the_column() -> None:
     assert "someday" in rows[0].errors[0].reason and "合格" in rows[0].errors[1].reason
 
 
-@pytest.mark.parametrize("cell", ["2026-3-2-1", "2026年3月2日后", "2026-03-0210:30"])
+@pytest.mark.parametrize("cell", ["2026-3-2-1", "2026年3月2日后", "2026-03-0210:30", "2026", "2026.3"])
 def test_a_cell_that_is_almost_a_date_says_so(cell: str) -> None:
     (row,) = parse_table(
         _csv(f"L-1,{cell},乌恰县,建材,水泥,,{uscc(2)},合格,,李四,,,,"), filename="x.csv"
@@ -175,6 +180,28 @@ def test_xlsx_with_date_cells() -> None:
     assert [(r.row, r.data["id"]) for r in rows] == [(3, "L-1"), (4, "12345")]
     assert rows[0].data["sampled_at"] == datetime(2026, 3, 2, 10, 0, tzinfo=SHANGHAI)
     assert rows[1].data["failed_items"] == ["甲醛"]
+
+
+def test_xlsx_date_serials_in_number_cells_are_dates() -> None:
+    # a date column formatted as a number (General) holds Excel's serials: 46083 is 2026-03-02
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(HEADER.split(","))
+    fixed = ["653022", "textiles", "围巾", None, uscc(6), "合格", None, "张三", None]
+    sheet.append(["L-1", 46083.4375, *fixed, 46083])
+    sheet.append(["L-2", 46083, *fixed, 46086])
+    sheet.append(["L-3", 20260302, *fixed])
+    buf = io.BytesIO()
+    book.save(buf)
+    rows = list(parse_table(buf.getvalue(), filename="lab.xlsx", kind="sampling").rows)
+    assert [r.errors for r in rows] == [(), (), ()]
+    assert [(r.data["sampled_at"], r.data.get("reported_at")) for r in rows] == [
+        (datetime(2026, 3, 2, 10, 30, tzinfo=SHANGHAI), datetime(2026, 3, 2, 10, 30, tzinfo=SHANGHAI)),
+        (datetime(2026, 3, 2, tzinfo=SHANGHAI), datetime(2026, 3, 5, tzinfo=SHANGHAI)),
+        (datetime(2026, 3, 2, tzinfo=SHANGHAI), None),
+    ]
 
 
 def test_jsonl_lines_pass_through_and_bad_lines_are_rows() -> None:
