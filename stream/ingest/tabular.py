@@ -5,7 +5,8 @@ headers of lab report templates (抽样编号, 抽样日期, 区县, 行业, 产
 检验结论, 不合格项目, 抽样人员, 检验机构, 报告日期, 任务来源; for patrols 巡查编号, 巡查日期, 隐患,
 隐患等级, 处置措施, 备注 …). The header row may sit below a title block: the first row among the first
 ten that names at least two known columns is taken as the header. Unknown columns are ignored and
-listed in :attr:`Table.ignored_columns`.
+listed in :attr:`Table.ignored_columns`. In an XLSX sheet, a cell merged down over several rows counts
+for each row it covers (in its own column only).
 
 Cell conversions (a cell that cannot be converted rejects its row, naming the column):
 
@@ -191,6 +192,7 @@ _YMD = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[T\s]+(.*))?$")
 #: an Excel date serial: a number whose whole part has five digits (1927-05-18 to 2173-10-14)
 _SERIAL = re.compile(r"^\d{5}(\.\d+)?$")
 _EXCEL_EPOCH = datetime(1899, 12, 30)  # noqa: DTZ001 - serials count days on the sheet's wall clock
+_MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]{1,3})(\d+):([A-Z]{1,3})(\d+)"')
 _ONE_DIGIT_HOUR = re.compile(r"^(\d)(?=:)")
 _DATE_FIELDS = {"sampled_at", "reported_at", "patrolled_at"}
 #: converted afresh every time: mutable results, or values that are rarely repeated
@@ -532,11 +534,12 @@ def _xlsx_cells(content: bytes) -> tuple[Iterator[tuple[int, list[Any]]], Callab
         return book, book.active
 
     book, sheet = open_sheet()
+    spans = _merged_down(book, sheet)
 
     def rows() -> Iterator[tuple[int, list[Any]]]:
         try:
-            for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
-                yield number, list(row)
+            numbered = ((n, list(row)) for n, row in enumerate(sheet.iter_rows(values_only=True), start=1))
+            yield from _fill_merged(numbered, spans) if spans else numbered
         finally:
             book.close()
 
@@ -551,6 +554,51 @@ def _xlsx_cells(content: bytes) -> tuple[Iterator[tuple[int, list[Any]]], Callab
             other.close()
 
     return rows(), last_row
+
+
+def _merged_down(book: Any, sheet: Any) -> dict[int, list[tuple[int, int]]]:
+    """The sheet's cells merged down over several rows: top row -> [(column index, last row)].
+
+    A read-only workbook does not read merges (they follow the rows in the sheet's XML), so the XML
+    is scanned for them, a megabyte at a time.
+    """
+    from openpyxl.utils import column_index_from_string
+
+    archive, path = getattr(book, "_archive", None), getattr(sheet, "_worksheet_path", None)
+    if archive is None or path is None:
+        return {}
+    spans: dict[int, list[tuple[int, int]]] = {}
+    tail = b""
+    with archive.open(path) as src:
+        while block := src.read(1 << 20):
+            text = tail + block
+            end = 0
+            for m in _MERGE.finditer(text):
+                end = m.end()
+                first, top, last = column_index_from_string(m[1].decode()), int(m[2]), int(m[4])
+                if last > top:
+                    spans.setdefault(top, []).append((first - 1, last))
+            tail = text[max(end, len(text) - 256) :]
+    return spans
+
+
+def _fill_merged(
+    rows: Iterable[tuple[int, list[Any]]], spans: dict[int, list[tuple[int, int]]]
+) -> Iterator[tuple[int, list[Any]]]:
+    """Rows with each cell merged down repeated in the empty cells below it, in its column only."""
+    repeating: list[tuple[int, int, Any]] = []  # column, last row, value
+    for number, row in rows:
+        if repeating:
+            repeating = [r for r in repeating if r[1] >= number]
+            for column, _, value in repeating:
+                if column >= len(row):
+                    row.extend([None] * (column + 1 - len(row)))
+                if row[column] is None:
+                    row[column] = value
+        for column, last in spans.get(number, ()):
+            if column < len(row) and row[column] is not None:
+                repeating.append((column, last, row[column]))
+        yield number, row
 
 
 def json_lines(text: str) -> list[str]:

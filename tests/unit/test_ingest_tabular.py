@@ -204,6 +204,36 @@ def test_xlsx_date_serials_in_number_cells_are_dates() -> None:
     ]
 
 
+def test_xlsx_cells_merged_down_count_for_each_of_their_rows() -> None:
+    # a lab writes the county once for a group of rows and merges it down; a title merged across
+    # columns, or a note merged across the next columns, is not copied sideways
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["2026年第一季度抽查结果"])
+    sheet.merge_cells("A1:M1")
+    sheet.append(HEADER.split(","))
+    day = datetime(2026, 3, 2)  # noqa: DTZ001
+    sheet.append(["L-1", day, "阿克陶县", "纺织服装", "围巾", None, uscc(6), "合格", None, "张三"])
+    sheet.append(["L-2", None, None, "纺织服装", "围巾", None, uscc(6), "合格", None, "张三"])
+    sheet.append(["L-3", None, None, "纺织服装", "围巾", None, uscc(6), "不合格", "甲醛", None])
+    sheet.append(["L-4", day, None, "纺织服装", "围巾", None, uscc(6), "合格", None, "李四"])
+    sheet.merge_cells("C3:C5")
+    sheet.merge_cells("B3:B5")
+    sheet.merge_cells("I5:J5")
+    buf = io.BytesIO()
+    book.save(buf)
+    rows = list(parse_table(buf.getvalue(), filename="lab.xlsx", kind="sampling").rows)
+    assert [(r.data["id"], r.data.get("region"), r.data["sampled_at"].day) for r in rows] == [
+        ("L-1", "653022", 2),
+        ("L-2", "653022", 2),
+        ("L-3", "653022", 2),
+        ("L-4", None, 2),
+    ]
+    assert "inspector_id" not in rows[2].data
+
+
 def test_jsonl_lines_pass_through_and_bad_lines_are_rows() -> None:
     content = b'{"id": "S-1", "sampled_at": "2026-03-02T10:00:00+08:00"}\n\nnot json\n'
     table = parse_table(content, filename="r.jsonl")
