@@ -30,7 +30,7 @@ from datetime import datetime, tzinfo
 import msgspec
 
 from .catalogue import Catalogue, default_catalogue
-from .records import MAX_AGE, MAX_FUTURE_SKEW, SamplingResult, SamplingSource
+from .records import CONTROL_CHARACTERS, MAX_AGE, MAX_FUTURE_SKEW, SamplingResult, SamplingSource
 from .uscc import uscc_problem
 
 __all__ = ["SamplingDecoder", "SamplingRecord", "TestItemRecord"]
@@ -180,7 +180,7 @@ class SamplingDecoder:
         # every string non-blank (where the model says so) and already stripped: the model strips
         # every string, the short cut never does
         rid, product, inspector = r.id, r.product, r.inspector_id
-        if not rid or rid != rid.strip() or len(rid) > _MAX_ID:
+        if not rid or rid != rid.strip() or len(rid) > _MAX_ID or CONTROL_CHARACTERS.search(rid):
             return False
         if r.region not in self._regions or r.industry not in self._industries:
             return False

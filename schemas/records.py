@@ -97,6 +97,30 @@ def _non_blank(value: str) -> str:
 
 NonBlank = Annotated[str, AfterValidator(_non_blank)]
 
+#: C0 and C1 control characters (NUL, tab, line breaks, DEL …)
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _no_control_characters(value: str) -> str:
+    found = CONTROL_CHARACTERS.search(value)
+    if found is not None:
+        raise PydanticCustomError(
+            "control_character",
+            "must not contain a control character; found U+{code} at character {position}",
+            {"code": f"{ord(found[0]):04X}", "position": found.start() + 1},
+        )
+    return value
+
+
+#: a record id: a key in the outbox, on the topics and in warnings' evidence. No control characters:
+#: PostgreSQL stores no NUL in text, and a tab or line break in a key is a copy-paste accident
+RecordId = Annotated[
+    str,
+    Field(max_length=128, json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}),
+    AfterValidator(_non_blank),
+    AfterValidator(_no_control_characters),
+]
+
 
 def _none_if_empty(value: str | None) -> str | None:
     return value or None
@@ -235,7 +259,7 @@ class SamplingResult(_Record):
 
     model_config = ConfigDict(json_schema_extra=_FAILED_ITEMS_RULE)
 
-    id: NonBlank = Field(max_length=128)
+    id: RecordId
     sampled_at: IsoDateTime
     reported_at: IsoDateTime | None = None
     region: str
@@ -315,7 +339,7 @@ class SamplingResult(_Record):
 class PatrolReport(_Record):
     """One risk-source inspection patrol (风险源巡查)."""
 
-    id: NonBlank = Field(max_length=128)
+    id: RecordId
     patrolled_at: IsoDateTime
     region: str
     industry: str

@@ -91,6 +91,21 @@ def test_invalid_record_is_422_with_field_and_reason(client: TestClient) -> None
     assert err["field"] == "enterprise_id" and "18 characters" in err["reason"]
 
 
+def test_an_id_holding_a_nul_is_refused_and_the_batch_around_it_kept(client: TestClient) -> None:
+    # PostgreSQL refuses NUL in text: storing it failed the whole group or chunk with a 500
+    r = client.post("/api/v1/patrol-reports", json=patrol(1, id="P-1\x00"), headers=AUTH)
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]["errors"]
+    assert (err["field"], err["type"]) == ("id", "control_character")
+    rows = [sampling(1), sampling(2, id="S-\x002"), sampling(3)]
+    body = client.post("/api/v1/sampling-results:batch", json=rows, headers=AUTH).json()
+    assert [(o["status"], o["field"]) for o in body["outcomes"]] == [
+        ("accepted", None),
+        ("rejected", "id"),
+        ("accepted", None),
+    ]
+
+
 def test_a_body_that_is_not_json_is_400(client: TestClient) -> None:
     r = client.post("/api/v1/sampling-results", content=b"{oops", headers=AUTH)
     assert r.status_code == 400 and r.json()["detail"]["error"] == "bad_payload"

@@ -285,6 +285,22 @@ def test_blank_text_fields_are_refused() -> None:
     assert err.field == "inspector_id" and err.reason == "must not be blank"
 
 
+@pytest.mark.parametrize("rid", ["S-1\x00", "S\x00-1", "S-1\nS-2", "S\t1", "S-1\x7f", "S-\x851"])
+@pytest.mark.parametrize("model", [SamplingResult, PatrolReport])
+def test_a_record_id_holding_a_control_character_is_refused(
+    model: type[SamplingResult] | type[PatrolReport], rid: str
+) -> None:
+    # PostgreSQL stores no NUL in text, and an id is a key in every store and message downstream
+    data = sampling(id=rid) if model is SamplingResult else patrol(id=rid)
+    for as_json in (False, True):
+        (err,) = errors_of(model, data, as_json=as_json)
+        assert (err.field, err.type) == ("id", "control_character")
+        assert "control character" in err.reason and "U+00" in err.reason
+    if model is SamplingResult:  # the replay's short cut refuses it the same way
+        with pytest.raises(ValidationError):
+            SamplingDecoder(default_catalogue(), now=NOW)(json.dumps(data))
+
+
 def test_reported_before_sampled() -> None:
     err = only_error(SamplingResult, sampling(reported_at="2026-03-01T09:00:00+08:00"))
     assert err.field == "reported_at" and err.type == "reported_before_sampled"
