@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import unicodedata
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -334,7 +335,7 @@ def _store_chunk(
 ) -> list[RowOutcome]:
     conn = session.connection()
     known = _lookup(conn, kind.value, list({r.record_id for r in results if isinstance(r, Prepared)}))
-    _rehash_differing(conn, known, results, kind=kind, catalogue=catalogue, now=now)
+    texts = _rehash_differing(conn, known, results, kind=kind, catalogue=catalogue, now=now)
     outcomes: list[RowOutcome] = []
     fresh: list[tuple[Any, ...]] = []
     kind_value = kind.value
@@ -345,9 +346,10 @@ def _store_chunk(
         earlier = known.get(r.record_id)
         if earlier is None:
             known[r.record_id] = (r.content_hash, now)
+            texts[r.record_id] = r.payload
             fresh.append((kind_value, r.record_id, r.region, r.payload, r.content_hash, submitted_by))
             outcomes.append(RowOutcome(r.row, r.record_id, "accepted", accepted_at=now))
-        elif earlier[0] == r.content_hash:
+        elif earlier[0] == r.content_hash or _same_but_width(texts.get(r.record_id), r.payload):
             outcomes.append(RowOutcome(r.row, r.record_id, "duplicate", accepted_at=earlier[1]))
         else:
             outcomes.append(
@@ -367,31 +369,47 @@ def _rehash_differing(
     kind: RecordKind,
     catalogue: Catalogue,
     now: datetime,
-) -> None:
+) -> dict[str, str]:
     """Give the stored records whose hash differs from a resubmission's the hash they have today.
 
     A record accepted before a normalisation rule existed (``""`` for an absent optional text, say)
     keeps the hash it was stored with; it is validated again from its stored payload and hashed as
     it would be now, so resubmitting it unchanged stays a duplicate. Rare (a real conflict or an old
     record): one query for those ids only. A payload that no longer validates keeps its hash.
+    Returns those records' canonical JSON as of today (see :func:`_same_but_width`).
     """
     ids = {
         r.record_id
         for r in results
         if isinstance(r, Prepared) and r.record_id in known and known[r.record_id][0] != r.content_hash
     }
+    texts: dict[str, str] = {}
     if not ids:
-        return
+        return texts
     context = validation_context(catalogue, now)
     stored = conn.execute(
         select(_T.c.record_id, _T.c.payload).where(_T.c.kind == kind.value, _T.c.record_id.in_(ids))
     )
     for rid, payload in stored:
+        texts[rid] = payload
         try:
             record = _MODELS[kind].model_validate_json(payload, context=context)
         except ValidationError:
             continue
-        known[rid] = (canonical_record(record, kind)[1], known[rid][1])
+        texts[rid], digest = canonical_record(record, kind)
+        known[rid] = (digest, known[rid][1])
+    return texts
+
+
+def _same_but_width(earlier: str | None, payload: str) -> bool:
+    """Whether two canonical records differ only in full-width and half-width forms (NFKC).
+
+    A lab sheet's cells are read half-width, while a record pushed from the field keeps what was
+    typed (``（分厂）``, ``ＩＮＳ－００７``): the same record reaching ingest both ways is a duplicate.
+    """
+    return earlier is not None and unicodedata.normalize("NFKC", earlier) == unicodedata.normalize(
+        "NFKC", payload
+    )
 
 
 def _lookup(conn: Connection, kind_value: str, ids: list[str]) -> dict[str, tuple[str, datetime]]:

@@ -350,3 +350,36 @@ def test_a_lab_sheet_with_a_same_day_report_date_is_accepted_once(sessions: sess
         stored = {r.record_id: json.loads(r.payload) for r in s.execute(select(OutboxRecord)).scalars()}
     assert stored["L-1"]["reported_at"] == stored["L-1"]["sampled_at"] == "2026-03-02T02:30:00Z"
     assert stored["L-2"]["reported_at"] == "2026-03-01T16:00:00Z"
+
+
+WIDTHS = [
+    {"enterprise_name": "阿克陶县某服装厂（分厂）"},
+    {"lab_id": "克州质检所（检测中心）", "inspector_id": "ＩＮＳ－００７"},
+    {"test_items": [{"name": "ph", "value": 6.9, "unit": "ｍｇ／ｋｇ"}]},
+]
+
+
+@pytest.mark.parametrize("typed", WIDTHS, ids=[next(iter(w)) for w in WIDTHS])
+def test_full_width_and_half_width_text_is_the_same_content(
+    sessions: sessionmaker[Session], typed: dict[str, Any]
+) -> None:
+    # the field app keeps what was typed, a lab sheet reads its cells half-width (NFKC): a record
+    # pushed from the field and then listed on the lab's sheet is one record, not a conflict
+    import unicodedata
+
+    half = json.loads(unicodedata.normalize("NFKC", json.dumps(typed, ensure_ascii=False)))
+    assert half != typed
+    assert _one(sessions, sampling(1, **typed)).status == "accepted"
+    assert _one(sessions, sampling(1, **half)).status == "duplicate"
+    assert _one(sessions, sampling(2, **half)).status == "accepted"
+    assert _one(sessions, sampling(2, **typed)).status == "duplicate"
+    with sessions() as s:  # in one batch too
+        out = submit_many(
+            s,
+            kind="sampling",
+            rows=[RawRow(1, sampling(3, **typed)), RawRow(2, sampling(3, **half))],
+            clock=clock,
+        )
+    assert [o.status for o in out] == ["accepted", "duplicate"]
+    assert _one(sessions, sampling(1, **half, product="wool scarf")).conflict
+    assert _count(sessions) == 3
