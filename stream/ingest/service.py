@@ -22,6 +22,7 @@ as in-process.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import unicodedata
 import weakref
@@ -230,9 +231,25 @@ def _validate(
     return Prepared(raw.row, record.id, record.region, payload, digest)
 
 
-def _conflict(row: int, rid: str, where: str) -> RowOutcome:
-    reason = f"record '{rid}' was already {where} with different content; a new record needs a new id"
+def _conflict(row: int, rid: str, where: str, differing: str = "") -> RowOutcome:
+    reason = (
+        f"record '{rid}' was already {where} with different content{differing}; a new record needs a new id"
+    )
     return RowOutcome(row, rid, "rejected", (FieldError("id", reason, "conflict"),))
+
+
+def _differing(earlier: str | None, payload: str) -> str:
+    """`` (a, b differ)``: the fields in which two canonical records differ, or ``""`` if not known."""
+    try:
+        old, new = json.loads(earlier or ""), json.loads(payload)
+    except ValueError:
+        return ""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return ""
+    names = [k for k in new if old.get(k) != new[k]] + [k for k in old if k not in new]
+    if not names:
+        return ""
+    return f" ({', '.join(names)} {'differs' if len(names) == 1 else 'differ'})"
 
 
 def _chunks(rows: Iterable[RawRow], size: int) -> Iterator[list[RawRow]]:
@@ -353,7 +370,12 @@ def _store_chunk(
             outcomes.append(RowOutcome(r.row, r.record_id, "duplicate", accepted_at=earlier[1]))
         else:
             outcomes.append(
-                _conflict(r.row, r.record_id, f"accepted at {earlier[1].isoformat(timespec='seconds')}")
+                _conflict(
+                    r.row,
+                    r.record_id,
+                    f"accepted at {earlier[1].isoformat(timespec='seconds')}",
+                    _differing(texts.get(r.record_id), r.payload),
+                )
             )
     if fresh:
         _insert(conn, fresh, now)

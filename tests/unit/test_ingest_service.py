@@ -167,6 +167,16 @@ def test_same_id_with_different_content_is_a_conflict_naming_the_id(sessions: se
     assert _count(sessions) == 1
 
 
+def test_a_conflict_names_the_fields_that_differ(sessions: sessionmaker[Session]) -> None:
+    _one(sessions, sampling(1))
+    out = _one(sessions, sampling(1, product="wool scarf", reported_at="2026-03-03T10:00:00+08:00"))
+    assert out.conflict and "(reported_at, product differ)" in out.errors[0].reason
+    with sessions() as s:  # an earlier row of the same batch, too
+        rows = [RawRow(1, sampling(2)), RawRow(2, sampling(2, inspector_id="insp-9"))]
+        second = submit_many(s, kind="sampling", rows=rows, clock=clock)[1]
+    assert second.conflict and "(inspector_id differ" in second.errors[0].reason
+
+
 def test_ids_are_per_kind(sessions: sessionmaker[Session]) -> None:
     assert _one(sessions, sampling(id="X-1")).status == "accepted"
     assert _one(sessions, patrol(id="X-1"), "patrol").status == "accepted"
