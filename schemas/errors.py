@@ -6,11 +6,12 @@ of :class:`FieldError` naming the field (dotted path, list indexes included) and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-__all__ = ["FieldError", "QualityWatchError", "RecordError", "field_errors"]
+__all__ = ["FieldError", "QualityWatchError", "RecordError", "field_errors", "whole_characters"]
 
 
 class QualityWatchError(Exception):
@@ -42,7 +43,20 @@ _READABLE = {
     "missing": "is required",
     "extra_forbidden": "is not a field of this record",
     "timezone_aware": "must carry a UTC offset (ISO 8601, e.g. 2026-03-01T10:00:00+08:00)",
+    "string_unicode": "holds half of a UTF-16 surrogate pair (an escape such as \\ud800 alone), not text",
 }
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def whole_characters(text: str) -> str:
+    """``text`` with each lone UTF-16 surrogate (JSON ``"\\ud800"``) replaced by U+FFFD.
+
+    JSON lets a string escape half of a surrogate pair; such a string cannot be written as UTF-8, so
+    an answer that echoes it (an id, a field name) could not be sent at all.
+    """
+    return _SURROGATE.sub("\ufffd", text)
+
 
 #: what a field of the wrong JSON type should have been (the reason then shows what came instead)
 _EXPECTED = {
@@ -72,12 +86,12 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     """Flatten a pydantic ``ValidationError`` into field/reason pairs a person can read."""
     out: list[FieldError] = []
     for err in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in err["loc"])
+        field = whole_characters(".".join(str(part) for part in err["loc"]))
         kind = str(err["type"])
         reason = _READABLE.get(kind, str(err["msg"]))
         if kind in _EXPECTED:
             reason = f"must be {_EXPECTED[kind]}, not {_shown(err.get('input'))}"
         if kind.startswith("value_error") and reason.startswith("Value error, "):
             reason = reason[len("Value error, ") :]
-        out.append(FieldError(field=field, reason=reason, type=kind))
+        out.append(FieldError(field=field, reason=whole_characters(reason), type=kind))
     return out

@@ -41,6 +41,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas import Catalogue, FieldError, PatrolReport, SamplingResult, default_catalogue, field_errors
+from schemas.errors import whole_characters
 from schemas.records import validation_context
 
 from . import metrics
@@ -209,7 +210,11 @@ def _validate(
 ) -> Prepared | RowOutcome:
     data = raw.data
     rid = data.get("id") if isinstance(data, Mapping) else None
-    rid = str(rid).strip() if isinstance(rid, str | int) and not isinstance(rid, bool) else None
+    rid = (
+        whole_characters(str(rid).strip())
+        if isinstance(rid, str | int) and not isinstance(rid, bool)
+        else None
+    )
     if raw.errors:
         return RowOutcome(raw.row, rid, "rejected", raw.errors)
     if not isinstance(data, Mapping):

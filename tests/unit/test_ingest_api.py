@@ -106,6 +106,27 @@ def test_an_id_holding_a_nul_is_refused_and_the_batch_around_it_kept(client: Tes
     ]
 
 
+def test_a_lone_surrogate_is_refused_in_its_row_not_a_500(client: TestClient) -> None:
+    # JSON may escape half of a UTF-16 pair (a field app cutting an id through an emoji): the row is
+    # refused, and the answer (which names the id, the field and the value) is still written
+    single = '{"id": "S-\\ud800", "passed": true}'
+    r = client.post("/api/v1/sampling-results", content=single.encode(), headers=AUTH)
+    assert r.status_code == 422 and r.json()["detail"]["id"] == "S-\ufffd"
+    good = json.dumps(sampling(1))
+    bad = [
+        json.dumps(sampling(2)).replace('"S-2"', '"S-\\ud83d"'),
+        json.dumps(sampling(3)).replace('"passed": true', '"passed": "\\udc00"'),
+        json.dumps(sampling(4)).replace('"passed"', '"\\ud800": 1, "passed"'),
+    ]
+    r = client.post("/api/v1/sampling-results:batch", content=f"[{good}, {', '.join(bad)}]", headers=AUTH)
+    assert r.status_code == 200
+    outcomes = r.json()["outcomes"]
+    assert [o["status"] for o in outcomes] == ["accepted", "rejected", "rejected", "rejected"]
+    assert outcomes[1]["id"] == "S-\ufffd" and outcomes[1]["field"] == "id"
+    assert outcomes[2]["field"] == "passed" and "udc00" in outcomes[2]["reason"]
+    assert outcomes[3]["errors"][0]["type"] == "string_unicode"
+
+
 def test_a_body_that_is_not_json_is_400(client: TestClient) -> None:
     r = client.post("/api/v1/sampling-results", content=b"{oops", headers=AUTH)
     assert r.status_code == 400 and r.json()["detail"]["error"] == "bad_payload"
