@@ -180,7 +180,9 @@ class SamplingDecoder:
         # every string non-blank (where the model says so) and already stripped: the model strips
         # every string, the short cut never does
         rid, product, inspector = r.id, r.product, r.inspector_id
-        if not rid or rid != rid.strip() or len(rid) > _MAX_ID or CONTROL_CHARACTERS.search(rid):
+        if not rid or rid != rid.strip() or len(rid) > _MAX_ID:
+            return False
+        if not rid.isprintable() and CONTROL_CHARACTERS.search(rid):  # the test alone is cheaper
             return False
         if r.region not in self._regions or r.industry not in self._industries:
             return False
