@@ -32,6 +32,7 @@ from .events import emit
 from .notification.service import owe
 from .route.models import Route
 from .settings import AlertSettings
+from .silence.ended import release_ended
 from .silence.service import active_silences, matching_silence
 
 __all__ = ["escalate", "escalate_alert", "tick"]
@@ -99,8 +100,11 @@ def escalate_alert(
 def tick(session: Session, *, now: datetime, settings: AlertSettings) -> list[int]:
     """Escalate every firing alert whose acknowledgement is overdue at ``now``; returns their ids.
 
-    One an active silence matches is held back until the silence ends (recorded as a decision).
+    One an active silence matches is held back until the silence ends (recorded as a decision). First,
+    the alerts no silence covers any more are released, and told what a silence held back
+    (:func:`alerts.silence.ended.release_ended`).
     """
+    release_ended(session, now=now, settings=settings)
     due = list(
         session.scalars(
             select(Alert)

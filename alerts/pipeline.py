@@ -19,7 +19,9 @@ is a batch of one.
   still covers is attached to that one instead; one told before gets its escalation timer back, started
   at the release); one that resolves while held back and was never told it fired is not told it
   resolved either.
-* **silence** — an active silence whose matchers all match holds back the notification.
+* **silence** — an active silence whose matchers all match holds back the notification; the alert
+  keeps the event held back (``held_event``) and is told at the first escalation tick after no silence
+  covers it, if still firing (``alerts.silence.ended``); one that resolves meanwhile is not told.
 * **route** — the first matching route names the team and receivers (else the default team).
 * **notify** — one pending notification per receiver, keyed by warning id; escalation timers start.
 """
@@ -508,8 +510,11 @@ def notify(session: Session, ctx: Context) -> None:
             continue
         a = t.alert
         if not t.notify:
+            if t.held_by == "silenced":  # told once no silence covers it, if still firing then
+                a.held_event = None if t.event == "resolved" else a.held_event or t.event
             ctx.decide(session, a, "notify", "held", f"{t.event}: nothing sent ({t.held_by})")
             continue
+        a.held_event = None
         if not a.receivers:
             ctx.decide(session, a, "notify", "none", f"{t.event}: team {a.team!r} has no receivers")
             continue

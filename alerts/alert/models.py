@@ -60,6 +60,8 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None]
     inhibited_by_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
     silenced_by_id: Mapped[int | None] = mapped_column(ForeignKey("silences.id", ondelete="SET NULL"))
+    #: the event a silence held back (``firing`` or ``level_raised``), told once no silence covers it
+    held_event: Mapped[str | None] = mapped_column(String(32))
     route_id: Mapped[int | None] = mapped_column(ForeignKey("routes.id", ondelete="SET NULL"))
     team: Mapped[str | None] = mapped_column(String(64))
     receivers: Mapped[list[str]] = mapped_column(default=list)

@@ -19,7 +19,7 @@ from ..audit import service as audit
 from ..auth.service import Principal, check_county
 from ..errors import InvalidInput, NotFound
 from ..events import emit
-from .models import Alert, AlertComment, AlertDecision, Disposition
+from .models import Alert, AlertComment, AlertDecision, Disposition, ReceivedWarning
 from .state import next_state
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "assign",
     "comment",
     "get_alert",
+    "latest_warning",
     "list_alerts",
     "list_comments",
     "list_decisions",
@@ -75,6 +76,12 @@ def record_decision(
             alert=alert, warning_id=warning_id, stage=stage, decision=decision, reason=reason, at=at
         )
     )
+
+
+def latest_warning(session: Session, alert: Alert) -> dict[str, Any] | None:
+    """The alert's latest emission as received (its evidence and summary), if it is still stored."""
+    row = session.get(ReceivedWarning, alert.last_warning_id)
+    return dict(row.payload) if row is not None else None
 
 
 def get_alert(
