@@ -3,7 +3,8 @@
 ``tick(now)`` is what the server calls periodically with its clock; tests call it with a fake
 clock. The timeout per level comes from the settings (red 15 min, orange 30 min, yellow 2 h,
 blue 8 h by default); each escalation is a decision with its reason, an audit entry, and
-notifications owed to the route's escalation receivers (or the alert's own receivers).
+notifications owed to the route's escalation receivers (or the alert's own receivers), carrying the
+alert's latest warning and the escalation (step, reason, since when the alert fires unacknowledged).
 
 A silence holds back escalation as it holds back every other notification, whether it was set before
 or after the alert fired: a due alert that an active silence matches waits until the silence ends, and
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 from schemas import Level
 
 from .alert.models import Alert, AlertState
-from .alert.service import AUDITED, alert_dict, get_alert, record_decision
+from .alert.service import AUDITED, alert_dict, get_alert, latest_warning, record_decision
 from .audit import service as audit
 from .auth.service import Principal
 from .errors import IllegalTransition
@@ -46,6 +47,7 @@ def escalate_alert(
     session: Session, *, alert: Alert, now: datetime, settings: AlertSettings, actor: str, reason: str
 ) -> None:
     before = audit.snapshot(alert, AUDITED)
+    why = reason
     route = session.get(Route, alert.route_id) if alert.route_id is not None else None
     receivers = (
         list(route.escalation_receivers) if route and route.escalation_receivers else list(alert.receivers)
@@ -80,9 +82,15 @@ def escalate_alert(
         event="escalated",
         receivers=receivers,
         key=f"escalate:{alert.id}:{alert.started_at.isoformat()}:{alert.tier}",
-        warning=None,
+        warning=latest_warning(session, alert),
         external_url=settings.external_url,
         now=now,
+        escalation={
+            "step": alert.tier,
+            "tiers": settings.escalation_tiers,
+            "reason": why,
+            "unacknowledged_since": alert.started_at.isoformat(),
+        },
     )
     audit.record(
         session,

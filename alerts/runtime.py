@@ -37,6 +37,7 @@ def default_notifiers(
     settings: AlertSettings, *, transport: httpx.BaseTransport | None = None
 ) -> dict[str, Notifier]:
     client = httpx.Client(timeout=settings.webhook_timeout_s, transport=transport)
+    catalogue = load_catalogue(settings.catalogue_path)
     return {
         "webhook": WebhookNotifier(client, secret=settings.webhook_secret.get_secret_value()),
         "email": EmailNotifier(
@@ -46,7 +47,8 @@ def default_notifiers(
             user=settings.smtp_user,
             password=settings.smtp_password.get_secret_value() if settings.smtp_user else None,
             timeout=settings.smtp_timeout_s,
-            zone=load_catalogue(settings.catalogue_path).zone,  # the times a person reads
+            zone=catalogue.zone,  # the times a person reads
+            catalogue=catalogue,  # the county and industry names
         ),
     }
 

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from schemas import Catalogue
+
 __all__ = ["DeliveryError", "EmailNotifier", "Notifier", "WebhookNotifier", "render_email"]
 
 log = logging.getLogger(__name__)
@@ -68,15 +70,49 @@ def _local(stamp: str, zone: tzinfo) -> str:
     return f"{at:%Y-%m-%d %H:%M} ({zone}, UTC{offset})"
 
 
-def render_email(payload: dict[str, Any], *, sender: str, to: list[str], zone: tzinfo = UTC) -> EmailMessage:
-    """The plain-text message of a notification; its times in ``zone`` (the catalogue's time zone)."""
+def _named(labels: dict[str, str], catalogue: Catalogue | None) -> dict[str, str]:
+    """Counties and industries by the catalogue's names, the code in brackets.
+
+    ``region: Akto County 阿克陶县 (653022)``; a code the catalogue does not know stays as it is."""
+    if catalogue is None:
+        return labels
+    names = {
+        "region": {r.code: f"{r.name_en} {r.name_zh}" for r in catalogue.regions},
+        "industry": {i.slug: f"{i.name_en} {i.name_zh}" for i in catalogue.industries},
+    }
+    out = dict(labels)
+    for key, known in names.items():
+        code = labels.get(key)
+        if code is not None and code in known:
+            out[key] = f"{known[code]} ({code})"
+    return out
+
+
+def render_email(
+    payload: dict[str, Any],
+    *,
+    sender: str,
+    to: list[str],
+    zone: tzinfo = UTC,
+    catalogue: Catalogue | None = None,
+) -> EmailMessage:
+    """The plain-text message of a notification; its times in ``zone`` (the catalogue's time zone), its
+    counties and industries by ``catalogue``'s names. An escalation says its step, to whom, why and
+    since when the alert fires unacknowledged."""
     qw = payload["qualitywatch"]
-    labels = payload["commonLabels"]
+    labels = _named(payload["commonLabels"], catalogue)
     times = []
     for alert in payload.get("alerts") or []:
         times.append(f"started: {_local(alert['startsAt'], zone)}")
         if alert["status"] == "resolved":
             times.append(f"resolved: {_local(alert['endsAt'], zone)}")
+    escalation = qw.get("escalation")
+    if escalation:
+        times += [
+            f"escalated: step {escalation['step']} of {escalation['tiers']}, to {escalation['receiver']}: "
+            f"{escalation['reason']}",
+            f"unacknowledged since: {_local(escalation['unacknowledged_since'], zone)}",
+        ]
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = ", ".join(to)
@@ -112,14 +148,15 @@ class EmailNotifier:
         timeout: float = 10.0,
         starttls: bool = False,
         zone: tzinfo = UTC,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self.host, self.port, self.sender = host, port, sender
         self.user, self.password, self.timeout, self.starttls = user, password, timeout, starttls
-        self.zone = zone
+        self.zone, self.catalogue = zone, catalogue
 
     def send(self, *, target: str, payload: dict[str, Any]) -> None:
         to = [a.strip() for a in target.split(",") if a.strip()]
-        msg = render_email(payload, sender=self.sender, to=to, zone=self.zone)
+        msg = render_email(payload, sender=self.sender, to=to, zone=self.zone, catalogue=self.catalogue)
         try:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             try:

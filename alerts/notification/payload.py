@@ -1,7 +1,9 @@
 """The webhook body: Alertmanager's webhook (version 4) plus a ``qualitywatch`` object.
 
 Existing Alertmanager tooling reads the standard fields unchanged; the ``qualitywatch`` object
-carries the full warning, the alert's handling state and the notification event.
+carries the full warning, the alert's handling state and the notification event; an escalation's
+also ``escalation``: ``step`` (tier reached) of ``tiers``, ``receiver``, ``reason`` and
+``unacknowledged_since`` (UTC, when the alert started firing).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def webhook_payload(
     event: str,
     receiver: str,
     external_url: str,
+    escalation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     labels = _labels(alert)
     status = "resolved" if event == "resolved" else "firing"
@@ -82,5 +85,6 @@ def webhook_payload(
             "team": alert.team,
             "url": url,
             "warning": warning,
+            **({"escalation": {**escalation, "receiver": receiver}} if escalation is not None else {}),
         },
     }

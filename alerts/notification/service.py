@@ -49,8 +49,11 @@ def owe(
     warning: dict[str, Any] | None,
     external_url: str,
     now: datetime,
+    escalation: dict[str, Any] | None = None,
 ) -> list[Notification]:
-    """One pending notification per receiver; a key already owed is skipped (idempotent)."""
+    """One pending notification per receiver; a key already owed is skipped (idempotent).
+
+    ``escalation`` (step, tiers, reason, unacknowledged_since) goes with an ``escalated`` event."""
     keys = [f"{key}:{r}" for r in receivers]
     existing = (
         set(session.scalars(select(Notification.key).where(Notification.key.in_(keys)))) if keys else set()
@@ -60,7 +63,12 @@ def owe(
         if k in existing:
             continue
         payload = webhook_payload(
-            alert=alert, warning=warning, event=event, receiver=receiver, external_url=external_url
+            alert=alert,
+            warning=warning,
+            event=event,
+            receiver=receiver,
+            external_url=external_url,
+            escalation=escalation,
         )
         row = Notification(
             key=k,

@@ -370,3 +370,47 @@ def test_email_says_when_the_alert_fired_and_resolved_in_the_bureaus_time(
     assert "resolved:" not in fired
     assert "started: 2026-03-02 08:00 (Asia/Shanghai, UTC+08:00)" in resolved
     assert "resolved: 2026-03-09 08:00 (Asia/Shanghai, UTC+08:00)" in resolved
+
+
+def _mail_text(env) -> str:  # type: ignore[no-untyped-def]
+    """A received message as its reader sees it: the subject and the decoded body."""
+    import email
+    from email import policy
+
+    msg = email.message_from_bytes(env.content, policy=policy.default)
+    return f"Subject: {str(msg['Subject']).strip()}\n{msg.get_content()}"
+
+
+def test_an_escalation_email_carries_the_evidence_why_and_since_when_and_names_the_county(
+    runtime, ingest, make_warning, smtp, clock, settings
+):
+    from alerts.runtime import default_notifiers
+
+    handler, port = smtp
+    runtime.notifiers = default_notifiers(settings.model_copy(update={"smtp_port": port}))
+    with runtime.session() as s:
+        put_receiver(s, name="duty-mail", kind="email", target="duty@bureau.test", actor="a", now=clock.now())
+        put_receiver(
+            s, name="chief-mail", kind="email", target="chief@bureau.test", actor="a", now=clock.now()
+        )
+        create_route(
+            s, name="all", team="duty", receivers=["duty-mail"], escalation_receivers=["chief-mail"],
+            actor="a", now=clock.now(), catalogue=runtime.catalogue,
+        )  # fmt: skip
+        s.commit()
+    ingest(make_warning(region="653024", industry="food_processing", level="red"))
+    assert runtime.deliver().sent == 1
+    clock.advance(timedelta(minutes=15))  # not acknowledged within the red timeout
+    escalated, report = runtime.tick()
+    assert len(escalated) == 1 and report.sent == 1
+    fired, escalation = (_mail_text(env) for env in handler.messages)
+    assert handler.messages[1].rcpt_tos == ["chief@bureau.test"]
+    for text in (fired, escalation):
+        assert "region: Wuqia County 乌恰县 (653024)" in text
+        assert "industry: Food processing 食品加工 (food_processing)" in text
+        assert "region: 653024" not in text
+    assert "Subject: [RED] [escalated] regional 653024: 9 of 40 failed" in escalation
+    assert "evidence:" in escalation and '"failed": 9' in escalation
+    assert "escalated: step 1 of 2, to chief-mail: not acknowledged within 15 min at level red" in escalation
+    assert "unacknowledged since: 2026-03-02 08:00 (Asia/Shanghai, UTC+08:00)" in escalation
+    assert "escalated:" not in fired
