@@ -9,7 +9,8 @@ A batch (:func:`process_batch`, what the consumer runs per poll) reads the rules
 received-warning rows and the decisions in bulk at its end (:class:`Journal`); :func:`process_warning`
 is a batch of one.
 
-* **dedup** — a warning id already received stops the pipeline; otherwise the warning folds into
+* **dedup** — a warning id already received stops the pipeline (its outcome names the alert that holds
+  it); otherwise the warning folds into
   the alert of its fingerprint (count, first/last seen, latest evidence, highest level reached) and
   decides the *event* worth telling: ``firing`` (new or reopened), ``level_raised``, ``resolved``,
   or nothing (a repeat).
@@ -140,6 +141,8 @@ class Context:
     stopped: bool = False
     targets: list[Target] = field(default_factory=list)
     owed: int = 0
+    #: the alert that already holds a duplicate warning
+    holder: Alert | None = None
 
     def decide(self, session: Session, alert: Alert, stage: str, decision: str, reason: str) -> None:
         """Record a stage's decision about ``alert`` and its reason (written with the batch)."""
@@ -153,9 +156,12 @@ class Context:
         self.journal.decisions.append((alert, row))
 
     def outcome(self) -> Outcome:
-        first = self.targets[0].alert.id if self.targets else None
+        first = self.targets[0].alert if self.targets else self.holder
         return Outcome(
-            warning_id=self.warning.id, alert_id=first, change=self.change, notifications=self.owed
+            warning_id=self.warning.id,
+            alert_id=first.id if first is not None else None,
+            change=self.change,
+            notifications=self.owed,
         )
 
 
@@ -174,6 +180,11 @@ def dedup(session: Session, ctx: Context) -> None:
     w = ctx.warning
     if w.id in ctx.rules.received:
         ctx.change, ctx.stopped = "duplicate", True
+        ctx.holder = ctx.rules.alerts.get(w.fingerprint) or session.scalar(
+            select(Alert)
+            .join(ReceivedWarning, ReceivedWarning.alert_id == Alert.id)
+            .where(ReceivedWarning.id == w.id)
+        )
         return
     ctx.rules.received.add(w.id)
     alert = ctx.rules.alerts.get(w.fingerprint)

@@ -411,8 +411,10 @@ def test_post_warning_health_and_metrics(routed, client, token, make_warning):
     w = make_warning(region=WUQIA, level="orange")
     r = client.post("/api/warnings", headers=token("admin"), json=w.model_dump(mode="json"))
     assert r.status_code == 202 and r.json()["change"] == "new"
+    first = r.json()["alert_id"]
     r = client.post("/api/warnings", headers=token("admin"), json=w.model_dump(mode="json"))
     assert r.json()["change"] == "duplicate"
+    assert first is not None and r.json()["alert_id"] == first  # names the alert that holds it
     r = client.post("/api/warnings", headers=token("admin"), json={"id": "x"})
     assert r.status_code == 422 and r.json()["errors"]
     assert client.get("/healthz").json() == {"status": "ok"}

@@ -59,6 +59,7 @@ def test_same_warning_id_twice_changes_nothing(routed, ingest, make_warning, ses
     before = (session.scalar(select(func.count()).select_from(AlertDecision)), len(_owed(session)))
     [again] = ingest(w)
     assert again.change == "duplicate"
+    assert again.alert_id == _alert(session, w.fingerprint).id
     assert _alert(session, w.fingerprint).count == 1
     assert (session.scalar(select(func.count()).select_from(AlertDecision)), len(_owed(session))) == before
     assert session.scalar(select(func.count()).select_from(ReceivedWarning)) == 1
@@ -377,3 +378,15 @@ def test_every_stage_records_its_decision_in_order(routed, ingest, make_warning,
         ("notify", "owed"),
     ]
     assert all(d.warning_id == w.id for d in _decisions(session, a.id))
+
+
+def test_a_warning_twice_in_one_batch_names_its_alert_both_times(
+    routed, make_warning, session, clock, settings
+):
+    from alerts.pipeline import process_batch
+
+    w = make_warning()
+    first, again = process_batch(session, warnings=[w, w], now=clock.now(), settings=settings)
+    session.commit()
+    assert (first.change, again.change) == ("new", "duplicate")
+    assert first.alert_id is not None and again.alert_id == first.alert_id
