@@ -12,8 +12,8 @@ is a batch of one.
 * **dedup** — a warning id already received stops the pipeline (its outcome names the alert that holds
   it); otherwise the warning folds into
   the alert of its fingerprint (count, first/last seen, latest evidence, highest level reached) and
-  decides the *event* worth telling: ``firing`` (new or reopened), ``level_raised``, ``resolved``,
-  or nothing (a repeat).
+  decides the *event* worth telling: ``firing`` (new or reopened), ``level_raised`` (above the level
+  before, or for an acknowledged alert above the level acknowledged), ``resolved``, or nothing (a repeat).
 * **inhibit** — an open systemic alert holds back the regional and industry alerts of the cells it
   covers (its evidence lists ``regions``/``industries`` or ``cells``); they stay attached to it
   (``inhibited_by_id``) and are released, and told, when it resolves (one another open systemic alert
@@ -286,22 +286,37 @@ def _fold(session: Session, ctx: Context, alert: Alert) -> str | None:
     if alert.state == AlertState.resolved:
         alert.state = next_state(alert.state, "refire").value
         alert.started_at, alert.resolved_at, alert.tier = w.raised_at, None, 0
-        alert.acknowledged_at = alert.acknowledged_by = alert.disposition = None
+        alert.acknowledged_at = alert.acknowledged_by = alert.disposition = alert.acknowledged_level = None
         alert.inhibited_by_id = alert.silenced_by_id = None
         ctx.change = "reopened"
         ctx.decide(
             session, alert, "dedup", "reopened", f"fired again at level {w.level.value} after resolving"
         )
         return "firing"
-    if w.level > previous:
+    # an acknowledged alert pages again only above the level acknowledged (it may have fallen meanwhile)
+    acked = alert.acknowledged_level if alert.state == AlertState.acknowledged else None
+    bar = Level(acked) if acked else previous
+    if w.level > bar:
         if alert.state == AlertState.acknowledged:
             alert.state = next_state(alert.state, "raise_level").value
             alert.acknowledged_at = alert.acknowledged_by = alert.disposition = None
+            alert.acknowledged_level = None
         ctx.change = "level_raised"
         ctx.decide(
             session, alert, "dedup", "level_raised", f"level raised {previous.value} -> {w.level.value}"
         )
         return "level_raised"
+    if w.level > previous:
+        ctx.change = "grouped"
+        ctx.decide(
+            session,
+            alert,
+            "dedup",
+            "grouped",
+            f"level {previous.value} -> {w.level.value}, not above the acknowledged level {bar.value}: "
+            "not paged again",
+        )
+        return None
     ctx.change = "grouped"
     ctx.decide(
         session,

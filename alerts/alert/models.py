@@ -69,6 +69,8 @@ class Alert(Base):
     escalate_at: Mapped[datetime | None]
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    #: the level acknowledged: only a level above it pages again
+    acknowledged_level: Mapped[str | None] = mapped_column(String(8))
     disposition: Mapped[str | None] = mapped_column(String(16))
     assignee: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]

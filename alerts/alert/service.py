@@ -160,6 +160,7 @@ def acknowledge(
     alert.disposition = disp.value
     alert.acknowledged_at = now
     alert.acknowledged_by = principal.name
+    alert.acknowledged_level = alert.level
     alert.escalate_at = None
     record_decision(
         session,

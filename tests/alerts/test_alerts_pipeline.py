@@ -390,3 +390,48 @@ def test_a_warning_twice_in_one_batch_names_its_alert_both_times(
     session.commit()
     assert (first.change, again.change) == ("new", "duplicate")
     assert first.alert_id is not None and again.alert_id == first.alert_id
+
+
+def test_an_acknowledged_alert_is_paged_again_only_above_the_level_acknowledged(
+    routed, ingest, make_warning, session, clock
+):
+    from alerts.alert.service import acknowledge
+
+    w = make_warning(region="653024", level="orange")
+    ingest(w)
+    a = _alert(session, w.fingerprint)
+    acknowledge(session, alert_id=a.id, principal=OFFICER, disposition="verified", note=None, now=clock.now())
+    session.commit()
+    # falls to yellow, rises back to orange: what was acknowledged, nobody is paged again
+    fell, rose = ingest(
+        make_warning(region="653024", level="yellow", week=1),
+        make_warning(region="653024", level="orange", week=2),
+    )
+    assert (fell.change, rose.change) == ("grouped", "grouped")
+    a = _alert(session, w.fingerprint)
+    assert a.state == "acknowledged" and a.level == "orange" and a.escalate_at is None
+    assert [n.event for n in _owed(session, a.id)] == ["firing"]
+    assert "not above the acknowledged level orange" in _decisions(session, a.id, "dedup")[-1].reason
+    # above it: a fresh acknowledgement is needed
+    [up] = ingest(make_warning(region="653024", level="red", week=3))
+    assert up.change == "level_raised"
+    a = _alert(session, w.fingerprint)
+    assert a.state == "firing" and [n.event for n in _owed(session, a.id)] == ["firing", "level_raised"]
+
+
+def test_an_alert_acknowledged_at_red_is_not_paged_again_when_it_falls_and_rises_to_orange(
+    routed, ingest, make_warning, session, clock
+):
+    from alerts.alert.service import acknowledge
+
+    w = make_warning(region="653024", level="red")
+    ingest(w)
+    a = _alert(session, w.fingerprint)
+    acknowledge(session, alert_id=a.id, principal=OFFICER, disposition="verified", note=None, now=clock.now())
+    session.commit()
+    ingest(
+        make_warning(region="653024", level="yellow", week=1),
+        make_warning(region="653024", level="orange", week=2),
+    )
+    a = _alert(session, w.fingerprint)
+    assert a.state == "acknowledged" and [n.event for n in _owed(session, a.id)] == ["firing"]

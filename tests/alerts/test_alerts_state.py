@@ -157,6 +157,29 @@ def test_timeline_entries_written_before_0003_keep_their_text_and_have_no_data(b
     assert "data" not in columns and "text" in columns
 
 
+def test_an_alert_acknowledged_before_0005_takes_its_level_as_the_level_acknowledged(
+    blank_engine: Engine,
+) -> None:
+    migrate(blank_engine, "0004")
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    with blank_engine.begin() as conn:
+        for id_, state in ((1, "acknowledged"), (2, "firing")):
+            conn.execute(
+                text(
+                    "INSERT INTO alerts (id, fingerprint, kind, detector, state, level, max_level, summary,"
+                    " evidence, last_warning_id, count, first_seen, last_seen, window_start, window_end,"
+                    " started_at, receivers, tier, created_at, updated_at) VALUES (:id, :fp, 'regional',"
+                    " 'd', :state, 'orange', 'red', 's', '{}', 'w', 1, :at, :at, :at, :at, :at, '[]', 0,"
+                    " :at, :at)"
+                ),
+                {"id": id_, "fp": f"fp{id_}", "state": state, "at": at},
+            )
+    migrate(blank_engine)
+    with blank_engine.connect() as conn:
+        levels = dict(conn.execute(text("SELECT id, acknowledged_level FROM alerts ORDER BY id")).all())
+    assert levels == {1: "orange", 2: None}
+
+
 @pytest.mark.skipif(
     not os.environ.get("QW_TEST_DATABASE_URL", "").startswith("postgresql"),
     reason="advisory locks are PostgreSQL's",
