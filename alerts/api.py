@@ -24,7 +24,7 @@ from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
 from .alert.views import router as alert_router
 from .audit.views import router as audit_router
-from .auth.service import Principal, authenticate, require
+from .auth.service import authenticate, require
 from .auth.views import router as auth_router
 from .dashboard.views import router as dashboard_router
 from .db import Base
@@ -139,10 +139,6 @@ def _sse(event: Event) -> str:
     return f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(event.data, ensure_ascii=False)}\n\n"
 
 
-def _visible(event: Event, principal: Principal) -> bool:
-    return principal.county is None or event.region in (None, principal.county)
-
-
 def create_app(runtime: Runtime, *, background: bool = False) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -233,7 +229,7 @@ def create_app(runtime: Runtime, *, background: bool = False) -> FastAPI:
                     except TimeoutError:
                         yield ": keep-alive\n\n"
                         continue
-                    if _visible(event, principal):
+                    if event.readable_by(principal.county):
                         yield _sse(event)
             finally:
                 rt.bus.unsubscribe(queue)

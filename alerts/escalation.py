@@ -29,7 +29,7 @@ from .alert.service import AUDITED, alert_dict, get_alert, latest_warning, recor
 from .audit import service as audit
 from .auth.service import Principal
 from .errors import IllegalTransition
-from .events import emit
+from .events import emit, of_county
 from .notification.service import owe
 from .route.models import Route
 from .settings import AlertSettings
@@ -102,7 +102,7 @@ def escalate_alert(
         before=before,
         after=audit.snapshot(alert, AUDITED),
     )
-    emit(session, "alert.updated", region=alert.region, data=alert_dict(alert))
+    emit(session, "alert.updated", counties=of_county(alert.region), data=alert_dict(alert))
 
 
 def tick(session: Session, *, now: datetime, settings: AlertSettings) -> list[int]:
@@ -142,7 +142,7 @@ def tick(session: Session, *, now: datetime, settings: AlertSettings) -> list[in
                 at=now,
                 warning_id=None,
             )
-            emit(session, "alert.updated", region=alert.region, data=alert_dict(alert))
+            emit(session, "alert.updated", counties=of_county(alert.region), data=alert_dict(alert))
             continue
         alert.silenced_by_id = None
         escalated.append(alert.id)

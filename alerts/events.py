@@ -3,6 +3,9 @@
 Service functions call :func:`emit`; the event is published only when the session commits, so a
 listener never sees a change that was rolled back. Publishing is thread-safe (the consumer runs in
 a thread, listeners in the server's event loop).
+
+Each event names the counties that may read it (:func:`readable_by`): an alert's county, or the
+counties whose alerts an incident holds; ``None`` (a prefecture-wide record) is readable by all.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,15 +21,24 @@ from sqlalchemy.orm import Session
 
 from .db import on_commit
 
-__all__ = ["Event", "EventBus", "emit"]
+__all__ = ["Event", "EventBus", "emit", "of_county"]
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     id: int
     type: str  # alert.created, alert.updated, incident.updated, ...
-    region: str | None
+    counties: frozenset[str] | None  # the counties whose readers may see it; None: every reader
     data: dict[str, Any] = field(default_factory=dict)
+
+    def readable_by(self, county: str | None) -> bool:
+        """May a reader scoped to ``county`` (``None``: the whole prefecture) see this event?"""
+        return county is None or self.counties is None or county in self.counties
+
+
+def of_county(region: str | None) -> frozenset[str] | None:
+    """The readers of a record of one county (``None``: a prefecture-wide record, read by all)."""
+    return None if region is None else frozenset({region})
 
 
 class EventBus:
@@ -48,8 +60,9 @@ class EventBus:
         with self._lock:
             self._subscribers = [(lp, q) for lp, q in self._subscribers if q is not queue]
 
-    def publish(self, type_: str, region: str | None, data: dict[str, Any]) -> Event:
-        event = Event(id=next(self._ids), type=type_, region=region, data=data)
+    def publish(self, type_: str, counties: Iterable[str] | None, data: dict[str, Any]) -> Event:
+        readers = None if counties is None else frozenset(counties)
+        event = Event(id=next(self._ids), type=type_, counties=readers, data=data)
         with self._lock:
             subscribers = list(self._subscribers)
         for loop, queue in subscribers:
@@ -70,17 +83,19 @@ def emit(
     session: Session,
     type_: str,
     *,
-    region: str | None,
+    counties: Iterable[str] | None,
     data: dict[str, Any] | Callable[[], dict[str, Any]],
 ) -> None:
-    """Publish ``type_`` to the session's bus (``session.info['bus']``) once the session commits.
+    """Publish ``type_`` to the session's bus (``session.info['bus']``) once the session commits,
+    for the readers of ``counties`` (see :func:`of_county`; ``None``: every reader).
 
     ``data`` may be a callable, evaluated after the commit (when generated ids are known).
     """
     bus: EventBus | None = session.info.get("bus")
     if bus is not None:
+        readers = None if counties is None else frozenset(counties)  # decided now, before the commit
 
         def publish() -> None:
-            bus.publish(type_, region, data() if callable(data) else data)
+            bus.publish(type_, readers, data() if callable(data) else data)
 
         on_commit(session, publish)

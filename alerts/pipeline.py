@@ -43,7 +43,7 @@ from schemas import Level, RiskWarning, WarningKind, WarningStatus
 from .alert.models import Alert, AlertDecision, AlertState, ReceivedWarning
 from .alert.service import alert_dict
 from .alert.state import next_state
-from .events import emit
+from .events import emit, of_county
 from .notification.models import Notification
 from .notification.service import owe
 from .route.models import Route
@@ -608,4 +608,4 @@ def _announce(
 ) -> None:
     for i, t in enumerate(targets):
         kind = "alert.created" if created and i == 0 else "alert.updated"
-        emit(session, kind, region=t.alert.region, data=functools.partial(snapshot, t.alert))
+        emit(session, kind, counties=of_county(t.alert.region), data=functools.partial(snapshot, t.alert))

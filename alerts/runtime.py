@@ -16,14 +16,15 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from schemas import Catalogue, load_catalogue
 
+from .alert.models import Alert
 from .clock import Clock, SystemClock
 from .db import make_engine, make_session_factory, migrate
 from .escalation import tick as escalation_tick
-from .events import EventBus
+from .events import EventBus, of_county
 from .metrics import Metrics
 from .notification.models import Notification
 from .notification.notifiers import EmailNotifier, Notifier, WebhookNotifier
@@ -88,8 +89,14 @@ class Runtime:
     def _count(self, n: Notification) -> None:
         assert self.metrics is not None
         self.metrics.notification_result(n)
-        self.bus.publish(
-            "notification.updated", None, {"id": n.id, "alert_id": n.alert_id, "status": n.status}
+        session = object_session(n)  # the delivery's own, its attempt committed
+        assert session is not None
+        alert = session.get(Alert, n.alert_id)
+        region = alert.region if alert is not None else None
+        self.bus.publish(  # told to the readers of its alert
+            "notification.updated",
+            of_county(region),
+            {"id": n.id, "alert_id": n.alert_id, "status": n.status},
         )
 
     def tick(self) -> tuple[list[int], DeliveryReport]:

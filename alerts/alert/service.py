@@ -18,7 +18,7 @@ from schemas import Level
 from ..audit import service as audit
 from ..auth.service import Principal, check_county
 from ..errors import InvalidInput, NotFound
-from ..events import emit
+from ..events import emit, of_county
 from .models import Alert, AlertComment, AlertDecision, Disposition, ReceivedWarning
 from .state import next_state
 
@@ -135,7 +135,7 @@ def _changed(
         before=before,
         after=audit.snapshot(alert, AUDITED),
     )
-    emit(session, "alert.updated", region=alert.region, data=alert_dict(alert))
+    emit(session, "alert.updated", counties=of_county(alert.region), data=alert_dict(alert))
 
 
 def acknowledge(
@@ -197,7 +197,10 @@ def comment(
         after={"comment": body},
     )
     emit(
-        session, "alert.commented", region=alert.region, data={"alert_id": alert.id, "author": principal.name}
+        session,
+        "alert.commented",
+        counties=of_county(alert.region),
+        data={"alert_id": alert.id, "author": principal.name},
     )
     return row
 

@@ -42,6 +42,7 @@ __all__ = [
     "link_alert",
     "list_incidents",
     "open_incident",
+    "readers",
     "set_commander",
 ]
 
@@ -104,9 +105,16 @@ def _changed(
     emit(
         session,
         "incident.updated",
-        region=inc.region,
+        counties=readers(session, inc),
         data={c: _iso(getattr(inc, c)) for c in ("id", *AUDITED)},
     )
+
+
+def readers(session: Session, inc: Incident) -> frozenset[str] | None:
+    """The counties that may read ``inc`` (``None``: all), by the rule of :func:`_visible_to`."""
+    if inc.region is not None:
+        return frozenset({inc.region})
+    return frozenset(_alert_counties(session, inc.id)) or None
 
 
 def get_incident(
