@@ -13,7 +13,9 @@ is a batch of one.
   it); otherwise the warning folds into
   the alert of its fingerprint (count, first/last seen, latest evidence, highest level reached) and
   decides the *event* worth telling: ``firing`` (new or reopened), ``level_raised`` (above the level
-  before, or for an acknowledged alert above the level acknowledged), ``resolved``, or nothing (a repeat).
+  before, or for an acknowledged alert above the level acknowledged), ``resolved``, or nothing (a repeat);
+  an alert whose level rises or that fires again tells the incidents (not closed) that hold it
+  (``alerts.incident.service.follow_alert``).
 * **inhibit** — an open systemic alert holds back the regional and industry alerts of the cells it
   covers (its evidence lists ``regions``/``industries`` or ``cells``); they stay attached to it
   (``inhibited_by_id``) and are released, and told, when it resolves (one another open systemic alert
@@ -44,6 +46,7 @@ from .alert.models import Alert, AlertDecision, AlertState, ReceivedWarning
 from .alert.service import alert_dict
 from .alert.state import next_state
 from .events import emit, of_county
+from .incident.service import follow_alert
 from .notification.models import Notification
 from .notification.service import owe
 from .route.models import Route
@@ -211,8 +214,11 @@ def dedup(session: Session, ctx: Context) -> None:
             "counted, state unchanged",
         )
     else:
+        was = alert.level
         event = _fold(session, ctx, alert)
         alert.max_level = max(Level(alert.max_level), w.level).value
+        if ctx.change in _FOLLOWED:
+            follow_alert(session, alert=alert, change=_FOLLOWED[ctx.change], was=was, now=ctx.now)
     alert.updated_at = ctx.now
     ctx.journal.received.append(
         (
@@ -229,6 +235,10 @@ def dedup(session: Session, ctx: Context) -> None:
         )
     )
     ctx.targets.append(Target(alert=alert, event=event, key=w.id))
+
+
+#: the changes of an alert its incidents are told of, as their timelines name them
+_FOLLOWED = {"level_raised": "level_raised", "reopened": "fired_again"}
 
 
 def _new_alert(w: RiskWarning, now: datetime) -> Alert:

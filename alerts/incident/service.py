@@ -35,6 +35,7 @@ __all__ = [
     "add_task",
     "change_state",
     "complete_task",
+    "follow_alert",
     "get_incident",
     "incident_detail",
     "incidents_of_alert",
@@ -507,6 +508,58 @@ def link_alert(
             about={"alert_id": alert.id},
         )
     return inc
+
+
+#: what a linked alert did, as the timeline's English text says it
+_CHANGES = {"level_raised": "level raised", "fired_again": "fired again"}
+
+
+def follow_alert(session: Session, *, alert: Alert, change: str, was: str, now: datetime) -> list[Incident]:
+    """Tell the incidents (not closed) that hold ``alert`` that it changed: ``level_raised`` or
+    ``fired_again`` (after resolving), from level ``was`` to its level now.
+
+    Each incident's level rises to its highest linked alert's; the change goes on its timeline, into
+    the audit and onto the live stream. A resolved incident stays resolved (the state machine has no
+    way back), the entry tells its team the warning is back.
+    """
+    followed = []
+    for inc in incidents_of_alert(session, alert_id=alert.id):
+        if inc.state == IncidentState.closed:
+            continue
+        before = audit.snapshot(inc, AUDITED)
+        if Level(alert.max_level) > Level(inc.level):
+            inc.level = alert.max_level
+        text = f"alert #{alert.id} {_CHANGES[change]}: {was} -> {alert.level}"
+        if change == "fired_again" and inc.state == IncidentState.resolved:
+            text += "; the incident is resolved: review it"
+        _timeline(
+            session,
+            inc,
+            actor="system",
+            kind="alert_changed",
+            text=f"{text} ({alert.summary})",
+            now=now,
+            data={
+                "alert_id": alert.id,
+                "change": change,
+                "from": was,
+                "to": alert.level,
+                "summary": alert.summary,
+                "state": inc.state,  # the incident's, when told: a resolved one needs a second look
+            },
+        )
+        about = {"id": alert.id, "change": change, "from": was, "to": alert.level}
+        _changed(
+            session,
+            inc,
+            actor="system",
+            action="incident.alert_changed",
+            before=before,
+            now=now,
+            about={"alert": about},
+        )
+        followed.append(inc)
+    return followed
 
 
 def link(

@@ -235,3 +235,54 @@ def test_the_audit_of_one_year_in_the_bureau_s_time(seeded, client, token, clock
     ]
     r = client.get("/api/audit", headers=admin, params={"since": "2026-01-01"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "query.since"
+
+
+def test_an_incident_follows_its_alerts_level_and_their_firing_again(
+    seeded, client, token, clock, ingest, make_warning
+):
+    admin = token("admin")
+    artux, wuqia = _alert(client, admin, ARTUX), _alert(client, admin, WUQIA)
+    rising = client.post("/api/incidents", headers=admin, json={"title": "up", "alert_ids": [artux]}).json()
+    assert rising["level"] == "yellow"
+    ingest(make_warning(region=ARTUX, level="red", week=1))
+    inc = client.get(f"/api/incidents/{rising['id']}", headers=admin).json()
+    assert inc["level"] == "red" and inc["state"] == "reported"
+    last = inc["timeline"][-1]
+    assert (last["kind"], last["actor"]) == ("alert_changed", "system")
+    assert last["data"] | {"summary": None} == {
+        "alert_id": artux,
+        "change": "level_raised",
+        "from": "yellow",
+        "to": "red",
+        "summary": None,
+        "state": "reported",
+    }
+    assert f"alert #{artux}" in last["text"] and "yellow -> red" in last["text"]
+    [entry] = _audit(client, admin, rising["id"], "incident.alert_changed")
+    assert entry["actor"] == "system"
+    assert (entry["before"]["level"], entry["after"]["level"]) == ("yellow", "red")
+    assert entry["after"]["alert"] == {"id": artux, "change": "level_raised", "from": "yellow", "to": "red"}
+
+    # a resolved incident whose warning fires again: the team is told on its timeline and in the audit
+    calm = client.post("/api/incidents", headers=admin, json={"title": "calm", "alert_ids": [wuqia]}).json()
+    _to_resolved(client, admin, calm["id"])
+    ingest(make_warning(region=WUQIA, level="orange", status="resolved", week=1))
+    assert client.get(f"/api/incidents/{calm['id']}", headers=admin).json()["timeline"][-1]["kind"] == "state"
+    ingest(make_warning(region=WUQIA, level="red", week=2))
+    inc = client.get(f"/api/incidents/{calm['id']}", headers=admin).json()
+    assert inc["state"] == "resolved" and inc["level"] == "red"
+    last = inc["timeline"][-1]
+    assert last["kind"] == "alert_changed" and last["data"]["change"] == "fired_again"
+    assert (last["data"]["from"], last["data"]["to"], last["data"]["state"]) == ("orange", "red", "resolved")
+    assert f"alert #{wuqia} fired again" in last["text"]
+    [entry] = _audit(client, admin, calm["id"], "incident.alert_changed")
+    assert entry["after"]["alert"]["change"] == "fired_again" and entry["before"]["level"] == "orange"
+
+    # a closed incident is left as it was
+    client.post(
+        f"/api/incidents/{calm['id']}/state", headers=admin, json={"state": "closed", "summary": "ok"}
+    )
+    ingest(make_warning(region=WUQIA, level="red", status="resolved", week=3))
+    closed = client.get(f"/api/incidents/{calm['id']}", headers=admin).json()
+    ingest(make_warning(region=WUQIA, level="red", week=4))
+    assert client.get(f"/api/incidents/{calm['id']}", headers=admin).json() == closed

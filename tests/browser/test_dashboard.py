@@ -530,3 +530,25 @@ def test_a_notifications_link_opens_the_feed_on_its_alert_even_resolved(page: An
     shown = wait(page).until(ec.presence_of_element_located((By.ID, f"alert-{alert_id}")))
     assert shown.get_attribute("data-state") == "resolved"
     assert "flash" in (shown.get_attribute("class") or "")
+
+
+def test_a_linked_warning_s_rise_reads_on_the_timeline_in_both_languages(page: Any, service: Service) -> None:
+    auth = {"Authorization": f"Bearer {service.tokens['duty']}"}
+    alert_id = service.push(
+        make_warning(service.cells, k=WEEKS - 3, level="blue", region=AKTO, detector="follow")
+    )["alert_id"]
+    iid = service.client.post(
+        "/api/incidents", json={"title": "升级", "alert_ids": [alert_id]}, headers=auth
+    ).json()["id"]
+    service.push(make_warning(service.cells, k=WEEKS - 2, level="yellow", region=AKTO, detector="follow"))
+    sign_in(page, service.tokens["duty"])
+    page.get(f"{service.url}/dashboard/#/incident/{iid}")
+    timeline = wait(page).until(ec.presence_of_element_located((By.ID, "timeline")))
+    wait(page).until(lambda d: "级别升高" in d.find_element(By.ID, "timeline").text)
+    [entry] = timeline.find_elements(By.CSS_SELECTOR, "li[data-kind=alert_changed]")
+    assert f"预警 #{alert_id} 级别升高 蓝色 Ⅳ级 → 黄色 Ⅲ级：" in entry.text and "->" not in entry.text
+    page.find_element(By.ID, "lang").click()
+    wait(page).until(lambda d: "raised" in d.find_element(By.ID, "timeline").text)
+    assert f"Warning #{alert_id} raised Blue IV → Yellow III: " in page.find_element(By.ID, "timeline").text
+    page.find_element(By.ID, "lang").click()  # back to Chinese for the next test
+    wait(page).until(lambda d: "级别升高" in d.find_element(By.ID, "timeline").text)

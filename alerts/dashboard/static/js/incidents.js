@@ -171,6 +171,11 @@ function entryText(e) {
         : t("tl.task", { id: d.task_id, title: d.title, owner: d.owner, due: when(d.due_at) });
     case "link":
       return t(`tl.link.${d.kind}`, { value: d.value });
+    case "alert_changed": {
+      const vars = { id: d.alert_id, from: t(`level.${d.from}`), to: t(`level.${d.to}`), summary: d.summary };
+      if (d.change !== "fired_again") return t("tl.alertRaised", vars);
+      return t(d.state === "resolved" ? "tl.alertFiredResolved" : "tl.alertFired", vars);
+    }
     default:
       return e.text;
   }
