@@ -498,6 +498,8 @@ def link_alert(
         _attach(session, inc, alert, actor=principal.name, now=now)
         if Level(alert.max_level) > Level(inc.level):
             inc.level = alert.max_level
+        if alert.region is not None and inc.region not in (None, alert.region):
+            inc.region = None  # of several counties now: seen by each whose alerts it holds
         _changed(
             session,
             inc,

@@ -286,3 +286,25 @@ def test_an_incident_follows_its_alerts_level_and_their_firing_again(
     closed = client.get(f"/api/incidents/{calm['id']}", headers=admin).json()
     ingest(make_warning(region=WUQIA, level="red", week=4))
     assert client.get(f"/api/incidents/{calm['id']}", headers=admin).json() == closed
+
+
+def test_linking_another_county_s_alert_lets_that_county_see_the_incident(seeded, client, token):
+    admin = token("admin")
+    akto, artux = _alert(client, admin, AKTO), _alert(client, admin, ARTUX)
+    iid = client.post("/api/incidents", headers=admin, json={"title": "akto", "alert_ids": [akto]}).json()[
+        "id"
+    ]
+    r = client.post(f"/api/incidents/{iid}/alerts", headers=admin, json={"alert_id": artux})
+    assert r.status_code == 200, r.text
+    assert r.json()["region"] is None  # as if opened from both counties' alerts
+    for county in (AKTO, ARTUX):
+        reader = token("responder", county=county)
+        assert client.get(f"/api/incidents/{iid}", headers=reader).status_code == 200
+        assert iid in [i["id"] for i in client.get("/api/incidents", headers=reader).json()["items"]]
+    officer = token("inspector", county=ARTUX)
+    assert [i["id"] for i in client.get(f"/api/alerts/{artux}", headers=officer).json()["incidents"]] == [iid]
+    wuqia = token("responder", county=WUQIA)
+    assert client.get(f"/api/incidents/{iid}", headers=wuqia).status_code == 403
+    assert client.get("/api/incidents", headers=wuqia).json()["total"] == 0
+    [entry] = _audit(client, admin, iid, "incident.link_alert")
+    assert (entry["before"]["region"], entry["after"]["region"]) == (AKTO, None)
