@@ -110,10 +110,11 @@ def list_alerts(
     ):
         if value is not None:
             q = q.where(column == value)
+    # the alerts active during [since, until): first seen before its end, last seen at or after its start
     if f.since is not None:
         q = q.where(Alert.last_seen >= f.since)
     if f.until is not None:
-        q = q.where(Alert.last_seen < f.until)
+        q = q.where(Alert.first_seen < f.until)
     if principal is not None and principal.county is not None:
         q = q.where((Alert.region == principal.county) | Alert.region.is_(None))
     total = session.scalar(select(func.count()).select_from(q.subquery())) or 0

@@ -64,8 +64,9 @@ def list_alerts(
     *,
     cat: Cat,
 ) -> AlertPage:
-    """A page of alerts; ``county`` and ``industry``, when given, must be the catalogue's (a typo would
-    answer "no alerts")."""
+    """Alerts, the most recently changed first. ``since`` (inclusive) and ``until`` (exclusive) keep
+    the alerts active during that span: first seen before ``until``, last seen at or after ``since``.
+    ``county`` and ``industry``, when given, must be the catalogue's (a typo would answer "no alerts")."""
     check_catalogue(cat, county=county, industry=industry)
     filters = service.AlertFilter(
         state=state, kind=kind, level=level, region=county, industry=industry, since=since, until=until

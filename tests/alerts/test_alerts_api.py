@@ -144,6 +144,28 @@ def test_filters_and_pagination(seeded, client, token):
     assert {a["id"] for a in first["items"]}.isdisjoint({a["id"] for a in second["items"]})
 
 
+def test_a_year_s_alerts_are_those_active_during_it(routed, client, token, ingest, make_warning):
+    from datetime import UTC, datetime
+
+    def span(detector, first, last):  # type: ignore[no-untyped-def]
+        ingest(
+            make_warning(detector=detector, raised_at=first, level="yellow"),
+            make_warning(detector=detector, raised_at=last, level="orange"),
+        )
+
+    span("across", datetime(2025, 12, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))  # into the next year
+    span("before", datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC))
+    span("after", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 8, tzinfo=UTC))  # from `until` on
+    span("inside", datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC))
+    span(
+        "ending", datetime(2024, 12, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)
+    )  # last seen at `since`
+    h = token("inspector")
+    year = _ids(client, h, since="2025-01-01T00:00:00+00:00", until="2026-01-01T00:00:00+00:00", limit=500)
+    assert sorted(a["detector"] for a in year["items"]) == ["across", "ending", "inside"]
+    assert year["total"] == 3
+
+
 def test_errors_name_the_field_and_the_reason(seeded, client, token):
     h = token("duty_officer")
     r = client.get("/api/alerts", headers=h, params={"level": "purple"})
