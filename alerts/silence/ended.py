@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..alert.models import Alert, AlertState
 from ..alert.service import alert_dict, latest_warning, record_decision
-from ..events import emit
+from ..events import emit, of_county
 from ..notification.service import owe
 from ..settings import AlertSettings
 from .service import active_silences, matching_silence
@@ -42,7 +42,7 @@ def release_ended(session: Session, *, now: datetime, settings: AlertSettings) -
             if alert.silenced_by_id is None and alert.state != AlertState.resolved:
                 alert.silenced_by_id = silence.id
                 alert.updated_at = now
-                emit(session, "alert.updated", region=alert.region, data=alert_dict(alert))
+                emit(session, "alert.updated", counties=of_county(alert.region), data=alert_dict(alert))
             continue
         changed = alert.silenced_by_id is not None
         alert.silenced_by_id = None
@@ -53,7 +53,7 @@ def release_ended(session: Session, *, now: datetime, settings: AlertSettings) -
             changed = True
         if changed:
             alert.updated_at = now
-            emit(session, "alert.updated", region=alert.region, data=alert_dict(alert))
+            emit(session, "alert.updated", counties=of_county(alert.region), data=alert_dict(alert))
     return told
 
 

@@ -14,7 +14,7 @@ from ..alert.service import alert_dict
 from ..audit import service as audit
 from ..auth.service import Principal, check_county
 from ..errors import InvalidInput, NotFound
-from ..events import emit
+from ..events import emit, of_county
 from ..inputs import check_catalogue
 from .models import Silence
 
@@ -131,7 +131,7 @@ def _hold(session: Session, silence: Silence, *, now: datetime) -> None:
         if _matches(silence, alert):
             alert.silenced_by_id = silence.id
             alert.updated_at = now
-            emit(session, "alert.updated", region=alert.region, data=alert_dict(alert))
+            emit(session, "alert.updated", counties=of_county(alert.region), data=alert_dict(alert))
 
 
 def _release(session: Session, silence: Silence, *, now: datetime) -> None:
@@ -141,7 +141,7 @@ def _release(session: Session, silence: Silence, *, now: datetime) -> None:
         if held:  # the escalation tick had moved its timer to the silence's end
             alert.escalate_at = now
         alert.updated_at = now
-        emit(session, "alert.updated", region=alert.region, data=alert_dict(alert))
+        emit(session, "alert.updated", counties=of_county(alert.region), data=alert_dict(alert))
 
 
 def list_silences(
