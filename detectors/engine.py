@@ -559,6 +559,10 @@ class IndustryStage:
             out += self.detectors.on_week(SeriesWeek.combine(week, self._target))
         return out
 
+    def set_idle_release(self, idle_release: timedelta | None) -> None:
+        """Release incomplete weeks after ``idle_release`` from now on (``None``: wait for ever)."""
+        self._barrier._idle = idle_release
+
 
 class SystemicStage:
     """Hazard items across counties and industries (all items, or those hashed to one partition)."""
@@ -579,6 +583,10 @@ class SystemicStage:
     def incomplete_weeks(self) -> list[tuple[datetime, tuple[str, ...]]]:
         """Weeks released without the counties that sent nothing (``EngineConfig.idle_release``)."""
         return self._barrier.incomplete
+
+    def set_idle_release(self, idle_release: timedelta | None) -> None:
+        """Release incomplete weeks after ``idle_release`` from now on (``None``: wait for ever)."""
+        self._barrier._idle = idle_release
 
     def submit(
         self, cells: Iterable[CellWeek], items: Container[str] | None = None, now: datetime | None = None

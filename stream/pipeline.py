@@ -274,6 +274,8 @@ class DetectionPipeline:
                         self._fatal = exc
                         self._stopping.set()
                         return
+                    if isinstance(state, CellWeekPartition):  # the setting now, not the one pickled
+                        state.set_idle_release(self.ctx.config.idle_release)
                     part = _Part(state, cp.next_offset)
                     self._consumer.seek(tp, cp.next_offset)
                 self._parts[tp] = part

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from detectors.base import CellWeek
 from detectors.engine import (
@@ -120,6 +120,13 @@ class CellWeekPartition:
                     out += other.submit([], now)
         out += self.systemic.submit([cell], items=self._items, now=now)
         return out
+
+    def set_idle_release(self, idle_release: timedelta | None) -> None:
+        """Apply the worker's ``QW_IDLE_COUNTY_RELEASE_HOURS`` to a state restored from a checkpoint,
+        which holds the value it was created with."""
+        for stage in self.industries.values():
+            stage.set_idle_release(idle_release)
+        self.systemic.set_idle_release(idle_release)
 
     @property
     def incomplete_weeks(self) -> list[tuple[datetime, tuple[str, ...]]]:

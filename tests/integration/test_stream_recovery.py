@@ -20,6 +20,7 @@ from schemas import default_catalogue
 from stream.checkpoint import Checkpoint, CheckpointStore, CheckpointVersionError, checkpoints, decode_state
 from stream.pipeline import DetectionPipeline
 from stream.producer import RecordPusher
+from stream.readback import read_topic
 from stream.settings import StreamSettings
 from stream.stages import CellWeekPartition
 from stream.testing import checkpoint_offsets, collect, settings_env
@@ -133,6 +134,52 @@ def test_a_silent_county_does_not_hold_the_industry_and_systemic_weeks_back(
     assert pipe.metrics.registry.get_sample_value("qw_stream_weeks_released_incomplete_total") == len(
         released
     )
+
+
+def test_a_changed_idle_county_release_applies_to_the_partitions_restored_from_checkpoints(
+    settings: StreamSettings, stream_data: StreamData
+) -> None:
+    # the setting was kept inside the checkpointed state: a worker restarted with another value went on
+    # with the old one (here: waiting for ever for a silent county) on every partition it restored
+    silent = CAT.region_codes[-1]
+    lines = [raw for raw in stream_data.sampling[:6000] if json.loads(raw)["region"] != silent]
+    first, later = lines[:3000], lines[3000:]
+    waiting = settings.model_copy(update={"idle_county_release_hours": 0})  # 0: wait for ever
+    with RecordPusher(settings) as pusher:
+        ends = pusher.push_lines(first, wait=True).end_offsets
+    clock = _Clock(datetime(2026, 3, 2, 9, tzinfo=UTC))
+    asyncio.run(_run_until_checkpointed(waiting, ends, clock))
+    asyncio.run(_run_until_checkpointed(waiting, _cell_ends(settings), clock))
+    cell_topic = settings.topic_name("cell-weeks")
+    assert _released(settings) == []  # held back, as that setting says
+    assert {p for t, p in checkpoint_offsets(settings) if t == cell_topic} == {0, 1, 2, 3}
+
+    with RecordPusher(settings) as pusher:
+        more = pusher.push_lines(later, wait=True).end_offsets
+    # restarted with the default (72 h), a month later by the worker's clock
+    clock = _Clock(datetime(2026, 4, 6, 9, tzinfo=UTC))
+    pipes = [asyncio.run(_run_until_checkpointed(settings, more, clock))]
+    pipes.append(asyncio.run(_run_until_checkpointed(settings, _cell_ends(settings), clock)))
+    released = _released(settings)
+    assert released and all(silent in counties for _week, counties in released)
+    metric = "qw_stream_weeks_released_incomplete_total"
+    assert sum(p.metrics.registry.get_sample_value(metric) or 0 for p in pipes) == len(released)
+
+
+def _cell_ends(settings: StreamSettings) -> dict[tuple[str, int], int]:
+    ends: dict[tuple[str, int], int] = {}
+    for m in read_topic(settings, settings.topic_name("cell-weeks")):
+        ends[(m.topic, m.partition)] = max(ends.get((m.topic, m.partition), 0), m.offset + 1)
+    return ends
+
+
+def _released(settings: StreamSettings) -> list[tuple[datetime, tuple[str, ...]]]:
+    store = CheckpointStore(settings.checkpoint_url, settings.group_id)
+    try:
+        states = [decode_state(cp.state) for cp in store.load_all()]
+    finally:
+        store.close()
+    return [w for s in states if isinstance(s, CellWeekPartition) for w in s.incomplete_weeks]
 
 
 class _Clock:
