@@ -40,6 +40,11 @@ class StreamMetrics:
             "qw_stream_consumer_lag", "High watermark minus position", ["topic", "partition"], registry=r
         )
         self.checkpoints = Counter("qw_stream_checkpoints_total", "Partition checkpoints written", registry=r)
+        self.last_checkpoint = Gauge(
+            "qw_stream_last_checkpoint_timestamp_seconds",
+            "Unix time of the last checkpoint saved (0: none since the worker started)",
+            registry=r,
+        )
         self.incomplete_weeks = Counter(
             "qw_stream_weeks_released_incomplete_total",
             "Weeks the industry and systemic stages released without a county that sent nothing",

@@ -366,6 +366,7 @@ class DetectionPipeline:
         for cp in snap.items:
             self.metrics.checkpoint_bytes.labels(cp.topic, str(cp.partition)).set(len(cp.state))
         self.metrics.checkpoints.inc(len(snap.items))
+        self.metrics.last_checkpoint.set_to_current_time()
         if self._consumer is not None:  # for monitoring tools only; restores never read these
             try:
                 await self._consumer.commit(snap.offsets)

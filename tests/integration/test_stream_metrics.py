@@ -75,6 +75,8 @@ def test_metrics_endpoint_counts_what_flowed(
         before = scrape(port)
         assert total(before, "qw_stream_records_in_total") == 0
         assert total(before, "qw_stream_warnings_total") == 0
+        assert value(before, "qw_stream_last_checkpoint_timestamp_seconds") == 0
+        pushed_at = time.time()
 
         with RecordPusher(settings) as pusher:
             ends = pusher.push_lines(sampling + resent, wait=True).end_offsets
@@ -125,6 +127,8 @@ def test_metrics_endpoint_counts_what_flowed(
     assert lags == {topics.sampling, topics.patrols, topics.cell_weeks}
     assert total(after, "qw_stream_consumer_lag") == 0
     assert value(after, "qw_stream_checkpoints_total") > 0
+    # when progress was last saved: after the records came, so it covers them
+    assert value(after, "qw_stream_last_checkpoint_timestamp_seconds") >= pushed_at
 
 
 def test_consumer_lag_is_positive_while_behind_and_zero_when_caught_up(
