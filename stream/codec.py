@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
@@ -63,10 +64,9 @@ def decode_record(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Rejection(f"not UTF-8: {exc.reason} at byte {exc.start}")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return Rejection(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    data = _parse_json(text)
+    if isinstance(data, Rejection):
+        return data
     if not isinstance(data, dict):
         return Rejection(f"invalid record: expected a JSON object, got {type(data).__name__}")
     try:
@@ -80,6 +80,20 @@ def decode_record(
     if isinstance(valid, SamplingResult):  # valid as a Python object though not as JSON text
         return SamplingRecord.from_model(valid)
     return valid
+
+
+def _parse_json(text: str | bytes) -> Any:
+    """The JSON value of ``text``, or a :class:`Rejection` naming what the parser gave up on."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Rejection(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    except UnicodeDecodeError as exc:
+        return Rejection(f"not UTF-8: {exc.reason} at byte {exc.start}")
+    except RecursionError:
+        return Rejection("invalid JSON: nested too deeply")
+    except ValueError:  # the only other one: an integer longer than Python converts
+        return Rejection(f"invalid JSON: a number of more than {sys.get_int_max_str_digits()} digits")
 
 
 @lru_cache(maxsize=8)
@@ -112,8 +126,10 @@ def decode_cell_week(raw: bytes | None, zone: tzinfo) -> CellWeek | Rejection:
     """A cell-week from its JSON (datetimes back in the catalogue's zone)."""
     if raw is None:
         return Rejection("empty message (no value)")
+    d = _parse_json(raw)
+    if isinstance(d, Rejection):
+        return d
     try:
-        d = json.loads(raw)
 
         def when(key: str) -> datetime | None:
             v = d.get(key)
@@ -138,8 +154,6 @@ def decode_cell_week(raw: bytes | None, zone: tzinfo) -> CellWeek | Rejection:
             item_failures=tuple((str(k), tuple(str(i) for i in v)) for k, v in d.get("item_failures", ())),
             last_event=when("last_event"),
         )
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Rejection(f"invalid JSON: {exc}")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return Rejection(f"invalid cell-week: {exc!r}")
 

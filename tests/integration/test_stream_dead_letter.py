@@ -29,6 +29,10 @@ def _bad_messages(sampling_example: bytes) -> list[tuple[bytes, str]]:
         (b'{"id": "half a record', "invalid JSON"),
         (b"[1, 2, 3]", "invalid record"),
         (json.dumps(doc).encode(), "invalid record: "),
+        # JSON the parser gives up on with other errors than a syntax error: each stopped the worker,
+        # and every restart with it, at that message
+        (b"[" * 10_000 + b"]" * 10_000, "invalid JSON: nested too deeply"),
+        (b'{"id": ' + b"9" * 5000 + b"}", "invalid JSON: a number of more than"),
     ]
 
 
@@ -54,6 +58,9 @@ def test_bad_bytes_on_every_input_topic_land_in_dead_letter(
                     "invalid JSON",
                 )
             )
+        deep = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+        cut = pusher.send_raw(topics.cell_weeks, deep, key=b"x", partition=1)
+        sent.append((cut, deep, "invalid JSON: nested too deeply"))
         other = "653001" if wrong_key["region"] != "653001" else "653023"
         sent.append((pusher.send_raw(topics.sampling, good[1], key=other.encode()), good[1], "key: must be"))
         r2 = pusher.push_lines(good[700:], wait=True)
