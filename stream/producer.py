@@ -7,6 +7,7 @@ obviously wrong here (not JSON, no region) are still reported to the caller, lin
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,10 @@ def classify_line(line: bytes) -> tuple[str | None, str | None, str | None]:
         data = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, None, f"invalid JSON: {exc}"
+    except RecursionError:
+        return None, None, "invalid JSON: nested too deeply"
+    except ValueError:  # the only other one: an integer longer than Python converts
+        return None, None, f"invalid JSON: a number of more than {sys.get_int_max_str_digits()} digits"
     if not isinstance(data, dict):
         return None, None, "not a JSON object"
     kind = "patrol" if "patrolled_at" in data else "sampling"
