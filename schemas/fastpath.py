@@ -25,6 +25,7 @@ detection engine reads either; it is a slotted struct, several times cheaper to 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime, tzinfo
 
 import msgspec
@@ -182,6 +183,8 @@ class SamplingDecoder:
         rid, product, inspector = r.id, r.product, r.inspector_id
         if not rid or rid != rid.strip() or len(rid) > _MAX_ID:
             return False
+        if not rid.isascii() and not unicodedata.is_normalized("NFKC", rid):
+            return False  # full-width letters or digits: the model writes the id half-width
         if not rid.isprintable() and CONTROL_CHARACTERS.search(rid):  # the test alone is cheaper
             return False
         if r.region not in self._regions or r.industry not in self._industries:

@@ -112,12 +112,32 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
-#: a record id: a key in the outbox, on the topics and in warnings' evidence. No control characters:
-#: PostgreSQL stores no NUL in text, and a tab or line break in a key is a copy-paste accident
+_MAX_ID = 128
+
+
+def _half_width(value: str) -> str:
+    """The id with full-width letters, digits and signs as their half-width forms (NFKC)."""
+    if value.isascii():
+        return value
+    value = unicodedata.normalize("NFKC", value).strip()
+    if len(value) > _MAX_ID:  # a compatibility character can stand for several (㍿ is 株式会社)
+        raise PydanticCustomError(
+            "string_too_long",
+            "must have at most {max_length} characters once written half-width (has {length})",
+            {"max_length": _MAX_ID, "length": len(value)},
+        )
+    return value
+
+
+#: a record id: a key in the outbox, on the topics and in warnings' evidence. Half-width (NFKC): a
+#: Chinese input method types ＳＨ－０１ where a lab sheet or a producer says SH-01, and the two are one
+#: record, counted once. No control characters: PostgreSQL stores no NUL in text, and a tab or line
+#: break in a key is a copy-paste accident
 RecordId = Annotated[
     str,
-    Field(max_length=128, json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}),
+    Field(max_length=_MAX_ID, json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}),
     AfterValidator(_non_blank),
+    AfterValidator(_half_width),
     AfterValidator(_no_control_characters),
 ]
 

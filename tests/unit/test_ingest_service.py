@@ -393,3 +393,16 @@ def test_full_width_and_half_width_text_is_the_same_content(
     assert [o.status for o in out] == ["accepted", "duplicate"]
     assert _one(sessions, sampling(1, **half, product="wool scarf")).conflict
     assert _count(sessions) == 3
+
+
+def test_an_id_typed_full_width_is_the_id_a_lab_sheet_reads_half_width(
+    sessions: sessionmaker[Session],
+) -> None:
+    # the field app keeps what was typed (ＳＨ－２０２６－０１), the lab sheet reads the same id half-width:
+    # one record, counted once, whichever comes first
+    assert _one(sessions, sampling(1, id="ＳＨ－２０２６－０１")).status == "accepted"
+    assert _one(sessions, sampling(1, id="SH-2026-01")).status == "duplicate"
+    assert _one(sessions, sampling(1, id="SH-2026-02")).status == "accepted"
+    assert _one(sessions, sampling(1, id="ＳＨ－２０２６－０２")).status == "duplicate"
+    with sessions() as s:
+        assert sorted(s.execute(select(OutboxRecord.record_id)).scalars()) == ["SH-2026-01", "SH-2026-02"]

@@ -275,6 +275,15 @@ def test_a_test_items_passed_must_be_a_json_boolean() -> None:
     assert (err.field, err.type) == ("test_items.0.passed", "bool_type")
 
 
+def test_a_record_id_typed_in_full_width_characters_is_stored_half_width() -> None:
+    # a Chinese input method types ＳＨ－０１; a lab sheet, a Kafka producer or a replay file says SH-01:
+    # the same record, so the same id (and never counted twice)
+    for model, data in ((SamplingResult, sampling(id="ＳＨ－０１")), (PatrolReport, patrol(id="ＳＨ－０１"))):
+        assert model.model_validate(data, context=ctx()).id == "SH-01"
+    decode = SamplingDecoder(default_catalogue(), now=NOW)  # the replay's short cut agrees
+    assert decode(json.dumps(sampling(id="ＳＨ－０１")).encode()).id == "SH-01"
+
+
 def test_extra_fields_are_refused() -> None:
     err = only_error(SamplingResult, sampling(colour="red"))
     assert err.field == "colour" and err.reason == "is not a field of this record"
