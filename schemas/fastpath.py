@@ -31,7 +31,14 @@ from datetime import datetime, tzinfo
 import msgspec
 
 from .catalogue import Catalogue, default_catalogue
-from .records import CONTROL_CHARACTERS, MAX_AGE, MAX_FUTURE_SKEW, SamplingResult, SamplingSource
+from .records import (
+    CONTROL_CHARACTERS,
+    LINE_CONTROLS,
+    MAX_AGE,
+    MAX_FUTURE_SKEW,
+    SamplingResult,
+    SamplingSource,
+)
 from .uscc import uscc_problem
 
 __all__ = ["SamplingDecoder", "SamplingRecord", "TestItemRecord"]
@@ -104,6 +111,11 @@ class SamplingRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 def _clean(text: str) -> bool:
     """Non-blank and already stripped (the model strips every string; the short cut never does)."""
     return bool(text) and text == text.strip()
+
+
+def _one_line(text: str) -> bool:
+    """No control character the model refuses in a one-line text (the printable test alone is cheaper)."""
+    return text.isprintable() or LINE_CONTROLS.search(text) is None
 
 
 #: a fraction of a second with more than six digits (anywhere in the line: a false hit only costs the
@@ -191,13 +203,13 @@ class SamplingDecoder:
             return False
         canonical = self._products.get(product)  # the checked and normalised spellings seen
         if canonical is None:
-            if not product or product != product.strip():
+            if not product or product != product.strip() or not _one_line(product):
                 return False
             canonical = self.catalogue.normalise_product(product)
             if len(self._products) < _MEMO:
                 self._products[product] = canonical
         if inspector not in self._inspectors:
-            if not inspector or inspector != inspector.strip():
+            if not inspector or inspector != inspector.strip() or not _one_line(inspector):
                 return False
             if len(self._inspectors) < _MEMO:
                 self._inspectors.add(inspector)
@@ -211,7 +223,9 @@ class SamplingDecoder:
                 self._enterprises[raw] = code
         r.enterprise_id = code
         name, lab = r.enterprise_name, r.lab_id
-        if (name is not None and name != name.strip()) or (lab is not None and lab != lab.strip()):
+        if name is not None and (name != name.strip() or not _one_line(name)):
+            return False
+        if lab is not None and (lab != lab.strip() or not _one_line(lab)):
             return False
         if name == "":
             r.enterprise_name = None  # empty is absent, as in the model
@@ -227,7 +241,7 @@ class SamplingDecoder:
             normalise = self.catalogue.normalise_item
             items: list[str] = []
             for raw_item in raw_items:
-                if not _clean(raw_item):
+                if not _clean(raw_item) or not _one_line(raw_item):
                     return False
                 item = normalise(raw_item)
                 if not item:
@@ -247,12 +261,12 @@ class SamplingDecoder:
     def _check_tests(self, tests: list[TestItemRecord], failed_items: list[str]) -> bool:
         normalise = self.catalogue.normalise_item
         for t in tests:
-            if not _clean(t.name):
+            if not _clean(t.name) or not _one_line(t.name):
                 return False
             name = normalise(t.name)
             t.name = name
             unit = t.unit
-            if unit is not None and unit != unit.strip():
+            if unit is not None and (unit != unit.strip() or not _one_line(unit)):
                 return False
             if unit == "":
                 t.unit = None

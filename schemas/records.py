@@ -95,22 +95,51 @@ def _non_blank(value: str) -> str:
     return value
 
 
-NonBlank = Annotated[str, AfterValidator(_non_blank)]
-
 #: C0 and C1 control characters (NUL, tab, line breaks, DEL …)
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: what a one-line text may not hold: the C0 control characters (NUL, tab, line breaks …) and DEL
+LINE_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+#: what free text (a patrol's note) may not hold: the same, except tab and line breaks
+TEXT_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def _no_control_characters(value: str) -> str:
-    found = CONTROL_CHARACTERS.search(value)
+def _refuse(found: re.Match[str] | None) -> None:
     if found is not None:
         raise PydanticCustomError(
             "control_character",
             "must not contain a control character; found U+{code} at character {position}",
             {"code": f"{ord(found[0]):04X}", "position": found.start() + 1},
         )
+
+
+def _no_control_characters(value: str) -> str:
+    _refuse(CONTROL_CHARACTERS.search(value))
     return value
 
+
+def _one_line(value: str | None) -> str | None:
+    # text reaches warnings (an enterprise's name is its label) and the stores: PostgreSQL and the
+    # alert service refuse NUL, and a line break in a name is a copy-paste accident
+    if value is not None and not value.isprintable():  # the test alone is cheaper than the search
+        _refuse(LINE_CONTROLS.search(value))
+    return value
+
+
+def _free_text(value: str) -> str:
+    if not value.isprintable():
+        _refuse(TEXT_CONTROLS.search(value))
+    return value
+
+
+_ONE_LINE_SCHEMA = {"pattern": "^[^\\u0000-\\u001f\\u007f]*$"}
+_FREE_TEXT_SCHEMA = {"pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"}
+
+#: a one-line text that must not be blank (a name: product, inspector, hazard, test item)
+NonBlank = Annotated[
+    str, Field(json_schema_extra=_ONE_LINE_SCHEMA), AfterValidator(_non_blank), AfterValidator(_one_line)
+]
+#: a free text: tab and line breaks allowed, other control characters (NUL …) not
+FreeText = Annotated[str, Field(json_schema_extra=_FREE_TEXT_SCHEMA), AfterValidator(_free_text)]
 
 _MAX_ID = 128
 
@@ -148,7 +177,14 @@ def _none_if_empty(value: str | None) -> str | None:
 
 #: an optional text: empty (after stripping) is the same as absent, so a spreadsheet's blank cell and a
 #: field app's ``""`` or ``null`` give the same record (and the same content hash at ingest)
-OptionalText = Annotated[str | None, AfterValidator(_none_if_empty)]
+OptionalText = Annotated[
+    str | None,
+    Field(json_schema_extra={"anyOf": [{"type": "string", **_ONE_LINE_SCHEMA}, {"type": "null"}]}),
+    AfterValidator(_none_if_empty),
+    AfterValidator(_one_line),
+]
+#: a one-line text in a list (a failed item's name); blank entries are refused by the list's validator
+LineText = Annotated[str, Field(json_schema_extra=_ONE_LINE_SCHEMA), AfterValidator(_one_line)]
 
 
 #: a number, or a text that is only one: pydantic would read it as seconds since 1970
@@ -288,7 +324,7 @@ class SamplingResult(_Record):
     enterprise_id: EnterpriseId
     enterprise_name: OptionalText = None
     passed: StrictBool
-    failed_items: list[str] = Field(default_factory=list, validate_default=True)
+    failed_items: list[LineText] = Field(default_factory=list, validate_default=True)
     test_items: list[TestItem] | None = None
     inspector_id: NonBlank
     lab_id: OptionalText = None
@@ -368,7 +404,8 @@ class PatrolReport(_Record):
     hazard: NonBlank
     severity: Severity
     action: PatrolAction
-    note: str = ""
+    #: free text: may hold tabs and line breaks (several lines typed or wrapped in a cell)
+    note: FreeText = ""
 
     _event_time = field_validator("patrolled_at")(_check_event_time)
     _region = field_validator("region")(_check_region)

@@ -143,6 +143,16 @@ EDGE_CASES = [
     line(test_items=[{"name": "lead", "colour": "red"}]),
     line(test_items=[]),
     line(test_items=None),
+    # control characters in text: refused by both (NUL, ESC, a line break inside a one-line text)
+    line(enterprise_name="喀什\x00某厂"),
+    line(enterprise_name="喀什\n某厂"),
+    line(enterprise_name="喀什\u2028某厂"),  # not printable, but no control character: accepted
+    line(lab_id="LAB\x1b1"),
+    line(product="馕\x00"),
+    line(inspector_id="INS\t007"),
+    line(passed=False, failed_items=["lead\x00"]),
+    line(test_items=[{"name": "lead\x07"}]),
+    line(test_items=[{"name": "lead", "unit": "mg\x00/kg"}]),
     b"",
     b"not json",
     b"[1, 2]",

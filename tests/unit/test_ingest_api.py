@@ -106,6 +106,32 @@ def test_an_id_holding_a_nul_is_refused_and_the_batch_around_it_kept(client: Tes
     ]
 
 
+def test_a_name_holding_a_nul_is_refused_naming_the_field(client: TestClient) -> None:
+    # the enterprise name labels its warnings, which the alert service refuses with a NUL: the
+    # record is refused at the door, where the inspector sees why, instead of its warning lost
+    r = client.post(
+        "/api/v1/sampling-results", json=sampling(1, enterprise_name="喀什\x00某厂"), headers=AUTH
+    )
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]["errors"]
+    assert (err["field"], err["type"]) == ("enterprise_name", "control_character")
+    assert "U+0000 at character 3" in err["reason"]
+    r = client.post("/api/v1/patrol-reports", json=patrol(1, hazard="漏\x00电"), headers=AUTH)
+    assert r.status_code == 422 and r.json()["detail"]["errors"][0]["field"] == "hazard"
+    noted = client.post("/api/v1/patrol-reports", json=patrol(2, note="第一行\n第二行"), headers=AUTH)
+    assert noted.status_code == 201, noted.json()
+    csv = (
+        "抽样编号,抽样日期,区县,行业,产品名称,统一社会信用代码,检验结论,不合格项目,抽样人员,生产企业\n"
+        f"L-1,2026-03-02,阿克陶县,纺织服装,围巾,{uscc(1)},不合格,甲醛\x00,张三,某厂\n"
+        f"L-2,2026-03-02,阿克陶县,纺织服装,围巾,{uscc(1)},合格,,张三,某\x1b厂\n"
+    )
+    out = client.post("/api/v1/imports", headers=AUTH, files={"file": ("lab.csv", csv.encode(), "text/csv")})
+    assert [(o["status"], o["field"]) for o in out.json()["outcomes"]] == [
+        ("rejected", "failed_items.0"),
+        ("rejected", "enterprise_name"),
+    ]
+
+
 def test_a_lone_surrogate_is_refused_in_its_row_not_a_500(client: TestClient) -> None:
     # JSON may escape half of a UTF-16 pair (a field app cutting an id through an emoji): the row is
     # refused, and the answer (which names the id, the field and the value) is still written

@@ -310,6 +310,71 @@ def test_a_record_id_holding_a_control_character_is_refused(
             SamplingDecoder(default_catalogue(), now=NOW)(json.dumps(data))
 
 
+_TEXT_FIELDS = [
+    (SamplingResult, "enterprise_name", lambda v: sampling(enterprise_name=v), "enterprise_name"),
+    (SamplingResult, "product", lambda v: sampling(product=v), "product"),
+    (SamplingResult, "inspector_id", lambda v: sampling(inspector_id=v), "inspector_id"),
+    (SamplingResult, "lab_id", lambda v: sampling(lab_id=v), "lab_id"),
+    (
+        SamplingResult,
+        "failed_items",
+        lambda v: sampling(passed=False, failed_items=["lead", v]),
+        "failed_items.1",
+    ),
+    (
+        SamplingResult,
+        "test item name",
+        lambda v: sampling(test_items=[{"name": v, "value": 1.0}]),
+        "test_items.0.name",
+    ),
+    (
+        SamplingResult,
+        "test item unit",
+        lambda v: sampling(test_items=[{"name": "lead", "unit": v}]),
+        "test_items.0.unit",
+    ),
+    (PatrolReport, "hazard", lambda v: patrol(hazard=v), "hazard"),
+    (PatrolReport, "inspector_id", lambda v: patrol(inspector_id=v), "inspector_id"),
+    (PatrolReport, "note", lambda v: patrol(note=v), "note"),
+]
+
+
+@pytest.mark.parametrize("text", ["某\x00厂", "a\x00", "a\x1bb", "a\x07b", "a\x7fb"])
+@pytest.mark.parametrize(("model", "label", "make", "field"), _TEXT_FIELDS, ids=[f[1] for f in _TEXT_FIELDS])
+def test_a_text_holding_a_control_character_is_refused_naming_the_field(
+    model: type[SamplingResult] | type[PatrolReport], label: str, make: Any, field: str, text: str
+) -> None:
+    # such text reaches warnings (an enterprise's name is its label), which refuse NUL, and
+    # PostgreSQL stores no NUL in text: the record is refused here rather than its warning lost
+    data = make(text)
+    for as_json in (False, True):
+        (err,) = errors_of(model, data, as_json=as_json)
+        assert (err.field, err.type) == (field, "control_character"), label
+        assert f"U+{ord(text[1]):04X}" in err.reason
+    if model is SamplingResult:  # the replay's short cut refuses it the same way
+        with pytest.raises(ValidationError):
+            SamplingDecoder(default_catalogue(), now=NOW)(json.dumps(data))
+
+
+@pytest.mark.parametrize("text", ["a\tb", "a\nb", "a\r\nb"])
+@pytest.mark.parametrize(
+    ("model", "label", "make", "field"), _TEXT_FIELDS[:-1], ids=[f[1] for f in _TEXT_FIELDS[:-1]]
+)
+def test_a_single_line_text_refuses_tabs_and_line_breaks_inside(
+    model: type[SamplingResult] | type[PatrolReport], label: str, make: Any, field: str, text: str
+) -> None:
+    (err,) = errors_of(model, make(text))
+    assert (err.field, err.type) == (field, "control_character"), label
+
+
+def test_a_patrol_note_may_hold_tabs_and_line_breaks_but_no_other_control_character() -> None:
+    # a note is free text: several lines typed in the field app or wrapped in a spreadsheet cell
+    note = "门口堆放杂物\n消防通道\t堵塞\r\n已告知"
+    assert PatrolReport.model_validate(patrol(note=note), context=ctx()).note == note
+    (err,) = errors_of(PatrolReport, patrol(note="ok\x00"))
+    assert (err.field, err.type) == ("note", "control_character") and "U+0000" in err.reason
+
+
 def test_reported_before_sampled() -> None:
     err = only_error(SamplingResult, sampling(reported_at="2026-03-01T09:00:00+08:00"))
     assert err.field == "reported_at" and err.type == "reported_before_sampled"
