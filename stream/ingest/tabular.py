@@ -22,6 +22,9 @@ Cell conversions (a cell that cannot be converted rejects its row, naming the co
 * 任务来源, 隐患等级 and 处置措施 take their Chinese names (监督抽查, 重大隐患, 责令整改 …);
 * region and industry may be a code, slug, or Chinese or English name (resolved by the catalogue).
 
+An Excel 97-2003 workbook (``.xls``) or a password-protected ``.xlsx`` (both OLE2 compound files) is
+refused with a :class:`TableError` that says what to do (save as ``.xlsx``, remove the password).
+
 JSONL lines are wire-contract records and are passed through unchanged (strict: offsets required).
 Row numbers are 1-based physical rows (the header of a plain CSV is row 1, its first record row 2); in
 JSONL they are line numbers.
@@ -496,6 +499,27 @@ def _rows_from_cells(
     )
 
 
+#: the signature of an OLE2 compound file: Excel 97-2003 workbooks, and encrypted (password-protected)
+#: Office Open XML files, which Excel wraps in one
+_OLE2 = bytes.fromhex("D0CF11E0A1B11AE1")
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")  # a directory entry's name
+
+
+def _refuse_compound_file(content: bytes) -> None:
+    """Say what to do with a workbook this reader cannot open, rather than calling it undecodable text."""
+    if not content.startswith(_OLE2):
+        return
+    if _ENCRYPTED_PACKAGE in content:
+        raise TableError(
+            "the workbook is password-protected (encrypted): remove the password in Excel or WPS "
+            "(File > Info > Protect Workbook > Encrypt with Password, clear it), save, and import it again"
+        )
+    raise TableError(
+        "the file is an Excel 97-2003 workbook (.xls), which cannot be read: open it in Excel or WPS, "
+        "save it as .xlsx (Excel Workbook) or as CSV, and import that file"
+    )
+
+
 def _decode(content: bytes) -> str:
     try:
         return content.decode("utf-8-sig")
@@ -637,6 +661,7 @@ def parse_table(
     Raises :class:`TableError` when the file cannot be read at all; a bad row only rejects that row.
     """
     cat = catalogue or default_catalogue()
+    _refuse_compound_file(content)
     fmt = fmt or detect_format(filename, content)
     want = RecordKind(kind) if kind is not None else None
     if fmt == "jsonl":

@@ -6,6 +6,7 @@ Stores are SQLite always, and PostgreSQL too when ``QW_TEST_DATABASE_URL`` names
 from __future__ import annotations
 
 import os
+import struct
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,3 +107,34 @@ def store(backend: str, tmp_path: Any) -> Iterator[sessionmaker[Session]]:
             yield factory
         finally:
             factory.kw["bind"].dispose()
+
+
+def compound_file(*streams: str) -> bytes:
+    """A minimal OLE2 compound file (the container of Excel 97-2003 ``.xls`` and of a password-protected
+    ``.xlsx``) whose directory names ``streams`` (empty): 512-byte header, one FAT and one directory sector.
+    """
+    end, free, fat_sector = 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFD
+    header = (
+        bytes.fromhex("D0CF11E0A1B11AE1")
+        + bytes(16)
+        + struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6)
+        + bytes(6)
+        + struct.pack("<IIIIIIIII", 0, 1, 1, 0, 4096, end, 0, end, 0)
+        + struct.pack("<109I", 0, *[free] * 108)
+    )
+    fat = struct.pack("<128I", fat_sector, end, *[free] * 126)
+
+    def entry(name: str, kind: int, child: int, right: int) -> bytes:
+        raw = name.encode("utf-16-le") + b"\0\0"
+        return (
+            raw.ljust(64, b"\0")
+            + struct.pack("<HBBIII", len(raw), kind, 1, free, right, child)
+            + bytes(16 + 4 + 16)
+            + struct.pack("<IQ", end, 0)
+        )
+
+    entries = [entry("Root Entry", 5, 1 if streams else free, free)]
+    for n, name in enumerate(streams, start=1):
+        entries.append(entry(name, 2, free, n + 1 if n < len(streams) else free))
+    directory = b"".join(entries).ljust(512, b"\0")
+    return header + fat + directory

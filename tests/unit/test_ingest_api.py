@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from ingest_cases import clock, patrol, sampling, store, uscc
+from ingest_cases import clock, compound_file, patrol, sampling, store, uscc
 
 from stream.ingest import Principal, create_ingest_router, static_verifier
 
@@ -313,6 +313,16 @@ def test_import_xlsx_and_unreadable_files(client: TestClient) -> None:
         "/api/v1/imports", headers=AUTH, files={"file": ("p.xlsx", b"PK\x03\x04zz", "application/zip")}
     )
     assert r.status_code == 400 and r.json()["detail"]["errors"][0]["field"] == "file"
+    for name, content, says in [
+        ("lab.xls", compound_file("Workbook"), "save it as .xlsx"),
+        ("lab.xlsx", compound_file("EncryptionInfo", "EncryptedPackage"), "remove the password"),
+    ]:
+        r = client.post(
+            "/api/v1/imports", headers=AUTH, files={"file": (name, content, "application/octet-stream")}
+        )
+        assert r.status_code == 400, r.json()
+        (err,) = r.json()["detail"]["errors"]
+        assert (err["field"], err["type"]) == ("file", "unreadable_file") and says in err["reason"]
     r = client.post(
         "/api/v1/imports",
         params={"kind": "weather"},

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from click.testing import CliRunner
-from ingest_cases import uscc
+from ingest_cases import compound_file, uscc
 from sqlalchemy import func, select
 
 from qualitywatch.cli import main
@@ -73,3 +73,15 @@ def test_an_unreadable_jsonl_file_of_a_given_kind_exits_two(tmp_path: Path) -> N
         main, ["import", str(junk), "--kind", "patrol", "--database-url", url, "--quiet"]
     )
     assert bad.exit_code == 2 and "neither UTF-8 nor GB 18030" in bad.output
+
+
+def test_an_old_xls_or_a_password_protected_workbook_exits_two_saying_what_to_do(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ingest.db'}"
+    old = tmp_path / "lab.xls"
+    old.write_bytes(compound_file("Workbook"))
+    locked = tmp_path / "lab.xlsx"
+    locked.write_bytes(compound_file("EncryptionInfo", "EncryptedPackage"))
+    for path, says in [(old, "save it as .xlsx"), (locked, "remove the password")]:
+        bad = CliRunner().invoke(main, ["import", str(path), "--database-url", url, "--quiet"])
+        assert bad.exit_code == 2 and says in bad.output, bad.output
+        assert "UTF-8" not in bad.output

@@ -8,7 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from ingest_cases import uscc
+from ingest_cases import compound_file, uscc
 
 from stream.ingest import RecordKind, TableError, parse_table
 
@@ -264,6 +264,21 @@ def test_jsonl_lines_end_at_newlines_only() -> None:
 def test_unreadable_files(content: bytes, name: str, message: str) -> None:
     with pytest.raises(TableError, match=message):
         list(parse_table(content, filename=name).rows)
+
+
+@pytest.mark.parametrize("name", ["lab.xls", "lab.xlsx", "lab.csv", None])
+def test_an_old_xls_workbook_is_refused_saying_to_save_it_as_xlsx(name: str | None) -> None:
+    # an Excel 97-2003 workbook is an OLE2 compound file, not text: "neither UTF-8 nor GB 18030" misled
+    with pytest.raises(TableError, match=r"Excel 97-2003 workbook \(\.xls\).*save it as \.xlsx"):
+        parse_table(compound_file("Workbook", "SummaryInformation"), filename=name)
+
+
+@pytest.mark.parametrize("name", ["lab.xlsx", "lab.xls", None])
+def test_a_password_protected_workbook_is_refused_saying_to_remove_the_password(name: str | None) -> None:
+    # Excel saves an encrypted .xlsx as an OLE2 compound file holding the encrypted package
+    content = compound_file("EncryptionInfo", "EncryptedPackage")
+    with pytest.raises(TableError, match=r"password-protected.*remove the password"):
+        parse_table(content, filename=name)
 
 
 @pytest.mark.parametrize(
