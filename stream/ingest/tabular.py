@@ -1,4 +1,4 @@
-"""Reading lab spreadsheets and record files (CSV, XLSX, JSONL) into rows for the ingest service.
+"""Reading lab spreadsheets and record files (CSV or tab-separated, XLSX, JSONL) into ingest rows.
 
 Columns are matched by the wire-contract names (``id``, ``sampled_at`` …, any case) or by the Chinese
 headers of lab report templates (抽样编号, 抽样日期, 区县, 行业, 产品名称, 生产企业, 统一社会信用代码,
@@ -24,6 +24,9 @@ Cell conversions (a cell that cannot be converted rejects its row, naming the co
 
 An Excel 97-2003 workbook (``.xls``) or a password-protected ``.xlsx`` (both OLE2 compound files) is
 refused with a :class:`TableError` that says what to do (save as ``.xlsx``, remove the password).
+
+Text sheets may be UTF-8, GB 18030 or UTF-16 with a BOM (Excel's "Unicode text"), separated by commas
+or tabs: the separator is the one that splits the header row into known columns.
 
 JSONL lines are wire-contract records and are passed through unchanged (strict: offsets required).
 Row numbers are 1-based physical rows (the header of a plain CSV is row 1, its first record row 2); in
@@ -520,7 +523,14 @@ def _refuse_compound_file(content: bytes) -> None:
     )
 
 
-def _decode(content: bytes) -> str:
+def _decode(content: bytes, *, utf16: bool = False) -> str:
+    """UTF-8 (BOM or not) or GB 18030 text; with ``utf16`` (a sheet, not JSONL, which is UTF-8 by RFC
+    8259) also UTF-16 with a BOM."""
+    if utf16 and content.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text"
+        try:
+            return content.decode("utf-16")
+        except UnicodeDecodeError:
+            pass  # not UTF-16 after all: refused below like any undecodable file
     try:
         return content.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -530,14 +540,37 @@ def _decode(content: bytes) -> str:
             raise TableError("the file is neither UTF-8 nor GB 18030 text") from None
 
 
-def _csv_cells(content: bytes) -> tuple[Iterator[tuple[int, list[Any]]], Callable[[], int]]:
-    """The numbered rows of a CSV file, and its number of rows (a parse that keeps no cell)."""
-    text = _decode(content)
+#: the separators a text sheet may use: commas (CSV) or tabs (Excel's "Unicode text" and "Text
+#: (tab-delimited)" exports)
+_DELIMITERS = (",", "\t")
+
+
+def _delimiter(text: str, kind: RecordKind | None) -> str:
+    """The separator of a text sheet: the one that splits a row among the first ten into a header row.
+
+    Read from the header row itself (a comma or a tab inside a cell elsewhere does not count); a
+    comma when no row is a header either way (the header search then says so).
+    """
+    for delimiter in _DELIMITERS:
+        rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        for row in islice(rows, 10):
+            if len(_map_headers(row, kind or _guess_kind(row))[0]) >= 2:
+                return delimiter
+    return ","
+
+
+def _csv_cells(
+    content: bytes, kind: RecordKind | None
+) -> tuple[Iterator[tuple[int, list[Any]]], Callable[[], int]]:
+    """The numbered rows of a CSV (or tab-separated) file, and its number of rows (a parse that keeps
+    no cell)."""
+    text = _decode(content, utf16=True)
+    delimiter = _delimiter(text, kind)
 
     def last_row() -> int:
-        return sum(1 for _ in csv.reader(io.StringIO(text, newline="")))
+        return sum(1 for _ in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
 
-    return enumerate(csv.reader(io.StringIO(text, newline="")), start=1), last_row
+    return enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), start=1), last_row
 
 
 def _xlsx_cells(content: bytes) -> tuple[Iterator[tuple[int, list[Any]]], Callable[[], int]]:
@@ -683,5 +716,5 @@ def parse_table(
         )
     if fmt not in FORMATS:
         raise TableError(f"format '{fmt}' is not one of {', '.join(FORMATS)}")
-    cells, last_row = _xlsx_cells(content) if fmt == "xlsx" else _csv_cells(content)
+    cells, last_row = _xlsx_cells(content) if fmt == "xlsx" else _csv_cells(content, want)
     return _rows_from_cells(cells, want, cat, fmt, last_row)

@@ -280,6 +280,25 @@ def test_import_of_a_mixed_lab_csv(client: TestClient) -> None:
     assert (again["kind"], again["accepted"], again["duplicate"], again["rejected"]) == ("sampling", 0, 3, 3)
 
 
+def test_import_of_excels_unicode_text_export(client: TestClient) -> None:
+    # Excel's "Unicode text": UTF-16 LE with a byte order mark, tab-separated, CRLF
+    sheet = "\r\n".join(
+        [
+            "抽样编号\t抽样日期\t区县\t行业\t产品名称\t统一社会信用代码\t检验结论\t不合格项目\t抽样人员",
+            f"U-1\t2026/3/2\t阿克陶县\t纺织服装\t围巾\t{uscc(1)}\t不合格\t甲醛,pH值\t张三",
+            f"U-2\t2026/3/2\t阿克陶县\t纺织服装\t围巾\t{uscc(1)}\t合格\t\t张三",
+        ]
+    )
+    r = client.post(
+        "/api/v1/imports",
+        headers=AUTH,
+        files={"file": ("lab.txt", b"\xff\xfe" + sheet.encode("utf-16-le"), "text/plain")},
+    )
+    assert r.status_code == 200, r.json()
+    out = r.json()
+    assert (out["kind"], out["format"], out["accepted"], out["rejected"]) == ("sampling", "csv", 2, 0)
+
+
 def test_import_xlsx_and_unreadable_files(client: TestClient) -> None:
     from openpyxl import Workbook
 

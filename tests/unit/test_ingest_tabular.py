@@ -49,6 +49,48 @@ def test_chinese_headers_map_to_the_wire_contract() -> None:
     }
 
 
+def _tab_text() -> str:
+    """A lab sheet as Excel's "Unicode text" (or "Text (tab-delimited)") export writes it: a title
+    line, tab-separated cells, CRLF, commas inside cells, a quoted cell holding a tab."""
+    rows = [
+        ["2026年第一季度监督抽查结果"],
+        HEADER.split(","),
+        ["L-1", "2026/3/2", "阿克陶县", "纺织服装", "棉T恤", '"某厂\t(分厂)"', uscc(1), "不合格"],
+    ]
+    rows[2] += ["甲醛,pH值", "张三", "州质检所", "2026/3/5", "风险监测", "1"]
+    return "".join("\t".join(row) + "\r\n" for row in rows)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff\xfe" + _tab_text().encode("utf-16-le"),  # Excel's "Unicode text"
+        b"\xfe\xff" + _tab_text().encode("utf-16-be"),
+        _tab_text().encode("utf-8"),
+        b"\xef\xbb\xbf" + _tab_text().encode("utf-8"),
+        _tab_text().encode("gb18030"),
+    ],
+    ids=["utf-16-le", "utf-16-be", "utf-8", "utf-8-bom", "gb18030"],
+)
+@pytest.mark.parametrize("name", ["lab.txt", "lab.tsv", "lab.csv", None])
+def test_tab_separated_text_is_read_like_csv(content: bytes, name: str | None) -> None:
+    table = parse_table(content, filename=name)
+    assert table.kind is RecordKind.sampling and table.format == "csv"
+    assert table.ignored_columns == ["序号"]
+    (row,) = list(table.rows)
+    assert row.row == 3 and not row.errors
+    assert row.data["region"] == "653022" and row.data["enterprise_name"] == "某厂\t(分厂)"
+    assert row.data["failed_items"] == ["甲醛", "pH值"]  # a comma inside a cell is no separator
+    assert row.data["source"] == "risk_monitoring"
+
+
+def test_a_comma_separated_sheet_holding_tabs_in_cells_stays_comma_separated() -> None:
+    (row,) = parse_table(
+        _csv(f'L-1,2026-03-02,乌恰县,建材,水泥,"某\t厂",{uscc(2)},合格,,李四,,,,'), filename="x.csv"
+    ).rows
+    assert row.data["enterprise_name"] == "某\t厂" and row.data["region"] == "653024"
+
+
 @pytest.mark.parametrize(
     ("cell", "expected"),
     [
