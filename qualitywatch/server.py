@@ -19,16 +19,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response as StarletteResponse
 
-from schemas import Catalogue, load_catalogue
+from schemas import Catalogue, FieldError, load_catalogue
 from stream.ingest import (
     IngestSettings,
+    InvalidRequest,
     OutboxRelay,
     Principal,
     Verifier,
@@ -236,14 +237,20 @@ def create_platform_app(
 
 
 def _keep_ingest_validation_errors(app: FastAPI) -> None:
-    """Request-validation errors on ingest routes keep FastAPI's ``{"detail": […]}`` body that the
-    ingest API documents; everywhere else the alert service's mapping answers."""
+    """Request-validation errors on ingest routes answer in ingest's documented shape
+    (``{"detail": {"error", "message", "errors"}}``); everywhere else the alert service's mapping
+    answers. (The ingest routes read their own input, so none raises one today.)"""
     alert_handler = app.exception_handlers[RequestValidationError]
 
     async def invalid(request: Request, exc: Exception) -> StarletteResponse:
         if request.url.path.startswith(INGEST_PREFIX):
             assert isinstance(exc, RequestValidationError)
-            return await request_validation_exception_handler(request, exc)
+            errors = [
+                FieldError(".".join(str(part) for part in e["loc"]), str(e["msg"]), str(e["type"]))
+                for e in exc.errors()
+            ]
+            body = InvalidRequest(str(errors[0]) if errors else "invalid request", errors).body()
+            return JSONResponse(status_code=422, content={"detail": body})
         response: StarletteResponse = await alert_handler(request, exc)  # type: ignore[misc]
         return response
 

@@ -9,7 +9,16 @@
 
 from .api import create_ingest_router
 from .auth import PUSH_ROLES, Principal, Verifier, static_verifier
-from .errors import BadPayload, Conflict, Forbidden, IngestError, PayloadTooLarge, Rejected, Unauthenticated
+from .errors import (
+    BadPayload,
+    Conflict,
+    Forbidden,
+    IngestError,
+    InvalidRequest,
+    PayloadTooLarge,
+    Rejected,
+    Unauthenticated,
+)
 from .models import OutboxRecord, RecordKind, migrate_store, open_store
 from .relay import OutboxRelay
 from .service import RawRow, RowOutcome, Summary, canonical_record, submit_many, submit_one, summarise
@@ -23,6 +32,7 @@ __all__ = [
     "Forbidden",
     "IngestError",
     "IngestSettings",
+    "InvalidRequest",
     "OutboxRecord",
     "OutboxRelay",
     "PayloadTooLarge",

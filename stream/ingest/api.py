@@ -8,7 +8,9 @@
 * ``POST /api/v1/sampling-results:batch`` and ``/api/v1/patrol-reports:batch`` — a JSON array or
   JSONL body; 200 with one outcome per row (row, id, status, field, reason);
 * ``POST /api/v1/imports?kind=sampling|patrol`` — a CSV or XLSX (or JSONL) upload, field ``file``,
-  with the wire-contract column names or the Chinese headers of lab templates; 200 with per-row outcomes.
+  with the wire-contract column names or the Chinese headers of lab templates; 200 with per-row outcomes,
+  422 without a ``file`` field or with another ``kind`` (the query and form are read by the route, so
+  that this answer has the same shape as every other).
 
 Every route needs ``Authorization: Bearer <token>``: none or an unknown token is 401, a role that may
 not push or a record outside the token's county is 403 (naming the county). Error bodies are
@@ -22,18 +24,28 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from pydantic_core import to_json
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
 from schemas import Catalogue, FieldError, PatrolReport, SamplingResult, default_catalogue
 
 from .auth import PUSH_ROLES, Principal, Verifier
-from .errors import BadPayload, Conflict, Forbidden, IngestError, PayloadTooLarge, Rejected, Unauthenticated
+from .errors import (
+    BadPayload,
+    Conflict,
+    Forbidden,
+    IngestError,
+    InvalidRequest,
+    PayloadTooLarge,
+    Rejected,
+    Unauthenticated,
+)
 from .models import RecordKind
 from .service import ChunkedRows, Clock, RawRow, RowOutcome, _utc_now, submit_many, summarise
 from .tabular import TableError, json_lines, parse_table
@@ -231,6 +243,64 @@ def _json_rows(body: bytes, max_rows: int) -> list[RawRow]:
     return rows
 
 
+_KINDS = tuple(k.value for k in RecordKind)
+_IMPORT_SPEC: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "kind",
+            "in": "query",
+            "required": False,
+            "description": "guessed from the headers if omitted",
+            "schema": {"type": "string", "enum": list(_KINDS)},
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV (or tab-separated), XLSX or JSONL; wire-contract or "
+                            "Chinese lab headers",
+                        }
+                    },
+                }
+            }
+        },
+    },
+}
+
+
+def _import_kind(value: str | None) -> RecordKind | None:
+    if value is None or value == "":
+        return None
+    if value not in _KINDS:
+        reason = f"'{value}' is not a kind of record; use {' or '.join(_KINDS)} (or leave it out to guess)"
+        raise InvalidRequest(f"kind: {reason}", [FieldError("kind", reason, "enum")])
+    return RecordKind(value)
+
+
+async def _uploaded_file(request: Request) -> UploadFile:
+    """The multipart form field ``file`` of ``request``, or :class:`InvalidRequest` naming the field."""
+    try:  # a body that is not a form (a raw CSV) reads as an empty one
+        form = await request.form(max_files=1)
+    except HTTPException as exc:  # a multipart body that cannot be parsed
+        raise BadPayload(f"the form cannot be read: {exc.detail}") from None
+    file = form.get("file")
+    if file is None:
+        reason = "is required: upload the file as the multipart form field 'file' (multipart/form-data)"
+        raise InvalidRequest(f"file: {reason}", [FieldError("file", reason, "missing")])
+    if not isinstance(file, UploadFile):
+        reason = "is a text field, not a file: upload the file itself as the form field 'file'"
+        raise InvalidRequest(f"file: {reason}", [FieldError("file", reason, "not_a_file")])
+    return file
+
+
 def create_ingest_router(
     *,
     session_factory: Callable[[], Session],
@@ -391,17 +461,17 @@ def create_ingest_router(
         "/api/v1/imports",
         summary="Import a CSV or XLSX file of sampling results or patrol reports",
         response_model=BatchOut,
-        responses={**_ERRORS, 422: {"description": "the query or form is invalid"}},
+        responses={**_ERRORS, 422: {"model": ErrorOutBody, "description": "no file, or an unknown kind"}},
+        openapi_extra=_IMPORT_SPEC,
     )
-    async def import_file(
-        credentials: Creds,
-        file: Annotated[
-            UploadFile, File(description="CSV, XLSX or JSONL; wire-contract or Chinese lab headers")
-        ],
-        kind: Annotated[
-            Literal["sampling", "patrol"] | None, Query(description="guessed from the headers if omitted")
-        ] = None,
-    ) -> Response:
+    async def import_file(request: Request, credentials: Creds) -> Response:
+        # the query and the form are read here, not by FastAPI: its 422 would not have ingest's shape
+        try:
+            authorise(credentials)
+            kind = _import_kind(request.query_params.get("kind"))
+            file = await _uploaded_file(request)
+        except IngestError as exc:
+            raise _http(exc) from None
         content = await file.read(max_upload_bytes + 1)
         filename = file.filename
 

@@ -16,6 +16,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "IngestError",
+    "InvalidRequest",
     "PayloadTooLarge",
     "Rejected",
     "Unauthenticated",
@@ -79,3 +80,10 @@ class Rejected(IngestError):
 
     status = 422
     code = "rejected"
+
+
+class InvalidRequest(IngestError):
+    """The request itself is malformed (an unknown query value, a missing form field)."""
+
+    status = 422
+    code = "invalid_request"

@@ -342,13 +342,39 @@ def test_import_xlsx_and_unreadable_files(client: TestClient) -> None:
         assert r.status_code == 400, r.json()
         (err,) = r.json()["detail"]["errors"]
         assert (err["field"], err["type"]) == ("file", "unreadable_file") and says in err["reason"]
-    r = client.post(
-        "/api/v1/imports",
-        params={"kind": "weather"},
-        headers=AUTH,
-        files={"file": ("a.csv", b"x", "text/csv")},
-    )
-    assert r.status_code == 422
+
+
+def test_an_import_without_a_file_or_with_a_bad_kind_is_422_in_the_documented_shape(
+    client: TestClient,
+) -> None:
+    # {"detail": {"error", "message", "errors": [{"field", "reason", "type"}]}}, as every ingest error
+    csv = {"file": ("a.csv", b"id,sampled_at\n", "text/csv")}
+    cases = [
+        ({"params": {"kind": "weather"}, "files": csv}, "kind", "weather"),
+        ({"params": {"kind": "sampling"}, "data": {"other": "x"}}, "file", "multipart form field 'file'"),
+        ({"data": {"file": "lab.csv"}}, "file", "not a file"),  # a text field, not an upload
+        ({"content": b"id,sampled_at\n", "headers": {"Content-Type": "text/csv"}}, "file", "multipart"),
+    ]
+    for request, field, says in cases:
+        headers = {**AUTH, **request.pop("headers", {})}  # type: ignore[dict-item]
+        r = client.post("/api/v1/imports", headers=headers, **request)  # type: ignore[arg-type]
+        assert r.status_code == 422, r.text
+        detail = r.json()["detail"]
+        assert set(detail) >= {"error", "message", "errors"} and detail["error"] == "invalid_request"
+        (err,) = detail["errors"]
+        assert err["field"] == field and says in err["reason"] and says in detail["message"], detail
+    bad_kind = client.post("/api/v1/imports", params={"kind": "weather"}, headers=AUTH, files=csv).json()
+    assert "sampling" in bad_kind["detail"]["errors"][0]["reason"]
+    # authentication comes first, as on every ingest route
+    assert client.post("/api/v1/imports", params={"kind": "weather"}).status_code == 401
+
+
+def test_openapi_documents_the_import_form(client: TestClient) -> None:
+    op = client.get("/openapi.json").json()["paths"]["/api/v1/imports"]["post"]
+    form = op["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["file"] and form["properties"]["file"]["format"] == "binary"
+    (kind,) = [p for p in op["parameters"] if p["name"] == "kind"]
+    assert kind["in"] == "query" and kind["schema"]["enum"] == ["sampling", "patrol"]
 
 
 def test_openapi_documents_the_record_schemas(client: TestClient) -> None:
