@@ -19,7 +19,8 @@ Cell conversions (a cell that cannot be converted rejects its row, naming the co
   the sampling day is not earlier than the sampling);
 * 检验结论: 合格/不合格 (also true/false, yes/no, 是/否, pass/fail, 1/0);
 * 不合格项目 is split on 、 , ; ， ；
-* 任务来源, 隐患等级 and 处置措施 take their Chinese names (监督抽查, 重大隐患, 责令整改 …);
+* 任务来源, 隐患等级 and 处置措施 take their Chinese names (监督抽查 or 监督抽检, 重大隐患, 责令整改 …)
+  or the wire value; any other value rejects the row, listing the accepted names;
 * region and industry may be a code, slug, or Chinese or English name (resolved by the catalogue).
 
 An Excel 97-2003 workbook (``.xls``) or a password-protected ``.xlsx`` (both OLE2 compound files) is
@@ -171,13 +172,25 @@ _PASSED = {
     "1": True,
     "0": False,
 }
+#: the Chinese names of the enumerated columns, as official forms and lab templates write them
 _ENUMS = {
     "source": {
         "监督抽查": "supervision_sampling",
+        "监督抽检": "supervision_sampling",  # the food-safety term
+        "监督抽样": "supervision_sampling",
+        "质量监督抽查": "supervision_sampling",
+        "产品质量监督抽查": "supervision_sampling",
+        "食品安全监督抽检": "supervision_sampling",
         "风险监测": "risk_monitoring",
+        "质量安全风险监测": "risk_monitoring",
+        "产品质量安全风险监测": "risk_monitoring",
+        "食品安全风险监测": "risk_monitoring",
+        "风险监测抽检": "risk_monitoring",
         "专项抽查": "special_campaign",
+        "专项抽检": "special_campaign",
         "专项整治": "special_campaign",
         "专项行动": "special_campaign",
+        "专项检查": "special_campaign",
     },
     "severity": {"一般隐患": "general", "一般": "general", "重大隐患": "major", "重大": "major"},
     "action": {
@@ -191,6 +204,30 @@ _ENUMS = {
         "移交": "escalated",
     },
 }
+#: what each enumerated column is called in an error
+_ENUM_LABELS = {
+    "source": "task source (任务来源)",
+    "severity": "hazard grade (隐患等级)",
+    "action": "action (处置措施)",
+}
+
+
+def _enum_value(name: str, text: str) -> str:
+    """The wire value of an enumerated cell: a Chinese name, or the wire value in any case and spacing."""
+    names = _ENUMS[name]
+    found = names.get(text)
+    if found is not None:
+        return found
+    key = re.sub(r"[\s-]+", "_", text.strip().lower())
+    if key in names.values():
+        return key
+    accepted = "; ".join(
+        f"{' / '.join(n for n, v in names.items() if v == value)} ({value})"
+        for value in dict.fromkeys(names.values())
+    )
+    raise ValueError(f"'{text}' is not a {_ENUM_LABELS[name]}; use {accepted}")
+
+
 _SPLIT_ITEMS = re.compile(r"[、,;，；]")
 _BRACKETS = re.compile(r"[(（\[【].*?[)）\]】]")
 _CN_DATE = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日?(.*)$")
@@ -465,7 +502,7 @@ def _convert(name: str, value: Any, catalogue: Catalogue) -> Any:
         resolved = catalogue.resolve_region(text) if name == "region" else catalogue.resolve_industry(text)
         return resolved or text
     if name in _ENUMS:
-        return _ENUMS[name].get(text, text)
+        return _enum_value(name, text)
     return text
 
 

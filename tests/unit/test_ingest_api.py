@@ -280,6 +280,19 @@ def test_import_of_a_mixed_lab_csv(client: TestClient) -> None:
     assert (again["kind"], again["accepted"], again["duplicate"], again["rejected"]) == ("sampling", 0, 3, 3)
 
 
+def test_import_reads_task_sources_by_their_chinese_names(client: TestClient) -> None:
+    csv = (
+        "抽样编号,抽样日期,区县,行业,产品名称,统一社会信用代码,检验结论,抽样人员,任务来源\n"
+        f"T-1,2026-03-02,阿克陶县,纺织服装,围巾,{uscc(1)},合格,张三,监督抽检\n"
+        f"T-2,2026-03-02,阿克陶县,纺织服装,围巾,{uscc(1)},合格,张三,日常检查\n"
+    )
+    out = client.post("/api/v1/imports", headers=AUTH, files={"file": ("lab.csv", csv.encode(), "text/csv")})
+    first, second = out.json()["outcomes"]
+    assert first["status"] == "accepted"
+    assert (second["status"], second["field"]) == ("rejected", "source")
+    assert "监督抽查" in second["reason"] and "supervision_sampling" in second["reason"]
+
+
 def test_import_of_excels_unicode_text_export(client: TestClient) -> None:
     # Excel's "Unicode text": UTF-16 LE with a byte order mark, tab-separated, CRLF
     sheet = "\r\n".join(

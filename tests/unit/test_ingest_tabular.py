@@ -128,6 +128,47 @@ def test_unreadable_cells_reject_their_row_naming_the_column() -> None:
     assert "someday" in rows[0].errors[0].reason and "合格" in rows[0].errors[1].reason
 
 
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("监督抽查", "supervision_sampling"),
+        ("监督抽检", "supervision_sampling"),  # the food-safety term
+        ("产品质量监督抽查", "supervision_sampling"),
+        ("食品安全监督抽检", "supervision_sampling"),
+        ("风险监测", "risk_monitoring"),
+        ("质量安全风险监测", "risk_monitoring"),
+        ("食品安全风险监测", "risk_monitoring"),
+        ("专项抽查", "special_campaign"),
+        ("专项抽检", "special_campaign"),
+        ("risk_monitoring", "risk_monitoring"),
+        ("Risk monitoring", "risk_monitoring"),
+    ],
+)
+def test_task_sources_in_their_official_chinese_terms(cell: str, expected: str) -> None:
+    (row,) = parse_table(
+        _csv(f"L-1,2026-03-02,乌恰县,建材,水泥,,{uscc(2)},合格,,李四,,,{cell},"), filename="x.csv"
+    ).rows
+    assert not row.errors and row.data["source"] == expected
+
+
+def test_an_unknown_task_source_lists_the_chinese_and_english_names() -> None:
+    (row,) = parse_table(
+        _csv(f"L-1,2026-03-02,乌恰县,建材,水泥,,{uscc(2)},合格,,李四,,,日常巡检,"), filename="x.csv"
+    ).rows
+    (err,) = row.errors
+    assert err.field == "source" and "'日常巡检'" in err.reason
+    for name in ("监督抽查", "监督抽检", "风险监测", "专项抽查", "supervision_sampling", "special_campaign"):
+        assert name in err.reason, err.reason
+
+
+def test_an_unknown_hazard_grade_lists_the_chinese_and_english_names() -> None:
+    head = "巡查编号,巡查日期,区县,行业,统一社会信用代码,巡查人员,隐患,隐患等级,处置措施"
+    line = f"P-1,2026-03-03,乌恰县,农资,{uscc(3)},insp-9,标签缺失,较大隐患,当场整改"
+    (row,) = parse_table(_csv(line, header=head), filename="p.csv").rows
+    (err,) = row.errors
+    assert err.field == "severity" and "重大隐患" in err.reason and "major" in err.reason
+
+
 @pytest.mark.parametrize("cell", ["2026-3-2-1", "2026年3月2日后", "2026-03-0210:30", "2026", "2026.3"])
 def test_a_cell_that_is_almost_a_date_says_so(cell: str) -> None:
     (row,) = parse_table(
