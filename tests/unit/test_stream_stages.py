@@ -140,6 +140,27 @@ def test_decode_refuses_poison_with_a_reason(raw: bytes | None, reason: str) -> 
     assert got.reason.startswith(reason)
 
 
+def test_a_record_whose_text_holds_a_nul_is_dead_lettered_naming_the_field() -> None:
+    # a warning labelled with such a name would be refused by the alert service: the record is
+    # dead-lettered with the reason instead
+    ent = "91653022MA7ABCDEF"
+    doc = {
+        "id": "S-1",
+        "sampled_at": datetime.now(ZONE).isoformat(),
+        "region": CAT.region_codes[0],
+        "industry": CAT.industry_slugs[0],
+        "product": "x",
+        "enterprise_id": ent + uscc_check_char(ent),
+        "enterprise_name": "喀什\x00某厂",
+        "passed": True,
+        "inspector_id": "I1",
+    }
+    got = decode_record(json.dumps(doc).encode(), SamplingResult, CAT)
+    assert isinstance(got, Rejection)
+    assert got.reason.startswith("invalid record: enterprise_name: must not contain a control character")
+    assert [(e["field"], e["type"]) for e in got.errors] == [("enterprise_name", "control_character")]
+
+
 def test_cell_week_round_trip() -> None:
     cell = CellWeek(
         "653022",
