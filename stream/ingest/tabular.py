@@ -228,7 +228,7 @@ def _enum_value(name: str, text: str) -> str:
     raise ValueError(f"'{text}' is not a {_ENUM_LABELS[name]}; use {accepted}")
 
 
-_SPLIT_ITEMS = re.compile(r"[、,;，；]")
+_SPLIT_ITEMS = re.compile(r"[、,;，；\r\n]")  # one item per line (Alt+Enter) too
 _BRACKETS = re.compile(r"[(（\[【].*?[)）\]】]")
 _CN_DATE = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日?(.*)$")
 _YMD = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[T\s]+(.*))?$")
@@ -415,6 +415,22 @@ def _text(value: Any) -> str:
     return unicodedata.normalize("NFKC", str(value)).strip() if isinstance(value, str) else str(value).strip()
 
 
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+def _one_line(text: str) -> str:
+    """A cell wrapped onto several lines (Alt+Enter) as one line: the lines joined, with a space only
+    between two Latin letters or digits (a wrapped Chinese name has none to restore)."""
+    if "\n" not in text and "\r" not in text:
+        return text
+    out = ""
+    for part in filter(None, _LINE_BREAKS.split(text)):
+        if out and out[-1].isascii() and out[-1].isalnum() and part[0].isascii() and part[0].isalnum():
+            out += " "
+        out += part
+    return out
+
+
 def _from_serial(value: Any) -> datetime | None:
     """The wall-clock time of an Excel date serial (a number cell, or its number in a CSV), else None.
 
@@ -497,7 +513,7 @@ def _convert(name: str, value: Any, catalogue: Catalogue) -> Any:
             return json.loads(_text(value))
         except json.JSONDecodeError:
             raise ValueError("must be a JSON list of {name, value, limit, unit, passed}") from None
-    text = _text(value)
+    text = _text(value) if name == "note" else _one_line(_text(value))
     if name in ("region", "industry"):
         resolved = catalogue.resolve_region(text) if name == "region" else catalogue.resolve_industry(text)
         return resolved or text

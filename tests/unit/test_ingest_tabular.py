@@ -317,6 +317,44 @@ def test_xlsx_cells_merged_down_count_for_each_of_their_rows() -> None:
     assert "inspector_id" not in rows[2].data
 
 
+def test_a_cell_wrapped_onto_several_lines_reads_as_one_line() -> None:
+    # Alt+Enter in Excel wraps a long name; one failed item per line is a common way to list them.
+    # The lines of a name join (a space only between two Latin letters or digits), items split, and a
+    # patrol's note keeps its line breaks
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(HEADER.split(","))
+    row = [
+        "L-1",
+        "2026-03-02",
+        "阿克陶县",
+        "纺织服装",
+        "棉T恤\n(儿童)",
+        "阿克陶县某服装\r\n厂（分厂）",
+        uscc(1),
+    ]
+    row += ["不合格", "甲醛\n pH值\n", "Zhang\nSan", "州质检所", None, None, None]
+    sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    (got,) = list(parse_table(buffer.getvalue(), filename="lab.xlsx").rows)
+    assert not got.errors, got.errors
+    assert got.data["product"] == "棉T恤(儿童)"
+    assert got.data["enterprise_name"] == "阿克陶县某服装厂(分厂)"
+    assert got.data["failed_items"] == ["甲醛", "pH值"]
+    assert got.data["inspector_id"] == "Zhang San"
+    patrol = parse_table(
+        "巡查编号,巡查时间,区县,行业,统一社会信用代码,巡查人员,隐患,隐患等级,处置措施,备注\n"
+        f"P-1,2026-03-02 10:00,653022,textiles,{uscc(2)},李四,消防通道堵塞,一般隐患,当场整改,"
+        '"第一行\n第二行"\n'.encode(),
+        filename="patrols.csv",
+    )
+    (p1,) = list(patrol.rows)
+    assert not p1.errors and p1.data["note"] == "第一行\n第二行"
+
+
 def test_jsonl_lines_pass_through_and_bad_lines_are_rows() -> None:
     content = b'{"id": "S-1", "sampled_at": "2026-03-02T10:00:00+08:00"}\n\nnot json\n'
     table = parse_table(content, filename="r.jsonl")
