@@ -555,3 +555,39 @@ def test_a_linked_warning_s_rise_reads_on_the_timeline_in_both_languages(page: A
     assert f"Warning #{alert_id} raised Blue IV → Yellow III: " in page.find_element(By.ID, "timeline").text
     page.find_element(By.ID, "lang").click()  # back to Chinese for the next test
     wait(page).until(lambda d: "级别升高" in d.find_element(By.ID, "timeline").text)
+
+
+def test_incident_board_shows_old_open_incidents_behind_many_closed_ones(page: Any, service: Service) -> None:
+    auth = {"Authorization": f"Bearer {service.tokens['duty']}"}
+
+    def incident(detector: str) -> int:
+        w = make_warning(service.cells, k=WEEKS - 1, level="blue", industry="textiles", detector=detector)
+        alert_id = service.push(w)["alert_id"]
+        body = {"title": detector, "alert_ids": [alert_id]}
+        r = service.client.post("/api/incidents", json=body, headers=auth)
+        r.raise_for_status()
+        return int(r.json()["id"])
+
+    old = incident("board_old_open")
+    # more closed incidents than one page of the incident list, all newer than the open one
+    for i in range(500):
+        iid = incident(f"board_closed_{i}")
+        for state in ("investigating", "controlled", "resolved", "closed"):
+            service.client.post(
+                f"/api/incidents/{iid}/state", json={"state": state, "summary": "已处置"}, headers=auth
+            ).raise_for_status()
+    sign_in(page, service.tokens["duty"])
+    page.get(f"{service.url}/dashboard/#/incidents")
+    reported = (By.CSS_SELECTOR, "#board [data-state=reported]")
+    column = wait(page).until(ec.presence_of_element_located(reported))
+    wait(page).until(lambda d: f"#{old} " in column.text)
+    for state in ("reported", "investigating", "controlled", "resolved", "closed"):
+        total = service.get(f"/api/incidents?state={state}&limit=1")["total"]
+        head = page.find_element(By.CSS_SELECTOR, f"#board [data-state={state}] h2").text
+        assert head.endswith(f"({total})"), (state, head, total)
+    # the closed column lists the latest ones and says how many it leaves out
+    closed = page.find_element(By.CSS_SELECTOR, "#board [data-state=closed]")
+    shown = len(closed.find_elements(By.CSS_SELECTOR, "a.ticket"))
+    assert shown < 500
+    note = closed.find_element(By.CSS_SELECTOR, "[data-note=more]").text
+    assert str(shown) in note and "500" in note

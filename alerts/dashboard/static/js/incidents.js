@@ -1,6 +1,6 @@
 // Incidents for emergency response teams: a board by state, and an incident's page with its
 // timeline, tasks, members, linked warnings, enterprises and products, and its state moves.
-import { api } from "./api.js";
+import { api, qs } from "./api.js";
 import { countyName, fromLocalInput, t, toLocalInput, when } from "./i18n.js";
 import { ask, failed, h, levelBadge, toast, fill } from "./ui.js";
 
@@ -12,6 +12,8 @@ const MOVES = {
   resolved: ["closed"],
   closed: [],
 };
+// how many closed incidents the board shows (the most recent ones); every other state is shown whole
+const RECENT_CLOSED = 100;
 let root = null;
 let ctx = null;
 let current = null;
@@ -33,15 +35,35 @@ export function onEvent(type, data) {
   else if (data.id === current) detail();
 }
 
+/** Every incident not closed (page by page, however many), and the most recent closed ones. */
+async function load() {
+  const out = {};
+  for (const state of STATES.filter((s) => s !== "closed")) {
+    const items = [];
+    for (let offset = 0; ; ) {
+      const page = await api(`/api/incidents${qs({ state, limit: 500, offset })}`);
+      items.push(...page.items);
+      offset += page.items.length;
+      if (!page.items.length || offset >= page.total) break;
+    }
+    out[state] = { items, total: items.length };
+  }
+  const closed = await api(`/api/incidents${qs({ state: "closed", limit: RECENT_CLOSED })}`);
+  out.closed = { items: closed.items, total: closed.total };
+  return out;
+}
+
 async function board() {
-  const page = await api("/api/incidents?limit=500");
+  const loaded = await load();
   if (!root) return;
   const columns = STATES.map((state) => {
-    const items = page.items.filter((i) => i.state === state);
+    const { items, total } = loaded[state];
+    const left = total > items.length;
+    const more = left ? h("p.muted.small", { dataset: { note: "more" } }, t("inc.more", { n: items.length, total })) : null;
     return h(
       "section.column",
       { dataset: { state } },
-      h("h2", {}, `${t(`istate.${state}`)} (${items.length})`),
+      h("h2", {}, `${t(`istate.${state}`)} (${total})`),
       items.length
         ? items.map((i) =>
             h(
@@ -54,6 +76,7 @@ async function board() {
             ),
           )
         : h("p.muted.small", {}, t("inc.empty")),
+      more,
     );
   });
   fill(root, h("div.pagehead", {}, h("h1", {}, t("inc.board"))), h("div.board", { id: "board" }, columns));
