@@ -346,7 +346,11 @@ def pass_rates(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Pass rate per period and group against the policy target (weighted by tested per industry)."""
+    """Pass rate per period and group against the policy target (weighted by tested per industry).
+
+    Every period with tests lists every county and/or industry of the catalogue (within the
+    principal's scope and the filters); one without tests in it has 0 tested and no rate. A week
+    counts in the period of its Monday, in the catalogue's zone."""
     if industry is not None and catalogue.industry(industry) is None:
         raise InvalidInput(f"unknown industry {industry!r}", field="industry")
     regions = _allowed_regions(catalogue, principal, region)
@@ -368,10 +372,16 @@ def pass_rates(
         g[0] += r.tested
         g[1] += r.failed
         g[2] += catalogue.target_for_industry(r.industry) * r.tested
+    # every county / industry of the catalogue in every period of the table, untested ones with 0
+    industries = [industry] if industry is not None else [i.slug for i in catalogue.industries]
+    for per in {k[0] for k in groups}:
+        for reg in regions if "county" in by else [""]:
+            for ind in industries if "industry" in by else [""]:
+                groups.setdefault((per, reg, ind), [0, 0, 0.0])
     rows = []
     for (per, reg, ind), (tested, failed, weighted) in sorted(groups.items()):
         rate = (tested - failed) / tested if tested else None
-        target = weighted / tested if tested else None
+        target = weighted / tested if tested else (catalogue.target_for_industry(ind) if ind else None)
         rows.append(
             {
                 "period": per,

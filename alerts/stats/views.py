@@ -124,6 +124,23 @@ CSV_COLUMNS = (
     "target",
     "met",
 )
+#: the CSV's header row and ``met`` values in each language the endpoint offers
+CSV_HEADERS: dict[str, tuple[str, ...]] = {
+    "en": CSV_COLUMNS,
+    "zh-CN": (
+        "周期",
+        "县市代码",
+        "县市",
+        "行业代码",
+        "行业",
+        "抽检批次",
+        "不合格批次",
+        "合格率",
+        "目标合格率",
+        "是否达标",
+    ),
+}
+CSV_MET = {"en": ("yes", "no"), "zh-CN": ("是", "否")}
 
 
 @router.get("/pass-rates", response_model=None)
@@ -158,7 +175,8 @@ def pass_rates(
     out = io.StringIO()
     out.write("\ufeff")  # so spreadsheet programs read the Chinese names as UTF-8
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_HEADERS[lang])
+    yes, no = CSV_MET[lang]
     for r in rows:
         reg = cat.region(r["county"]) if r["county"] else None
         ind = cat.industry(r["industry"]) if r["industry"] else None
@@ -173,7 +191,7 @@ def pass_rates(
                 r["failed"],
                 "" if r["pass_rate"] is None else f"{r['pass_rate']:.4f}",
                 "" if r["target"] is None else f"{r['target']:.4f}",
-                "" if r["met"] is None else ("yes" if r["met"] else "no"),
+                "" if r["met"] is None else (yes if r["met"] else no),
             ]
         )
     return Response(

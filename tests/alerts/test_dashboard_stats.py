@@ -121,6 +121,7 @@ def test_pass_rates_json_and_csv(client: TestClient, token: Callable[..., dict[s
         cell(AKTO, "textiles", 5, 50, 10),  # February: 80 %
     )
     rows = client.get("/api/stats/pass-rates?period=month&by=county", headers=admin).json()["rows"]
+    rows = [r for r in rows if r["tested"]]  # the other counties are listed with 0 tested
     assert [(r["period"], r["county"], r["tested"], r["failed"]) for r in rows] == [
         ("2026-01", AKTO, 200, 10),
         ("2026-02", AKTO, 50, 10),
@@ -128,15 +129,21 @@ def test_pass_rates_json_and_csv(client: TestClient, token: Callable[..., dict[s
     assert rows[0]["target"] == (0.92 * 100 + 0.96 * 100) / 200 and rows[0]["met"] is True
     assert rows[1]["met"] is False
 
-    r = client.get("/api/stats/pass-rates?period=quarter&format=csv&lang=zh-CN", headers=admin)
+    r = client.get("/api/stats/pass-rates?period=quarter&format=csv&lang=en", headers=admin)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert "attachment" in r.headers["content-disposition"]
     text = r.content.decode("utf-8")
     assert text.startswith("\ufeff")
     table = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
-    assert {(t["period"], t["county_name"], t["industry_name"], t["met"]) for t in table} == {
-        ("2026-Q1", "阿克陶县", "纺织服装", "no"),
-        ("2026-Q1", "阿克陶县", "食品加工", "no"),
+    assert {(t["period"], t["county"], t["industry"], t["met"]) for t in table if t["tested"] != "0"} == {
+        ("2026-Q1", AKTO, "textiles", "no"),
+        ("2026-Q1", AKTO, "food_processing", "no"),
+    }
+    chinese = client.get("/api/stats/pass-rates?period=quarter&format=csv&lang=zh-CN", headers=admin).text
+    table = list(csv.DictReader(io.StringIO(chinese.lstrip("\ufeff"))))
+    assert {(t["县市"], t["行业"], t["是否达标"]) for t in table if t["抽检批次"] != "0"} == {
+        ("阿克陶县", "纺织服装", "否"),
+        ("阿克陶县", "食品加工", "否"),
     }
     english = client.get("/api/stats/pass-rates?format=csv&lang=en&by=industry", headers=admin).text
     assert "Textiles and apparel" in english
@@ -194,3 +201,34 @@ def test_strings_exist_in_both_languages() -> None:
     for path in static.glob("js/*.js"):
         used |= set(re.findall(r'\bt\("([a-zA-Z.]+)"', path.read_text(encoding="utf-8")))
     assert used and used <= zh.keys(), sorted(used - zh.keys())
+
+
+def test_pass_rate_csv_speaks_the_asked_language_and_lists_every_cell(
+    client: TestClient, token: Callable[..., dict[str, str]]
+) -> None:
+    admin = token("admin")
+    post_cells(client, admin, cell(AKTO, "textiles", 0, 100, 5), cell(WUQIA, "food_processing", 0, 100, 5))
+    cat = client.get("/api/stats/catalogue", headers=admin).json()
+    every = {(c["code"], i["slug"]) for c in cat["counties"] for i in cat["industries"]}
+
+    text = client.get("/api/stats/pass-rates?format=csv&lang=zh-CN", headers=admin).text.lstrip("\ufeff")
+    header, *body = list(csv.reader(io.StringIO(text)))
+    names = ["周期", "县市代码", "县市", "行业代码", "行业", "抽检批次", "不合格批次", "合格率"]
+    assert header == [*names, "目标合格率", "是否达标"]
+    assert {r[0] for r in body} == {"2026-01"}
+    assert {(r[1], r[3]) for r in body} == every and len(body) == len(every)
+    by_cell = {(r[1], r[3]): r for r in body}
+    assert by_cell[(AKTO, "textiles")][5:] == ["100", "5", "0.9500", "0.9200", "是"]
+    assert by_cell[(WUQIA, "food_processing")][9] == "否"
+    # a cell without tests in the period: 0 tested, no rate and no verdict (not a 100 % that was met)
+    untested = by_cell[(AKTO, "food_processing")]
+    assert untested[5:7] == ["0", "0"] and untested[7] == "" and untested[9] == ""
+
+    english = client.get("/api/stats/pass-rates?format=csv&lang=en", headers=admin).text.lstrip("\ufeff")
+    header, *body = list(csv.reader(io.StringIO(english)))
+    assert header[0] == "period" and header[-1] == "met"
+    assert {r[9] for r in body} == {"yes", "no", ""}
+
+    rows = client.get("/api/stats/pass-rates?by=industry", headers=admin).json()["rows"]
+    assert {r["industry"] for r in rows} == {i["slug"] for i in cat["industries"]}
+    assert all(r["pass_rate"] is None and r["met"] is None for r in rows if r["tested"] == 0)
