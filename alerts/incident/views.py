@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -161,7 +162,7 @@ def add_task(incident_id: Id, body: TaskBody, session: Sess, principal: Writer, 
         "id": task.id,
         "title": task.title,
         "owner": task.owner,
-        "due_at": task.due_at.isoformat(),
+        "due_at": task.due_at.astimezone(UTC).isoformat(),  # in UTC, as reading the incident answers it
         "done": task.done,
     }
 

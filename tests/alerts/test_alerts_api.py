@@ -358,6 +358,16 @@ def test_timeline_entries_carry_their_kind_and_data(seeded, client, token, clock
     assert all(e["actor"] == "alice" and e["at"] == clock.now().isoformat() for e in timeline)
 
 
+def test_a_task_s_due_time_is_answered_in_utc_when_added_as_when_read(seeded, client, token):
+    officer = token("duty_officer", name="alice")
+    aid = _ids(client, officer, level="red")["items"][0]["id"]
+    iid = client.post("/api/incidents", headers=officer, json={"title": "t", "alert_ids": [aid]}).json()["id"]
+    body = {"title": "seal batch", "owner": "carol", "due_at": "2026-03-03T09:30:00+08:00"}
+    added = client.post(f"/api/incidents/{iid}/tasks", headers=officer, json=body).json()
+    read = client.get(f"/api/incidents/{iid}", headers=officer).json()["tasks"]
+    assert added["due_at"] == read[0]["due_at"] == "2026-03-03T01:30:00+00:00"
+
+
 def test_a_new_commander_takes_the_role_and_the_previous_one_stays_a_member(seeded, client, token):
     officer = token("duty_officer", name="alice")
     aid = _ids(client, officer, level="red")["items"][0]["id"]
