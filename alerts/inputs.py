@@ -106,19 +106,26 @@ def check_storable(warning: RiskWarning) -> None:
         raise InvalidInput("must not contain NUL characters (U+0000)", field=field or "warning")
 
 
-def check_catalogue(catalogue: Catalogue, *, county: str | None = None, industry: str | None = None) -> None:
+def check_catalogue(
+    catalogue: Catalogue,
+    *,
+    county: str | None = None,
+    industry: str | None = None,
+    fields: tuple[str, str] = ("county", "industry"),
+) -> None:
     """Refuse a county (GB/T 2260 code) or an industry slug ``catalogue`` does not know, naming the field
-    (``county``, ``industry``) and the known ones; ``None`` (any county, any industry) is always taken."""
+    (``fields``: the county's, the industry's) and the known ones; ``None`` (any county, any industry)
+    is always taken."""
     if county is not None and catalogue.region(county) is None:
         raise InvalidInput(
             f"'{county}' is not a county code of the {catalogue.prefecture_code} catalogue "
             f"(known: {', '.join(catalogue.region_codes)})",
-            field="county",
+            field=fields[0],
         )
     if industry is not None and catalogue.industry(industry) is None:
         known = ", ".join(catalogue.industry_slugs)
         raise InvalidInput(
-            f"'{industry}' is not an industry of the catalogue (known: {known})", field="industry"
+            f"'{industry}' is not an industry of the catalogue (known: {known})", field=fields[1]
         )
 
 

@@ -157,10 +157,18 @@ def escalate_alert(alert_id: Id, session: Sess, principal: Actor, now: Now, rt: 
 
 @router.post("/warnings", status_code=202)
 def post_warning(
-    warning: RiskWarning, session: Sess, principal: Ingester, now: Now, rt: Rt
+    warning: RiskWarning, session: Sess, principal: Ingester, now: Now, rt: Rt, cat: Cat
 ) -> dict[str, Any]:
-    """Feed one warning straight into the pipeline (the same path as the topic consumer)."""
+    """Feed one warning straight into the pipeline (the same path as the topic consumer). A scope
+    naming a county or industry the catalogue does not know is refused here; the consumer, which
+    carries the detectors' own warnings, does not refuse them for it."""
     check_storable(warning)
+    check_catalogue(
+        cat,
+        county=warning.scope.region,
+        industry=warning.scope.industry,
+        fields=("scope.region", "scope.industry"),
+    )
     outcome = process_warning(session, warning=warning, now=now, settings=rt.settings)
     session.commit()
     rt.deliver()

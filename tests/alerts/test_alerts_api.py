@@ -750,6 +750,26 @@ def test_a_county_or_industry_the_catalogue_does_not_know_is_refused_naming_the_
     assert client.get("/api/routes", headers=admin).json() == []
 
 
+@pytest.mark.parametrize(
+    ("scope", "field", "known"),
+    [
+        ({"region": None, "industry": "food", "kind": "industry"}, "scope.industry", "food_processing"),
+        ({"region": "653099"}, "scope.region", "653001, 653022, 653023, 653024"),
+    ],
+)
+def test_a_posted_warning_about_a_county_or_industry_the_catalogue_does_not_know_is_refused(
+    client, token, make_warning, scope, field, known
+):
+    admin = token("admin")
+    w = make_warning(**scope).model_dump(mode="json")
+    r = client.post("/api/warnings", headers=admin, json=w)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    value = scope.get("industry") or scope["region"]
+    assert error["field"] == field and f"'{value}'" in error["message"] and known in error["message"], error
+    assert client.get("/api/alerts", headers=admin).json()["total"] == 0
+
+
 def test_a_county_and_industry_of_the_catalogue_are_taken(client, token):
     admin = token("admin")
     body = {"name": "wuqia", "role": "duty_officer", "county": WUQIA}

@@ -121,3 +121,18 @@ def test_a_warning_the_store_cannot_hold_is_skipped_not_fatal_to_its_batch(route
     assert [(o.warning_id, o.change) for o in result.outcomes] == [(good.id, "new")]
     with routed.session() as s:
         assert s.scalars(select(Alert.region)).all() == ["653022"]
+
+
+def test_a_detector_s_warning_off_the_topic_is_stored_whatever_its_scope_names(routed, make_warning):
+    """POST /api/warnings refuses an industry or county the catalogue does not know; the detectors'
+    own warnings, read off the topic, are never refused for it."""
+    from collections import namedtuple
+
+    from alerts.consumer import apply_batch
+
+    Record = namedtuple("Record", "topic partition offset value")
+    w = make_warning(kind="industry", region=None, industry="food")
+    result = apply_batch(routed, [Record("qw.warnings", 0, 0, w.model_dump_json().encode())])
+    assert result.rejected == 0 and [(o.warning_id, o.change) for o in result.outcomes] == [(w.id, "new")]
+    with routed.session() as s:
+        assert s.scalars(select(Alert.industry)).all() == ["food"]
