@@ -232,3 +232,18 @@ def test_pass_rate_csv_speaks_the_asked_language_and_lists_every_cell(
     rows = client.get("/api/stats/pass-rates?by=industry", headers=admin).json()["rows"]
     assert {r["industry"] for r in rows} == {i["slug"] for i in cat["industries"]}
     assert all(r["pass_rate"] is None and r["met"] is None for r in rows if r["tested"] == 0)
+
+
+def test_a_week_spanning_two_years_counts_in_the_period_of_its_monday(
+    client: TestClient, token: Callable[..., dict[str, str]]
+) -> None:
+    admin = token("admin")
+    # Monday 29 December 2025 to Sunday 4 January 2026 in Asia/Shanghai (Sunday 28 December in UTC)
+    monday = datetime(2025, 12, 28, 16, 0, tzinfo=UTC)
+    week = {**cell(AKTO, "textiles", 0, 40, 2), "week_start": monday.isoformat()}
+    week["week_end"] = (monday + timedelta(weeks=1)).isoformat()
+    post_cells(client, admin, week)
+    keys = {"week": "2025-12-29", "month": "2025-12", "quarter": "2025-Q4", "year": "2025"}
+    for period, key in keys.items():
+        rows = client.get(f"/api/stats/pass-rates?period={period}&by=county", headers=admin).json()["rows"]
+        assert {(r["period"], r["tested"]) for r in rows if r["county"] == AKTO} == {(key, 40)}, period
