@@ -590,4 +590,6 @@ def test_incident_board_shows_old_open_incidents_behind_many_closed_ones(page: A
     shown = len(closed.find_elements(By.CSS_SELECTOR, "a.ticket"))
     assert shown < 500
     note = closed.find_element(By.CSS_SELECTOR, "[data-note=more]").text
-    assert str(shown) in note and "500" in note
+    closed_total = service.get("/api/incidents?state=closed&limit=1")["total"]  # other tests close some too
+    assert closed_total >= 500
+    assert str(shown) in note and str(closed_total) in note
