@@ -16,6 +16,7 @@ from faust.auth import Credentials, SASLCredentials, SSLCredentials
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .checkpoint import CheckpointRefused
 from .metrics import StreamMetrics
 from .pipeline import DetectionPipeline
 from .settings import StreamSettings
@@ -41,6 +42,8 @@ class DetectionService(Service):
     async def _consume(self) -> None:
         try:
             await self.pipeline.run()
+        except CheckpointRefused:
+            raise  # the pipeline has said why, in one line
         except Exception:
             log.exception("detection pipeline failed; stopping the worker")
             raise

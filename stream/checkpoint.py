@@ -13,6 +13,11 @@ that has already lost the partition harmless.
 The state is stored with the version of its shape (:data:`STATE_VERSION`, :func:`encode_state`); a
 worker refuses a checkpoint of another version with :class:`CheckpointVersionError`, which says what
 to do, rather than failing later inside a detector on an attribute the old pickle lacks.
+
+Beside the version, the header records the settings the state was made with (the catalogue and
+the seed, which the stages keep inside the state: :meth:`stream.stages.StageContext.made_with`); a
+worker refuses a checkpoint made with other ones with :class:`CheckpointSettingsError`, rather than
+going on detecting with the old catalogue. A checkpoint written before they were recorded is read.
 """
 
 from __future__ import annotations
@@ -47,11 +52,14 @@ __all__ = [
     "HISTORY",
     "STATE_VERSION",
     "Checkpoint",
+    "CheckpointRefused",
+    "CheckpointSettingsError",
     "CheckpointStore",
     "CheckpointStoreError",
     "CheckpointVersionError",
     "decode_state",
     "encode_state",
+    "state_made_with",
     "state_version",
 ]
 
@@ -63,6 +71,17 @@ __all__ = [
 STATE_VERSION = 2
 _MAGIC = b"QW-STATE"
 _HEADER = len(_MAGIC) + 4  # the magic, then the version as 4 bytes big-endian
+#: after the header, the settings the state was made with: this byte, their length (1 byte), the
+#: ASCII text; a pickle never starts with it (protocols >= 2 start with 0x80)
+_MADE_WITH = b"M"
+
+#: the settings a checkpoint records -> the variable that sets each
+_SETTING_VARIABLES = {"catalogue": "QW_CATALOGUE_PATH", "seed": "QW_SEED"}
+#: what to do about a checkpoint that cannot be restored
+_FRESH_START = (
+    "start the workers on a fresh checkpoint store (an empty QW_CHECKPOINT_URL database, or delete the "
+    "group's stream_checkpoints rows) and let them replay the input topics: docs/operations.md, "
+)
 
 
 #: seconds a connection to a PostgreSQL checkpoint store may take (its driver waits for ever by
@@ -75,13 +94,49 @@ class CheckpointStoreError(RuntimeError):
     """The checkpoint store cannot be reached, or its table cannot be brought to this release's schema."""
 
 
-class CheckpointVersionError(RuntimeError):
+class CheckpointRefused(RuntimeError):
+    """A checkpoint this worker must not restore; the message says why and what to do."""
+
+
+class CheckpointVersionError(CheckpointRefused):
     """A checkpoint holds stage state of another version than this release's."""
 
 
-def encode_state(state: Any) -> bytes:
-    """The bytes a checkpoint stores for ``state``: a header with :data:`STATE_VERSION`, then the pickle."""
-    return _MAGIC + STATE_VERSION.to_bytes(4, "big") + pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+class CheckpointSettingsError(CheckpointRefused):
+    """A checkpoint holds stage state made with another catalogue or seed than this worker's."""
+
+
+def encode_state(state: Any, made_with: str = "") -> bytes:
+    """The bytes a checkpoint stores for ``state``: a header with :data:`STATE_VERSION` and the settings
+    it was ``made_with`` (none when empty), then the pickle."""
+    head = _MAGIC + STATE_VERSION.to_bytes(4, "big")
+    if made_with:
+        text = made_with.encode("ascii")
+        head += _MADE_WITH + len(text).to_bytes(1, "big") + text
+    return head + pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def state_made_with(blob: bytes) -> str | None:
+    """The settings the state in ``blob`` was made with (None: written before they were recorded)."""
+    if not blob.startswith(_MAGIC) or blob[_HEADER : _HEADER + 1] != _MADE_WITH:
+        return None
+    return blob[_HEADER + 2 : _HEADER + 2 + blob[_HEADER + 1]].decode("ascii")
+
+
+def _settings_changed(where: str, before: str, now: str) -> CheckpointSettingsError:
+    old, new = (dict(kv.split("=", 1) for kv in text.split()) for text in (before, now))
+    changed = [
+        f"{_SETTING_VARIABLES.get(key, key)} ({old.get(key, '-')} in the checkpoint, {new.get(key, '-')} now)"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
+    return CheckpointSettingsError(
+        f"{where}: the checkpoint was made with another {', '.join(changed)}; its stage state holds "
+        "the counties, industries, targets and seed it was made with. To go on with the checkpoints, "
+        "start the worker with the settings they were made with; to detect with the new ones, "
+        + _FRESH_START
+        + "'Changing the catalogue or the seed'."
+    )
 
 
 def state_version(blob: bytes) -> int:
@@ -89,17 +144,20 @@ def state_version(blob: bytes) -> int:
     return int.from_bytes(blob[len(_MAGIC) : _HEADER], "big") if blob.startswith(_MAGIC) else 1
 
 
-def decode_state(blob: bytes, where: str = "checkpoint") -> Any:
-    """The state in ``blob``; :class:`CheckpointVersionError` when it is not of :data:`STATE_VERSION`."""
+def decode_state(blob: bytes, where: str = "checkpoint", made_with: str | None = None) -> Any:
+    """The state in ``blob``; :class:`CheckpointVersionError` when it is not of :data:`STATE_VERSION`,
+    :class:`CheckpointSettingsError` when it records settings other than ``made_with`` (if given)."""
     version = state_version(blob)
     if version != STATE_VERSION:
         raise CheckpointVersionError(
             f"{where}: the checkpoint holds stage state version {version}, this release reads version "
-            f"{STATE_VERSION}. Start the workers on a fresh checkpoint store (an empty "
-            "QW_CHECKPOINT_URL database, or delete the group's stream_checkpoints rows) and let them "
-            "replay the input topics: docs/operations.md, 'Upgrades with migrations'."
+            f"{STATE_VERSION}; " + _FRESH_START + "'Upgrades with migrations'."
         )
-    return pickle.loads(blob[_HEADER:])
+    recorded = state_made_with(blob)
+    if made_with is not None and recorded is not None and recorded != made_with:
+        raise _settings_changed(where, recorded, made_with)
+    start = _HEADER if recorded is None else _HEADER + 2 + len(recorded)
+    return pickle.loads(blob[start:])
 
 
 _meta = MetaData()

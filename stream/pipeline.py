@@ -35,7 +35,7 @@ from detectors.engine import EngineConfig, Outcome
 from schemas import Catalogue, PatrolReport, RiskWarning, SamplingResult, default_catalogue, load_catalogue
 from schemas.fastpath import SamplingRecord
 
-from .checkpoint import Checkpoint, CheckpointStore, CheckpointVersionError, decode_state, encode_state
+from .checkpoint import Checkpoint, CheckpointRefused, CheckpointStore, decode_state, encode_state
 from .codec import (
     Rejection,
     check_cell_week,
@@ -147,6 +147,7 @@ class DetectionPipeline:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         self.ctx = stage_context(settings, catalogue)
+        self._made_with = self.ctx.made_with()  # recorded in every checkpoint, checked on every restore
         self.metrics = metrics or StreamMetrics()
         self._clock = clock or (lambda: datetime.now(UTC))
         self.store = CheckpointStore(settings.checkpoint_url, settings.group_id)
@@ -266,8 +267,8 @@ class DetectionPipeline:
                     await self._consumer.seek_to_beginning(tp)
                 else:
                     try:
-                        state = decode_state(cp.state, f"{tp.topic}[{tp.partition}]")
-                    except CheckpointVersionError as exc:
+                        state = decode_state(cp.state, f"{tp.topic}[{tp.partition}]", self._made_with)
+                    except CheckpointRefused as exc:
                         # an exception here would be swallowed by the consumer's rebalance: stop the
                         # worker from run() instead, without touching the old checkpoint
                         log.error("%s", exc)
@@ -341,7 +342,7 @@ class DetectionPipeline:
             return None
         items = []
         for tp, part in dirty:
-            blob = encode_state(part.state)
+            blob = encode_state(part.state, self._made_with)
             items.append(Checkpoint(tp.topic, tp.partition, part.next_offset, blob))
             part.dirty = False
         sends, self._sends = self._sends, []

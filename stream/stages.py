@@ -8,6 +8,7 @@ each hazard item that hash to *p*. Each object is pickled whole into a checkpoin
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +47,24 @@ class StageContext:
         if config.epoch is None:
             raise ValueError("epoch: must be set for the stream (the barriers wait for every county from it)")
         return cls(catalogue, config, Labels.from_catalogue(catalogue))
+
+    def made_with(self) -> str:
+        """The settings the stages keep inside their state, as a checkpoint records them: a digest of
+        the catalogue's content (not of its file's path) and the seed."""
+        cat = self.catalogue
+        content = (
+            cat.prefecture_code,
+            cat.prefecture_name_zh,
+            cat.prefecture_name_en,
+            cat.timezone,
+            sorted(cat.targets.items()),
+            cat.regions,
+            cat.industries,
+            cat.hazard_items,
+            sorted(cat.products.items()),
+        )
+        digest = hashlib.sha256(repr(content).encode("utf-8")).hexdigest()[:16]
+        return f"catalogue={digest} seed={self.config.seed}"
 
 
 class SamplingPartition:

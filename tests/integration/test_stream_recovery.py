@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import pickle
 import socket
 import subprocess
@@ -17,7 +18,14 @@ from conftest import StreamData
 from sqlalchemy import text
 
 from schemas import default_catalogue
-from stream.checkpoint import Checkpoint, CheckpointStore, CheckpointVersionError, checkpoints, decode_state
+from stream.checkpoint import (
+    Checkpoint,
+    CheckpointSettingsError,
+    CheckpointStore,
+    CheckpointVersionError,
+    checkpoints,
+    decode_state,
+)
 from stream.pipeline import DetectionPipeline
 from stream.producer import RecordPusher
 from stream.readback import read_topic
@@ -108,6 +116,40 @@ def test_a_checkpoint_of_another_state_version_stops_the_worker_and_is_kept(
         assert sorted(store.load_all(), key=lambda c: (c.topic, c.partition)) == sorted(
             old, key=lambda c: (c.topic, c.partition)
         )  # nothing overwritten: the operator decides
+    finally:
+        store.close()
+
+
+def test_a_worker_restarted_with_another_seed_refuses_the_checkpoints_and_keeps_them(
+    settings: StreamSettings, stream_data: StreamData, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the seed and the catalogue are frozen inside the checkpointed stages: a worker restarted with
+    # others went on detecting with the old ones on every restored partition, and said nothing
+    with RecordPusher(settings) as pusher:
+        ends = pusher.push_lines(stream_data.sampling[:500], wait=True).end_offsets
+    asyncio.run(_run_until_checkpointed(settings, ends))
+    store = CheckpointStore(settings.checkpoint_url, settings.group_id)
+    try:
+        before = store.load_all()
+    finally:
+        store.close()
+
+    async def restart() -> None:
+        pipe = DetectionPipeline(settings.model_copy(update={"seed": 7}))
+        await pipe.start()
+        try:
+            await asyncio.wait_for(pipe.run(), timeout=60)
+        finally:
+            await pipe.stop()
+
+    refused = pytest.raises(CheckpointSettingsError, match=r"QW_SEED \(0 in the checkpoint, 7 now\)")
+    with caplog.at_level(logging.ERROR, logger="stream.pipeline"), refused:
+        asyncio.run(restart())
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "replay the input topics" in errors[0].getMessage()
+    store = CheckpointStore(settings.checkpoint_url, settings.group_id)
+    try:
+        assert store.load_all() == before  # nothing overwritten: the operator decides
     finally:
         store.close()
 

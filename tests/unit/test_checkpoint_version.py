@@ -17,7 +17,15 @@ import pytest
 from detectors.engine import EngineConfig
 from qualitywatch.evaluation import SimConfig, simulate
 from schemas import PatrolReport, SamplingResult, default_catalogue
-from stream.checkpoint import STATE_VERSION, CheckpointVersionError, decode_state, encode_state, state_version
+from stream.checkpoint import (
+    STATE_VERSION,
+    CheckpointSettingsError,
+    CheckpointVersionError,
+    decode_state,
+    encode_state,
+    state_made_with,
+    state_version,
+)
 from stream.codec import Rejection, decode_record
 from stream.stages import CellWeekPartition, PatrolPartition, SamplingPartition, StageContext
 
@@ -124,3 +132,42 @@ def test_the_state_shape_has_not_changed_without_a_new_version() -> None:
         f"{new}, say so in the changelog and record SHAPES[{new}] = {digest!r} here. The shape now:\n"
         + "\n".join(shapes)
     )
+
+
+def test_a_checkpoint_records_the_settings_its_state_was_made_with() -> None:
+    made = StageContext.create(CAT, EngineConfig(epoch=NOW, seed=0)).made_with()
+    blob = encode_state({"a": 1}, made)
+    assert state_made_with(blob) == made
+    assert decode_state(blob, made_with=made) == {"a": 1}
+    assert state_made_with(encode_state({"a": 1})) is None  # written before the settings were recorded
+    assert decode_state(encode_state({"a": 1}), made_with=made) == {"a": 1}  # nothing to compare
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"seed": 7}, "QW_SEED (0 in the checkpoint, 7 now)"),
+        ({"catalogue": dataclasses.replace(CAT, targets={**CAT.targets, "x": 0.5})}, "QW_CATALOGUE_PATH"),
+        ({"catalogue": dataclasses.replace(CAT, regions=CAT.regions[:-1])}, "QW_CATALOGUE_PATH"),
+    ],
+)
+def test_a_checkpoint_made_with_another_catalogue_or_seed_is_refused_with_what_to_do(
+    change: dict[str, Any], named: str
+) -> None:
+    before = StageContext.create(CAT, EngineConfig(epoch=NOW, seed=0)).made_with()
+    cat = change.get("catalogue", CAT)
+    now = StageContext.create(cat, EngineConfig(epoch=NOW, seed=change.get("seed", 0))).made_with()
+    with pytest.raises(CheckpointSettingsError) as err:
+        decode_state(encode_state({"a": 1}, before), "qw.sampling-results[2]", made_with=now)
+    message = str(err.value)
+    assert message.startswith("qw.sampling-results[2]: the checkpoint was made with another")
+    assert named in message
+    assert ("QW_SEED" in message) == ("seed" in change)
+    assert ("QW_CATALOGUE_PATH" in message) == ("catalogue" in change)
+    assert "fresh checkpoint store" in message and "replay the input topics" in message
+
+
+def test_the_same_catalogue_from_another_file_is_the_same() -> None:
+    moved = dataclasses.replace(CAT, source="/elsewhere/catalogue.yaml")
+    config = EngineConfig(epoch=NOW, seed=0)
+    assert StageContext.create(moved, config).made_with() == StageContext.create(CAT, config).made_with()
