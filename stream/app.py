@@ -1,14 +1,16 @@
 """The faust application of a stream worker, built from :class:`~stream.settings.StreamSettings`.
 
 faust is the framework: the worker process, its lifecycle and signals, topic declarations, the web
-server with ``/metrics`` and ``/healthz``. Detection runs in a faust service that drives the
-checkpointed consumer of :mod:`stream.pipeline` (why not a faust agent with tables: ``docs/stream.md``).
+server with ``/metrics``, ``/healthz`` (readiness) and ``/livez`` (liveness). Detection runs in a
+faust service that drives the checkpointed consumer of :mod:`stream.pipeline` (why not a faust agent
+with tables: ``docs/stream.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
@@ -22,7 +24,7 @@ from .pipeline import DetectionPipeline
 from .settings import StreamSettings
 from .topics import Topics, declare_faust_topics
 
-__all__ = ["DetectionService", "broker_credentials", "create_app"]
+__all__ = ["DetectionService", "broker_credentials", "create_app", "health"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,31 @@ def broker_credentials(settings: StreamSettings) -> Credentials | None:
     return None
 
 
+def health(pipe: DetectionPipeline, *, stopped: bool) -> tuple[dict[str, Any], bool]:
+    """``/healthz``: the body, and whether the worker is ready (detecting on partitions it holds).
+
+    Not ready while the consumer has not joined its group or holds no partition (a worker beyond the
+    partition count stays so), nor once detection has stopped. ``/livez`` fails only in that last case,
+    so that liveness does not restart a worker that is waiting for its group.
+    """
+    partitions = pipe.assigned()
+    last = pipe.last_checkpoint_at
+    body: dict[str, Any] = {
+        "status": "ok",
+        "partitions": partitions,
+        "last_checkpoint_age_seconds": round(max(0.0, time.time() - last), 3) if last is not None else None,
+    }
+    if stopped:
+        body |= {"status": "detection stopped", "reason": "the detection consumer has stopped: restart"}
+    elif not partitions:
+        body |= {
+            "status": "waiting for partitions",
+            "reason": "no partition assigned yet (joining the consumer group, a rebalance, or more "
+            "workers than partitions)",
+        }
+    return body, body["status"] == "ok"
+
+
 def create_app(settings: StreamSettings, pipeline: DetectionPipeline | None = None) -> faust.App:
     """One faust ``App``: topics declared, ``/metrics`` served, the detection service attached."""
     metrics = pipeline.metrics if pipeline is not None else StreamMetrics()
@@ -116,8 +143,13 @@ def create_app(settings: StreamSettings, pipeline: DetectionPipeline | None = No
 
     @app.page("/healthz")
     async def _healthz(web: Any, request: Any) -> Any:
+        body, ready = health(pipe, stopped=detection._run_done.is_set())
+        return web.json(body, status=200 if ready else 503)
+
+    @app.page("/livez")
+    async def _livez(web: Any, request: Any) -> Any:
         if detection._run_done.is_set():  # the detection consumer has stopped: restart the worker
             return web.json({"status": "detection stopped"}, status=503)
-        return web.json({"status": "ok"})
+        return web.json({"status": "alive"})
 
     return app

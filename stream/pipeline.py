@@ -163,6 +163,8 @@ class DetectionPipeline:
         self._fatal: Exception | None = None  # why run() must stop the worker (a checkpoint it cannot read)
         self._topic_metrics: dict[str, tuple[Any, Any]] = {}
         self.processed = 0
+        #: when this worker last saved a checkpoint (epoch seconds; None before its first)
+        self.last_checkpoint_at: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -229,6 +231,10 @@ class DetectionPipeline:
         snap = self._snapshot(list(self._parts))
         if snap is not None:
             self._persisting = asyncio.create_task(self._persist(snap))
+
+    def assigned(self) -> list[str]:
+        """The partitions this worker holds, as ``topic[partition]``."""
+        return [f"{tp.topic}[{tp.partition}]" for tp in sorted(self._parts)]
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -367,7 +373,8 @@ class DetectionPipeline:
         for cp in snap.items:
             self.metrics.checkpoint_bytes.labels(cp.topic, str(cp.partition)).set(len(cp.state))
         self.metrics.checkpoints.inc(len(snap.items))
-        self.metrics.last_checkpoint.set_to_current_time()
+        self.last_checkpoint_at = time.time()
+        self.metrics.last_checkpoint.set(self.last_checkpoint_at)
         if self._consumer is not None:  # for monitoring tools only; restores never read these
             try:
                 await self._consumer.commit(snap.offsets)

@@ -241,7 +241,7 @@ def test_production_profile_two_workers_and_the_alert_service(
 
     # the probes and metrics the deployment relies on answer
     for _, port in workers:
-        assert json.loads(wait_http(f"http://127.0.0.1:{port}/healthz", 10)) == {"status": "ok"}
+        assert json.loads(wait_http(f"http://127.0.0.1:{port}/healthz", 10))["status"] == "ok"
         metrics = wait_http(f"http://127.0.0.1:{port}/metrics", 10)
         assert "qw_stream_records_in_total" in metrics
     assert json.loads(wait_http(f"http://127.0.0.1:{alerts_port}/healthz", 10)) == {"status": "ok"}

@@ -8,10 +8,13 @@ same records exactly.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import EPOCH, StreamData
@@ -181,3 +184,56 @@ def test_consumer_lag_is_positive_while_behind_and_zero_when_caught_up(
     backlog = sum(ends.values())
     assert backlog / 2 <= peak <= backlog  # read in batches of 20: about the whole backlog shows
     assert final == 0
+
+
+def health(port: int, path: str = "/healthz", timeout: float = 60) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of the worker's ``path``; waits for the web server."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_healthz_is_ready_only_with_partitions_and_says_which_and_how_old_the_checkpoint_is(
+    settings: StreamSettings, stream_data: StreamData, tmp_path: Path
+) -> None:
+    # one partition a topic (three in all) and four workers: one of them gets none. Before, /healthz
+    # said ok for it too, and for every worker before it had joined its group.
+    settings = settings.model_copy(update={"partitions": 1, "web_enabled": True})
+    ports = [free_port() for _ in range(4)]
+    workers = [
+        WorkerProc(settings.model_copy(update={"web_port": p}), tmp_path / f"worker{i}.log")
+        for i, p in enumerate(ports)
+    ]
+    try:
+        for w in workers:
+            w.start()
+        deadline = time.monotonic() + 120
+        while sorted(health(p)[0] for p in ports) != [200, 200, 200, 503] and time.monotonic() < deadline:
+            time.sleep(0.5)  # all joined, the group settled
+        with RecordPusher(settings) as pusher:
+            ends = pusher.push_lines(stream_data.sampling[:200], wait=True).end_offsets
+        wait_done(settings, ends)
+        answers = sorted(((health(p), health(p, "/livez")) for p in ports), key=lambda a: a[0][0])
+    finally:
+        for w in workers:
+            w.stop()
+    ready = [h for (h, _live) in answers if h[0] == 200]
+    assert len(ready) == 3 and all(h[1]["status"] == "ok" and len(h[1]["partitions"]) == 1 for h in ready)
+    assert sorted(p for h in ready for p in h[1]["partitions"]) == sorted(
+        f"{settings.topic_name(t)}[0]" for t in ("sampling-results", "patrol-reports", "cell-weeks")
+    )
+    sampling = next(h for h in ready if "sampling-results" in h[1]["partitions"][0])
+    assert sampling[1]["last_checkpoint_age_seconds"] >= 0  # it has saved the records it read
+    # not ready, with a reason; alive all the same: liveness must not restart a worker left waiting
+    idle = answers[-1][0]
+    assert idle[0] == 503 and idle[1]["status"] == "waiting for partitions"
+    assert idle[1]["partitions"] == [] and "no partition" in idle[1]["reason"]
+    assert all(live == (200, {"status": "alive"}) for (_h, live) in answers)
