@@ -123,7 +123,9 @@ def _label_values() -> dict[tuple[str, str], set[str]]:
 
 _SELECTOR = re.compile(r"\b(qw_[a-z0-9_]+|up)\b(\{[^}]*\})?")
 _MATCHER = re.compile(r'([a-z_]+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
-_BY = re.compile(r"\bby\s*\(([^)]*)\)")
+_BY = re.compile(r"\b(?:by|on)\s*\(([^)]*)\)")
+#: labels Prometheus gives every sample from the scrape target, whatever the code exports
+_TARGET_LABELS = frozenset({"job", "instance"})
 
 
 def rule_exprs() -> Iterator[tuple[str, str]]:
@@ -154,7 +156,7 @@ def check_expr(where: str, expr: str, exported: dict[str, set[str]]) -> list[str
             problems.append(f"{where}: metric {name} is not exported by the code")
             continue
         for label, _op, value in _MATCHER.findall(matchers):
-            if label == "job":
+            if label in _TARGET_LABELS:
                 continue
             if label not in exported[name]:
                 problems.append(f"{where}: {name} has no label {label!r} (it has {sorted(exported[name])})")
@@ -164,7 +166,7 @@ def check_expr(where: str, expr: str, exported: dict[str, set[str]]) -> list[str
     for group in _BY.findall(expr):
         for label in (x.strip() for x in group.split(",")):
             for name, _ in used:
-                if name in exported and label not in exported[name]:
+                if name in exported and label not in exported[name] | _TARGET_LABELS:
                     problems.append(f"{where}: grouped by {label!r}, which {name} does not have")
     for var in re.findall(r"label_values\((\w+),\s*(\w+)\)", expr):
         if var[1] not in exported.get(var[0], set()):
@@ -242,6 +244,8 @@ def test_the_cross_check_catches_a_wrong_name_or_label(exported: dict[str, set[s
     assert check_expr("t", "sum by (county) (rate(qw_stream_records_in_total[5m]))", exported)
     assert check_expr("t", 'qw_alerts{state="open"}', exported)
     assert check_expr("t", 'increase(qw_ingest_records_total{outcome="accepted"}[1h])', exported) == []
+    assert check_expr("t", "sum by (instance) (qw_stream_consumer_lag) and on (instance) up", exported) == []
+    assert check_expr("t", "x and on (county) qw_stream_consumer_lag", exported)
 
 
 def test_k8s_prometheus_rule_is_the_same_rules_file() -> None:
