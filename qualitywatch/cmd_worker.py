@@ -6,6 +6,7 @@ options here override the most common ones.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import click
@@ -27,7 +28,17 @@ def run_worker(overrides: dict[str, Any], loglevel: str = "info") -> None:
         app = create_app(settings)
     except CheckpointStoreError as exc:
         raise click.ClickException(str(exc)) from exc
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    worker = Worker(app, loglevel=loglevel, quiet=True)
+    detection = app.qw_detection  # type: ignore[attr-defined]
+    stopping: list[asyncio.Future[None]] = []
+    # a checkpoint the worker must not restore (logged in one line): stop as on SIGTERM, exit status 1
+    detection.on_refused = lambda: stopping.append(asyncio.ensure_future(worker.stop()))
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if detection.refused is not None:
+            raise SystemExit(1) from None
+        raise
 
 
 @click.command("worker")

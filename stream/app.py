@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -35,6 +36,10 @@ class DetectionService(Service):
     def __init__(self, pipeline: DetectionPipeline, **kwargs: Any) -> None:
         self.pipeline = pipeline
         self._run_done = asyncio.Event()
+        #: the checkpoint the pipeline refused, which stopped it (it has logged why, in one line)
+        self.refused: CheckpointRefused | None = None
+        #: called then: stops the worker as SIGTERM would, without a crash report (``run_worker``)
+        self.on_refused: Callable[[], object] | None = None
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -44,8 +49,11 @@ class DetectionService(Service):
     async def _consume(self) -> None:
         try:
             await self.pipeline.run()
-        except CheckpointRefused:
-            raise  # the pipeline has said why, in one line
+        except CheckpointRefused as exc:
+            self.refused = exc
+            if self.on_refused is None:
+                raise
+            self.on_refused()
         except Exception:
             log.exception("detection pipeline failed; stopping the worker")
             raise
@@ -133,6 +141,7 @@ def create_app(settings: StreamSettings, pipeline: DetectionPipeline | None = No
     pipe = pipeline or DetectionPipeline(settings, metrics=metrics)
     app.qw_pipeline = pipe  # type: ignore[attr-defined]
     detection = DetectionService(pipe, loop=None)
+    app.qw_detection = detection  # type: ignore[attr-defined]
     app.service(detection)  # type: ignore[arg-type]  # faust's stub types a class; an instance works too
 
     @app.page("/metrics")

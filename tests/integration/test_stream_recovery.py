@@ -147,6 +147,12 @@ def test_a_worker_restarted_with_another_seed_refuses_the_checkpoints_and_keeps_
         asyncio.run(restart())
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "replay the input topics" in errors[0].getMessage()
+    # the worker process: one ERROR line (no crash report after it) and exit status 1
+    done = _worker_exits(settings.model_copy(update={"seed": 7}))
+    said = (done.stdout + done.stderr).splitlines()
+    alarms = [line for line in said if any(w in line for w in ("[ERROR]", "[CRITICAL]", "Traceback"))]
+    assert done.returncode == 1, said[-20:]
+    assert len(alarms) == 1 and "QW_SEED (0 in the checkpoint, 7 now)" in alarms[0], alarms
     store = CheckpointStore(settings.checkpoint_url, settings.group_id)
     try:
         assert store.load_all() == before  # nothing overwritten: the operator decides
