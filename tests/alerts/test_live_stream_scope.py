@@ -57,8 +57,14 @@ def _alert(base: str, headers: dict[str, str], county: str) -> int:
 
 
 def test_a_county_reader_is_not_told_of_other_counties_incidents_nor_notifications(
-    server, routed, token, make_warning, ingest
+    backend, server, routed, token, make_warning, ingest
 ):  # type: ignore[no-untyped-def]
+    if backend == "postgresql":
+        # the PostgreSQL fixture runs every session on one connection inside one rolled-back
+        # transaction, so the server's thread and this one would nest savepoints into each other;
+        # who may read an incident is the same query on both databases, and test_alerts_api runs
+        # it on PostgreSQL
+        pytest.skip("a real server thread cannot share the PostgreSQL fixture's one connection")
     admin = token("admin")
     akto, artux = _alert(server, admin, AKTO), _alert(server, admin, ARTUX)
     wuqia = token("inspector", county=WUQIA)["Authorization"].split()[1]
