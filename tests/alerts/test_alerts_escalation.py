@@ -5,18 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from silences import OFFICER, silence_wuqia
 from sqlalchemy import select
 
 from alerts.alert.models import Alert
 from alerts.alert.service import acknowledge, list_decisions
-from alerts.auth.models import Role
-from alerts.auth.service import Principal
 from alerts.escalation import tick
 from alerts.notification.models import Notification
-from alerts.silence.service import create_silence, expire_silence
-from schemas import default_catalogue
-
-OFFICER = Principal(name="officer", role=Role.duty_officer)
+from alerts.silence.service import expire_silence
 
 
 def _alert(session, fp):  # type: ignore[no-untyped-def]
@@ -30,22 +26,6 @@ def _escalations(session, alert_id):  # type: ignore[no-untyped-def]
             select(Notification).where(Notification.alert_id == alert_id, Notification.event == "escalated")
         )
     )
-
-
-def _silence_wuqia(session, clock, lasting):  # type: ignore[no-untyped-def]
-    """An officer silences Wuqia (653024) from now for ``lasting``; the silence, committed."""
-    silence = create_silence(
-        session,
-        principal=OFFICER,
-        region="653024",
-        starts_at=clock.now(),
-        ends_at=clock.now() + lasting,
-        reason="known: the lab re-tests the batch",
-        now=clock.now(),
-        catalogue=default_catalogue(),
-    )
-    session.commit()
-    return silence
 
 
 def test_red_alert_escalates_after_fifteen_minutes_to_the_next_tier(
@@ -114,7 +94,7 @@ def test_a_silence_set_after_the_alert_fired_holds_back_its_escalation_until_it_
     w = make_warning(region="653024", level="red")
     ingest(w)
     clock.advance(timedelta(minutes=5))
-    s = _silence_wuqia(session, clock, timedelta(hours=4))
+    s = silence_wuqia(session, clock, timedelta(hours=4))
     clock.advance(timedelta(minutes=15))
     assert tick(session, now=clock.now(), settings=settings) == []
     session.commit()
@@ -133,7 +113,7 @@ def test_a_silence_set_after_the_alert_fired_holds_back_its_escalation_until_it_
 def test_a_silence_set_before_the_alert_fired_holds_back_its_escalation_until_it_ends(
     routed, ingest, make_warning, session, clock, settings
 ):
-    s = _silence_wuqia(session, clock, timedelta(hours=4))
+    s = silence_wuqia(session, clock, timedelta(hours=4))
     clock.advance(timedelta(minutes=5))
     w = make_warning(region="653024", level="red")
     ingest(w)
@@ -157,7 +137,7 @@ def test_a_silence_lifted_early_lets_the_held_escalation_go_on_at_once(
 ):
     w = make_warning(region="653024", level="red")
     ingest(w)
-    s = _silence_wuqia(session, clock, timedelta(hours=4))
+    s = silence_wuqia(session, clock, timedelta(hours=4))
     clock.advance(timedelta(minutes=15))
     assert tick(session, now=clock.now(), settings=settings) == []
     session.commit()
@@ -179,7 +159,7 @@ def test_a_silence_lifted_early_lets_the_held_escalation_go_on_at_once(
 def test_lifting_a_silence_keeps_the_own_timer_of_an_alert_not_yet_due(
     routed, ingest, make_warning, session, clock, settings
 ):
-    s = _silence_wuqia(session, clock, timedelta(hours=4))
+    s = silence_wuqia(session, clock, timedelta(hours=4))
     w = make_warning(region="653024", level="red")
     ingest(w)
     clock.advance(timedelta(minutes=5))
@@ -195,7 +175,7 @@ def test_lifting_a_silence_keeps_the_own_timer_of_an_alert_not_yet_due(
 def test_a_silence_that_ends_before_the_timeout_does_not_delay_the_escalation(
     routed, ingest, make_warning, session, clock, settings
 ):
-    _silence_wuqia(session, clock, timedelta(minutes=10))
+    silence_wuqia(session, clock, timedelta(minutes=10))
     w = make_warning(region="653024", level="red")
     ingest(w)
     clock.advance(timedelta(minutes=14, seconds=59))

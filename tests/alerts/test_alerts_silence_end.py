@@ -6,36 +6,16 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from silences import OFFICER, silence_wuqia
 from sqlalchemy import select
 
 from alerts.alert.models import Alert
 from alerts.alert.service import acknowledge
-from alerts.auth.models import Role
-from alerts.auth.service import Principal
-from alerts.silence.service import create_silence
-from schemas import default_catalogue
-
-OFFICER = Principal(name="officer", role=Role.duty_officer)
 
 
 def _alert(session, fp):  # type: ignore[no-untyped-def]
     session.expire_all()
     return session.scalar(select(Alert).where(Alert.fingerprint == fp))
-
-
-def _silence_wuqia(session, clock, lasting):  # type: ignore[no-untyped-def]
-    silence = create_silence(
-        session,
-        principal=OFFICER,
-        region="653024",
-        starts_at=clock.now(),
-        ends_at=clock.now() + lasting,
-        reason="known: the lab re-tests the batch",
-        now=clock.now(),
-        catalogue=default_catalogue(),
-    )
-    session.commit()
-    return silence
 
 
 def _told(sink, url="http://hooks.test/duty"):  # type: ignore[no-untyped-def]
@@ -46,7 +26,7 @@ def _told(sink, url="http://hooks.test/duty"):  # type: ignore[no-untyped-def]
 def test_an_alert_that_fired_under_a_silence_that_ran_out_is_told_once_it_ends(
     routed, ingest, make_warning, session, clock, sink
 ):
-    s = _silence_wuqia(session, clock, timedelta(hours=1))
+    s = silence_wuqia(session, clock, timedelta(hours=1))
     w = make_warning(region="653024", level="yellow")
     ingest(w)
     routed.tick()
@@ -72,7 +52,7 @@ def test_an_alert_that_fired_under_a_silence_that_ran_out_is_told_once_it_ends(
 def test_an_alert_that_fired_under_a_silence_lifted_early_is_told_at_the_next_tick(
     routed, client, token, ingest, make_warning, session, clock, sink
 ):
-    s = _silence_wuqia(session, clock, timedelta(hours=4))
+    s = silence_wuqia(session, clock, timedelta(hours=4))
     w = make_warning(region="653024", level="red")
     ingest(w)
     routed.tick()
@@ -90,7 +70,7 @@ def test_an_alert_that_fired_under_a_silence_lifted_early_is_told_at_the_next_ti
 def test_an_alert_that_resolved_under_the_silence_is_not_told(
     routed, ingest, make_warning, session, clock, sink
 ):
-    _silence_wuqia(session, clock, timedelta(hours=1))
+    silence_wuqia(session, clock, timedelta(hours=1))
     ingest(make_warning(region="653024", level="yellow"))
     clock.advance(timedelta(minutes=30))
     ingest(make_warning(region="653024", level="yellow", status="resolved", week=1))
@@ -102,7 +82,7 @@ def test_an_alert_that_resolved_under_the_silence_is_not_told(
 def test_an_alert_acknowledged_under_the_silence_is_not_told(
     routed, ingest, make_warning, session, clock, sink
 ):
-    _silence_wuqia(session, clock, timedelta(hours=1))
+    silence_wuqia(session, clock, timedelta(hours=1))
     w = make_warning(region="653024", level="yellow")
     ingest(w)
     clock.advance(timedelta(minutes=30))
@@ -121,7 +101,7 @@ def test_the_silenced_flag_of_a_told_alert_goes_when_the_silence_runs_out(
     ingest(w)
     routed.tick()
     assert _told(sink) == ["firing"]
-    s = _silence_wuqia(session, clock, timedelta(hours=1))
+    s = silence_wuqia(session, clock, timedelta(hours=1))
     assert _alert(session, w.fingerprint).silenced_by_id == s.id
     clock.advance(timedelta(hours=1))
     routed.tick()
