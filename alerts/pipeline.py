@@ -317,24 +317,14 @@ def _fold(session: Session, ctx: Context, alert: Alert) -> str | None:
         )
         return "level_raised"
     if w.level > previous:
-        ctx.change = "grouped"
-        ctx.decide(
-            session,
-            alert,
-            "dedup",
-            "grouped",
+        why = (
             f"level {previous.value} -> {w.level.value}, not above the acknowledged level {bar.value}: "
-            "not paged again",
+            "not paged again"
         )
-        return None
+    else:
+        why = f"emission {alert.count} of fingerprint {w.fingerprint} (level {w.level.value})"
     ctx.change = "grouped"
-    ctx.decide(
-        session,
-        alert,
-        "dedup",
-        "grouped",
-        f"emission {alert.count} of fingerprint {w.fingerprint} (level {w.level.value})",
-    )
+    ctx.decide(session, alert, "dedup", "grouped", why)
     return None
 
 
